@@ -1,0 +1,129 @@
+"""The vocabulary of Certforge's domain, shared by every service and by the API contract.
+
+Enum values are the wire names of the REST API and of events, so they never change; a new
+algorithm or usage is a new member.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class KeyAlgorithm(StrEnum):
+    RSA_2048 = "RSA_2048"
+    RSA_3072 = "RSA_3072"
+    RSA_4096 = "RSA_4096"
+    EC_P256 = "EC_P256"
+    EC_P384 = "EC_P384"
+    EC_P521 = "EC_P521"
+    ED25519 = "ED25519"
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("RSA_")
+
+    @property
+    def is_ec(self) -> bool:
+        return self.value.startswith("EC_")
+
+
+class SignatureHash(StrEnum):
+    """Hash of the signature; the scheme (RSA PKCS#1 v1.5, ECDSA) follows from the signer's key.
+
+    Ed25519 signers take no hash: their signature algorithm is `None` everywhere.
+    """
+
+    SHA256 = "SHA256"
+    SHA384 = "SHA384"
+    SHA512 = "SHA512"
+
+
+class KeyUsage(StrEnum):
+    DIGITAL_SIGNATURE = "digital_signature"
+    CONTENT_COMMITMENT = "content_commitment"
+    KEY_ENCIPHERMENT = "key_encipherment"
+    DATA_ENCIPHERMENT = "data_encipherment"
+    KEY_AGREEMENT = "key_agreement"
+    KEY_CERT_SIGN = "key_cert_sign"
+    CRL_SIGN = "crl_sign"
+    ENCIPHER_ONLY = "encipher_only"
+    DECIPHER_ONLY = "decipher_only"
+
+
+class ExtendedKeyUsage(StrEnum):
+    SERVER_AUTH = "server_auth"
+    CLIENT_AUTH = "client_auth"
+    CODE_SIGNING = "code_signing"
+    EMAIL_PROTECTION = "email_protection"
+    TIME_STAMPING = "time_stamping"
+    OCSP_SIGNING = "ocsp_signing"
+
+
+class SanType(StrEnum):
+    DNS = "dns"
+    IP = "ip"
+    EMAIL = "email"
+    URI = "uri"
+
+
+class CAType(StrEnum):
+    ROOT = "root"
+    INTERMEDIATE = "intermediate"
+    EXTERNAL = "external"
+
+
+class CAStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class Role(StrEnum):
+    """Per-application roles; `product-admin` is a global flag on the identity instead."""
+
+    APPLICATION_ADMIN = "application-admin"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+
+
+class RequestMethod(StrEnum):
+    MANAGED = "managed"
+    CSR = "csr"
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    ISSUED = "issued"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class CertificateStatus(StrEnum):
+    ACTIVE = "active"
+    RENEWED = "renewed"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class SubjectFields(BaseModel):
+    """Distinguished-name attributes a caller may set; all optional, empty means absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    common_name: str | None = Field(default=None, min_length=1, max_length=64)
+    organization: str | None = Field(default=None, min_length=1, max_length=64)
+    organizational_unit: str | None = Field(default=None, min_length=1, max_length=64)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2")
+    state: str | None = Field(default=None, min_length=1, max_length=128)
+    locality: str | None = Field(default=None, min_length=1, max_length=128)
+
+    def present(self) -> dict[str, str]:
+        """The attributes that are set, by field name."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def merged_over(self, defaults: SubjectFields | None) -> SubjectFields:
+        """These fields, each unset one taken from `defaults`."""
+        if defaults is None:
+            return self
+        return SubjectFields(**{**defaults.present(), **self.present()})

@@ -1,0 +1,60 @@
+"""Human durations: `1y`, `90d`, `2w3d`, `36h`, `15m`, `30s`.
+
+A year is 365 days and a month is not a unit (`m` is minutes), so every duration is exact and
+comparable; that is what a validity period and a policy maximum need.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d{1,6})([ywdhms])")
+_WHOLE = re.compile(r"^(?:\d{1,6}[ywdhms])+$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `10y`, `90d`, `1d12h`; raise ValueError with the accepted form otherwise."""
+    cleaned = text.strip().lower()
+    if not _WHOLE.match(cleaned):
+        raise ValueError(
+            f"invalid duration {text!r}: use a number and a unit y, w, d, h, m or s, e.g. 90d or 1d12h"
+        )
+    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact form in the units of `parse_duration`."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in _UNITS.items():
+        if unit == "w":
+            continue
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def _coerce(value: object) -> object:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^(\\d+[ywdhms])+$", "examples": ["90d", "12h"]}),
+]
+"""A `timedelta` that reads and writes as `90d` in JSON."""

@@ -1,0 +1,118 @@
+"""What is to be issued, independent of how it was asked for (managed, CSR, renewal, CA).
+
+The policy engine judges a template, the builder turns it into a certificate; both are pure.
+SAN values are syntax-checked here so that everything downstream can trust them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from certforge.common.domain import (
+    ExtendedKeyUsage,
+    KeyAlgorithm,
+    KeyUsage,
+    SanType,
+    SignatureHash,
+    SubjectFields,
+)
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+
+
+def normalize_dns_name(value: str) -> str:
+    """Lower-case, IDNA-encoded, syntax-checked; a leading `*.` wildcard label is allowed."""
+    name = value.strip().rstrip(".").lower()
+    try:
+        name = name.encode("idna").decode("ascii") if not name.isascii() else name
+    except UnicodeError as exc:
+        raise ValueError(f"invalid DNS name {value!r}") from exc
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 1:
+        raise ValueError(f"invalid DNS name {value!r}")
+    for index, label in enumerate(labels):
+        if label == "*" and index == 0 and len(labels) > 2:
+            continue
+        if not _LABEL.match(label):
+            raise ValueError(f"invalid DNS name {value!r}")
+    return name
+
+
+def _normalize_email(value: str) -> str:
+    local, sep, domain = value.strip().rpartition("@")
+    if not sep or not _EMAIL_LOCAL.match(local):
+        raise ValueError(f"invalid email address {value!r}")
+    return f"{local}@{normalize_dns_name(domain)}"
+
+
+def _normalize_uri(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in value):
+        raise ValueError(f"invalid URI {value!r}: needs a scheme, e.g. spiffe://example.org/svc")
+    return value.strip()
+
+
+class San(BaseModel):
+    """One subject alternative name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: SanType
+    value: str = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _check_syntax(self) -> San:
+        if self.type is SanType.DNS:
+            normalized = normalize_dns_name(self.value)
+        elif self.type is SanType.IP:
+            try:
+                normalized = str(ipaddress.ip_address(self.value.strip()))
+            except ValueError as exc:
+                raise ValueError(f"invalid IP address {self.value!r}") from exc
+        elif self.type is SanType.EMAIL:
+            normalized = _normalize_email(self.value)
+        else:
+            normalized = _normalize_uri(self.value)
+        object.__setattr__(self, "value", normalized)
+        return self
+
+
+class CertificateTemplate(BaseModel):
+    """Every decision about a certificate except its serial number and its issuer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: SubjectFields = SubjectFields()
+    sans: list[San] = Field(default_factory=list)
+    key_algorithm: KeyAlgorithm
+    signature_hash: SignatureHash | None = None
+    key_usages: list[KeyUsage] = Field(default_factory=list)
+    extended_key_usages: list[ExtendedKeyUsage] = Field(default_factory=list)
+    not_before: datetime
+    not_after: datetime
+    is_ca: bool = False
+    path_length: int | None = Field(default=None, ge=0)
+
+    @field_validator("sans")
+    @classmethod
+    def _dedupe_sans(cls, sans: list[San]) -> list[San]:
+        return list(dict.fromkeys(sans))
+
+    @model_validator(mode="after")
+    def _check_window(self) -> CertificateTemplate:
+        if self.not_before.tzinfo is None or self.not_after.tzinfo is None:
+            raise ValueError("not_before and not_after must carry a timezone")
+        if self.not_after <= self.not_before:
+            raise ValueError("not_after must be later than not_before")
+        return self
+
+    @property
+    def validity(self) -> float:
+        """Length of the validity period in seconds."""
+        return (self.not_after - self.not_before).total_seconds()
