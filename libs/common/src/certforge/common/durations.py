@@ -22,7 +22,7 @@ def parse_duration(text: str) -> timedelta:
     cleaned = text.strip().lower()
     if not _WHOLE.match(cleaned):
         raise ValueError(
-            f"invalid duration {text!r}: use a number and a unit y, w, d, h, m or s, e.g. 90d or 1d12h"
+            f"invalid duration {text!r}: a number and a unit (y, w, d, h, m, s), e.g. 90d or 1d12h"
         )
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
     if seconds <= 0:

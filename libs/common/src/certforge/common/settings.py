@@ -39,7 +39,9 @@ class NatsSettings(BaseModel):
 class OutboxSettings(BaseModel):
     batch_size: int = Field(default=256, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, description="fallback poll period")
-    max_backoff_seconds: float = Field(default=10.0, gt=0, description="longest wait when NATS fails")
+    max_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="longest wait when NATS fails"
+    )
     retention_hours: int = Field(default=24, ge=1, description="sent rows are purged after this")
 
 

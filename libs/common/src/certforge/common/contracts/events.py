@@ -1,0 +1,77 @@
+"""Events on the `<NS>_EVENTS` stream, subject `<ns>.evt.<application>.<name>`.
+
+Events describe what happened for other systems (syncer, notifier, customers' consumers).
+They never carry private keys; a consumer that needs the certificate fetches it, or reads the
+public PEM included here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from certforge.common.contracts.envelope import MessageData
+from certforge.common.template import San
+
+
+class CertificateInfo(MessageData):
+    """Public facts about a certificate, shared by the certificate events."""
+
+    certificate_id: UUID
+    application_id: UUID
+    application: str
+    profile: str
+    ca_id: UUID
+    serial_number: str
+    common_name: str | None = None
+    sans: list[San] = []
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    certificate_pem: str
+    metadata: dict[str, str] = {}
+
+
+class CertificateIssued(CertificateInfo):
+    event_type = "io.certforge.certificate.issued.v1"
+    event_name = "certificate.issued"
+    request_id: UUID
+
+
+class CertificateRenewed(CertificateInfo):
+    event_type = "io.certforge.certificate.renewed.v1"
+    event_name = "certificate.renewed"
+    request_id: UUID
+    renewed_from_id: UUID
+
+
+class CertificateRevoked(MessageData):
+    event_type = "io.certforge.certificate.revoked.v1"
+    event_name = "certificate.revoked"
+    certificate_id: UUID
+    application_id: UUID
+    application: str
+    ca_id: UUID
+    serial_number: str
+    reason: str
+    revoked_at: datetime
+
+
+class CertificateExpiring(MessageData):
+    event_type = "io.certforge.certificate.expiring.v1"
+    event_name = "certificate.expiring"
+    certificate_id: UUID
+    application_id: UUID
+    application: str
+    not_after: datetime
+    threshold: str
+
+
+class RequestFailed(MessageData):
+    event_type = "io.certforge.request.failed.v1"
+    event_name = "request.failed"
+    request_id: UUID
+    application_id: UUID
+    application: str
+    reason: str
+    errors: list[dict[str, str]] = []

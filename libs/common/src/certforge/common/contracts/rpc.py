@@ -1,0 +1,78 @@
+"""Request/reply messages between the api and the issuer (core NATS, never persisted).
+
+`ImportCA` carries a CA private key in the clear inside the NATS connection: run NATS with TLS
+in production (the Kubernetes manifests do); the key is never logged or stored unencrypted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from certforge.common.domain import CAType, KeyAlgorithm, SignatureHash, SubjectFields
+from certforge.common.errors import CertforgeError
+
+
+class CreateCA(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ca_id: UUID
+    name: str
+    type: CAType
+    parent_ca_id: UUID | None = None
+    subject: SubjectFields
+    key_algorithm: KeyAlgorithm
+    signature_hash: SignatureHash | None = None
+    validity: timedelta
+    max_path_length: int | None = None
+    not_before: datetime | None = None
+
+
+class ImportCA(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ca_id: UUID
+    name: str
+    certificate_pem: str
+    chain_pem: str = ""
+    private_key_pem: SecretStr
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body, with the key revealed (pydantic masks SecretStr when dumping)."""
+        body = self.model_dump(mode="json")
+        body["private_key_pem"] = self.private_key_pem.get_secret_value()
+        return body
+
+
+class CAReply(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ca_id: UUID
+    created: bool = Field(description="false when the CA already existed (a retried request)")
+
+
+class RpcError(BaseModel):
+    status: int
+    code: str
+    detail: str
+    errors: list[dict[str, Any]] = []
+
+    @classmethod
+    def of(cls, exc: CertforgeError) -> RpcError:
+        return cls(
+            status=exc.status,
+            code=exc.code,
+            detail=exc.detail,
+            errors=[e.as_dict() for e in exc.errors],
+        )
+
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+class RpcReply(BaseModel, Generic[ResultT]):
+    result: ResultT | None = None
+    error: RpcError | None = None

@@ -1,0 +1,63 @@
+"""Stream and subject names, derived from one namespace so test runs never collide.
+
+With the default namespace `certforge` these are exactly the names of DESIGN.md:
+streams `CERTFORGE_COMMANDS` (work queue) and `CERTFORGE_EVENTS` (limits), subjects
+`certforge.cmd.issue|renew|revoke` and `certforge.evt.<application>.<event>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Subjects:
+    namespace: str = "certforge"
+
+    @property
+    def commands_stream(self) -> str:
+        return f"{self.namespace.upper()}_COMMANDS"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.namespace.upper()}_EVENTS"
+
+    @property
+    def commands_wildcard(self) -> str:
+        return f"{self.namespace}.cmd.>"
+
+    @property
+    def events_wildcard(self) -> str:
+        return f"{self.namespace}.evt.>"
+
+    @property
+    def cmd_issue(self) -> str:
+        return f"{self.namespace}.cmd.issue"
+
+    @property
+    def cmd_renew(self) -> str:
+        return f"{self.namespace}.cmd.renew"
+
+    @property
+    def cmd_revoke(self) -> str:
+        return f"{self.namespace}.cmd.revoke"
+
+    def event(self, application: str, name: str) -> str:
+        """`<ns>.evt.<application slug>.<name>`, e.g. `certforge.evt.shop.certificate.issued`."""
+        return f"{self.namespace}.evt.{application}.{name}"
+
+    def rpc(self, name: str) -> str:
+        """Core-NATS request/reply subjects (not in any stream): `<ns>.rpc.<name>`."""
+        return f"{self.namespace}.rpc.{name}"
+
+    @property
+    def rpc_ca_create(self) -> str:
+        return self.rpc("ca.create")
+
+    @property
+    def rpc_ca_import(self) -> str:
+        return self.rpc("ca.import")
+
+    def durable(self, name: str) -> str:
+        """Durable consumer names are namespaced too: `<ns>_<name>`."""
+        return f"{self.namespace}_{name}"

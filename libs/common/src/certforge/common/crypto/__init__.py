@@ -1,0 +1,95 @@
+"""Certforge's cryptography: keys, envelope encryption, names, certificates and CSRs.
+
+Pure functions over `cryptography`; the clock and randomness that matter (validity, serials) come
+from the caller. Import from the submodules or from here.
+"""
+
+from certforge.common.crypto.certificates import (
+    build_certificate,
+    build_intermediate_ca,
+    build_self_signed_ca,
+    certificate_to_der,
+    certificate_to_pem,
+    fingerprint_sha256,
+    key_identifier,
+    key_identifier_of,
+    load_certificate_chain_pem,
+    load_certificate_pem,
+    new_serial,
+    verify_issued_by,
+)
+from certforge.common.crypto.csr import ParsedCsr, build_csr, csr_to_pem, parse_csr, parse_csr_der
+from certforge.common.crypto.envelope import (
+    DecryptionFailedError,
+    EnvelopeError,
+    KeyRing,
+    MalformedEnvelopeError,
+    UnknownKeyIdError,
+    kid_of,
+)
+from certforge.common.crypto.keys import (
+    PrivateKey,
+    PublicKey,
+    SigningHash,
+    as_supported_private_key,
+    as_supported_public_key,
+    default_signature_hash,
+    generate_private_key,
+    hash_algorithm,
+    key_algorithm_of,
+    load_private_key_der,
+    load_private_key_pem,
+    private_key_to_der,
+    private_key_to_pkcs8_pem,
+)
+from certforge.common.crypto.names import (
+    ParsedName,
+    general_names_to_sans,
+    name_to_subject,
+    san_to_general_name,
+    subject_to_name,
+)
+
+__all__ = [
+    "DecryptionFailedError",
+    "EnvelopeError",
+    "KeyRing",
+    "MalformedEnvelopeError",
+    "ParsedCsr",
+    "ParsedName",
+    "PrivateKey",
+    "PublicKey",
+    "SigningHash",
+    "UnknownKeyIdError",
+    "as_supported_private_key",
+    "as_supported_public_key",
+    "build_certificate",
+    "build_csr",
+    "build_intermediate_ca",
+    "build_self_signed_ca",
+    "certificate_to_der",
+    "certificate_to_pem",
+    "csr_to_pem",
+    "default_signature_hash",
+    "fingerprint_sha256",
+    "general_names_to_sans",
+    "generate_private_key",
+    "hash_algorithm",
+    "key_algorithm_of",
+    "key_identifier",
+    "key_identifier_of",
+    "kid_of",
+    "load_certificate_chain_pem",
+    "load_certificate_pem",
+    "load_private_key_der",
+    "load_private_key_pem",
+    "name_to_subject",
+    "new_serial",
+    "parse_csr",
+    "parse_csr_der",
+    "private_key_to_der",
+    "private_key_to_pkcs8_pem",
+    "san_to_general_name",
+    "subject_to_name",
+    "verify_issued_by",
+]

@@ -1,0 +1,316 @@
+"""The PostgreSQL schema of the whole domain, as SQLModel tables.
+
+Each table has one owning service that writes it (noted per class); the others read it or learn
+of changes through events. Enums are stored as text, not PostgreSQL enum types, so a new member
+is a code change and not a migration. Timestamps are `timestamptz`, always UTC-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(default: Any) -> Any:
+    return Field(
+        default_factory=lambda: type(default)(default),
+        sa_column=sa.Column(
+            JSONB, nullable=False, server_default=sa.text(f"'{_jsonlit(default)}'")
+        ),
+    )
+
+
+def _jsonlit(value: Any) -> str:
+    return "{}" if isinstance(value, dict) else "[]"
+
+
+def _fk(
+    target: str, *, nullable: bool = False, ondelete: str = "RESTRICT", index: bool = True
+) -> Any:
+    return Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index
+        ),
+    )
+
+
+class Identity(SQLModel, table=True):
+    """A person or machine that holds tokens. Owner: api."""
+
+    __tablename__ = "identities"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str = Field(max_length=128, sa_column_kwargs={"unique": True})
+    is_product_admin: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    disabled_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token, stored as the SHA-256 of a 256-bit random secret. Owner: api."""
+
+    __tablename__ = "api_tokens"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    identity_id: UUID = _fk("identities.id", ondelete="CASCADE")
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    prefix: str = Field(max_length=16, description="first characters, to recognise a token")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    expires_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    last_used_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class Application(SQLModel, table=True):
+    """A tenant: a service or a team. Owner: api."""
+
+    __tablename__ = "applications"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    slug: str = Field(max_length=63, sa_column_kwargs={"unique": True})
+    name: str = Field(max_length=128)
+    description: str = Field(default="", max_length=1024)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Membership(SQLModel, table=True):
+    """An identity's role in one application. Owner: api."""
+
+    __tablename__ = "memberships"
+
+    application_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    identity_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid,
+            sa.ForeignKey("identities.id", ondelete="CASCADE"),
+            primary_key=True,
+            index=True,
+        )
+    )
+    role: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class CertificateAuthority(SQLModel, table=True):
+    """A CA of ours. Owner: issuer (the only holder of CA keys); the api flips `status`."""
+
+    __tablename__ = "certificate_authorities"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str = Field(max_length=128, sa_column_kwargs={"unique": True})
+    type: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    parent_id: UUID | None = _fk("certificate_authorities.id", nullable=True)
+    subject_dn: str
+    key_algorithm: str = Field(max_length=16)
+    signature_hash: str | None = Field(default=None, max_length=16)
+    max_path_length: int | None = None
+    serial_number: str = Field(max_length=64)
+    not_before: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    not_after: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    certificate_pem: str
+    chain_pem: str = Field(default="", description="issuers above this CA, nearest first")
+    subject_key_id: str = Field(max_length=128)
+    encrypted_private_key: bytes = Field(sa_type=sa.LargeBinary)
+    key_kek_id: str = Field(max_length=64)
+    crl_number: int = Field(default=0, sa_type=sa.BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Policy(SQLModel, table=True):
+    """What may be issued; `document` is a `certforge.common.policy.PolicyDocument`. Owner: api."""
+
+    __tablename__ = "policies"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str = Field(max_length=128, sa_column_kwargs={"unique": True})
+    description: str = Field(default="", max_length=1024)
+    document: dict[str, Any] = _json({})
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Profile(SQLModel, table=True):
+    """CA + policy + defaults. Owner: api."""
+
+    __tablename__ = "profiles"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    slug: str = Field(max_length=63, sa_column_kwargs={"unique": True})
+    name: str = Field(default="", max_length=128)
+    description: str = Field(default="", max_length=1024)
+    ca_id: UUID = _fk("certificate_authorities.id")
+    policy_id: UUID = _fk("policies.id")
+    defaults: dict[str, Any] = _json({})
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class ProfileAttachment(SQLModel, table=True):
+    """A profile attached to an application, with its enrollment settings. Owner: api."""
+
+    __tablename__ = "application_profiles"
+
+    application_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    profile_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey("profiles.id", ondelete="RESTRICT"), primary_key=True, index=True
+        )
+    )
+    api_enabled: bool = False
+    api_auto_renew: bool = True
+    api_renew_before_days: int = 30
+    acme_enabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class CertificateRequest(SQLModel, table=True):
+    """One issuance attempt. Owner: api creates it `pending`; the issuer completes it."""
+
+    __tablename__ = "certificate_requests"
+    __table_args__ = (
+        sa.UniqueConstraint("application_id", "idempotency_key", name="uq_request_idempotency"),
+        sa.Index("ix_requests_app_created", "application_id", "created_at"),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    application_id: UUID = _fk("applications.id", index=False)
+    profile_id: UUID = _fk("profiles.id")
+    method: str = Field(max_length=16)
+    kind: str = Field(default="issue", max_length=16, description="issue or renew")
+    status: str = Field(max_length=16, index=True)
+    params: dict[str, Any] = _json({})
+    error: str | None = None
+    error_details: list[Any] = _json([])
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    body_fingerprint: str | None = Field(default=None, max_length=64)
+    certificate_id: UUID | None = None
+    renewal_of_id: UUID | None = Field(default=None, index=True)
+    requested_by: UUID | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    completed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class Certificate(SQLModel, table=True):
+    """An issued certificate. Owner: issuer (issue, renew, revoke); the api edits settings."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (
+        sa.UniqueConstraint("ca_id", "serial_number", name="uq_certificate_serial"),
+        sa.UniqueConstraint("request_id", name="uq_certificate_request"),
+        sa.Index("ix_certificates_app_not_after", "application_id", "not_after"),
+        sa.Index(
+            "ix_certificates_renewal_due",
+            "renew_at",
+            postgresql_where=sa.text(
+                "status = 'active' AND auto_renew AND renewed_by_id IS NULL "
+                "AND encrypted_private_key IS NOT NULL"
+            ),
+        ),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    application_id: UUID = _fk("applications.id", index=False)
+    profile_id: UUID = _fk("profiles.id")
+    ca_id: UUID = _fk("certificate_authorities.id")
+    request_id: UUID = _fk("certificate_requests.id", index=False)
+    serial_number: str = Field(max_length=64)
+    common_name: str | None = Field(default=None, max_length=64)
+    subject_dn: str
+    sans: list[Any] = _json([])
+    key_algorithm: str = Field(max_length=16)
+    signature_hash: str | None = Field(default=None, max_length=16)
+    method: str = Field(max_length=16)
+    not_before: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    not_after: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    status: str = Field(max_length=16)
+    certificate_pem: str
+    fingerprint_sha256: str = Field(max_length=64)
+    encrypted_private_key: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    key_kek_id: str | None = Field(default=None, max_length=64)
+    tags: dict[str, Any] = _json({})
+    auto_renew: bool = True
+    renew_before_days: int = 30
+    renew_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    renewed_from_id: UUID | None = _fk("certificates.id", nullable=True)
+    renewed_by_id: UUID | None = Field(default=None)
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    revocation_reason: str | None = Field(default=None, max_length=32)
+    renewal_error: str | None = None
+    renewal_attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message to publish, written in the same transaction as the change it announces.
+
+    Owner: whichever service wrote it; every service runs a relay over its own rows' table
+    (they share one table; rows are claimed with SKIP LOCKED so relays never double-publish).
+    `id` is the CloudEvents id and the `Nats-Msg-Id`, so a re-publish is de-duplicated.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_unsent", "seq", postgresql_where=sa.text("sent_at IS NULL")),
+        sa.Index("ix_outbox_sent_at", "sent_at", postgresql_where=sa.text("sent_at IS NOT NULL")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    seq: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
+    )
+    subject: str = Field(max_length=255)
+    payload: bytes = Field(sa_type=sa.LargeBinary)
+    headers: dict[str, Any] = _json({})
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    sent_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only record of every change and every refused attempt. Owner: api (and issuer)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_app_time", "application_id", "occurred_at"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    )
+    occurred_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True
+    )
+    actor_id: UUID | None = Field(default=None, index=True)
+    actor_name: str = Field(default="", max_length=128)
+    action: str = Field(max_length=64, index=True)
+    resource_type: str = Field(max_length=32)
+    resource_id: str | None = Field(default=None, max_length=64)
+    application_id: UUID | None = None
+    outcome: str = Field(max_length=16)
+    status_code: int | None = None
+    details: dict[str, Any] = _json({})
+    request_id: str | None = Field(default=None, max_length=64)

@@ -1,0 +1,152 @@
+"""Transactional outbox: a state change and the message announcing it commit together.
+
+`enqueue` adds the message to the caller's open transaction. The `OutboxRelay` (a background
+task in every service that enqueues) claims unsent rows with `FOR UPDATE SKIP LOCKED`, publishes
+them to JetStream with the row id as `Nats-Msg-Id`, waits for the acknowledgements and marks the
+rows sent in the same transaction. If NATS is slow or down the transaction rolls back, the rows
+stay unsent and the relay retries with backoff: delayed, never lost. If the relay dies between
+the publish and the commit, the next publish of the same id falls inside the stream's
+duplicate window and is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.common.contracts.envelope import CloudEvent, MessageData
+from certforge.common.db.engine import SessionFactory
+from certforge.common.db.tables import OutboxMessage
+from certforge.common.settings import OutboxSettings
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(session: AsyncSession, subject: str, event: CloudEvent[MessageData]) -> OutboxMessage:
+    """Add `event` to the session's transaction; it is published after the commit."""
+    headers = {"traceparent": event.traceparent} if event.traceparent else {}
+    row = OutboxMessage(id=event.id, subject=subject, payload=event.to_json(), headers=headers)
+    session.add(row)
+    return row
+
+
+class Publisher(Protocol):
+    """What the relay needs from JetStream (nats-py's `JetStreamContext.publish` fits)."""
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float | None = None,  # noqa: ASYNC109 - nats-py's signature
+        stream: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> object: ...
+
+
+class OutboxRelay:
+    def __init__(
+        self, sessions: SessionFactory, publisher: Publisher, settings: OutboxSettings
+    ) -> None:
+        self._sessions = sessions
+        self._publisher = publisher
+        self._settings = settings
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_purge = datetime.min.replace(tzinfo=UTC)
+        self.published = 0
+
+    def wake(self) -> None:
+        """Tell the relay that rows were just committed, so it need not wait for its poll."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Publish until stopped; on stop, make one last pass so committed rows go out."""
+        backoff = 0.0
+        while not self._stopping.is_set():
+            try:
+                sent = await self.publish_pending()
+                backoff = 0.0
+                await self._purge_if_due()
+            except Exception as exc:  # any failure: keep the rows, wait, retry
+                backoff = min(max(backoff * 2, 0.2), self._settings.max_backoff_seconds)
+                log.warning("outbox relay: %s; retrying in %.1fs", _describe(exc), backoff)
+                await self._sleep(backoff)
+                continue
+            if sent < self._settings.batch_size:
+                await self._sleep(self._settings.poll_interval_seconds)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.publish_pending(), timeout=5)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        self._wakeup.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unsent rows; return how many were published."""
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.exec(
+                    select(OutboxMessage)
+                    .where(col(OutboxMessage.sent_at).is_(None))
+                    .order_by(col(OutboxMessage.seq))
+                    .limit(self._settings.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            acks = [
+                self._publisher.publish(
+                    row.subject,
+                    row.payload,
+                    timeout=5.0,
+                    headers={"Nats-Msg-Id": str(row.id), **row.headers},
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*acks)
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_([row.id for row in rows]))
+                .values(sent_at=datetime.now(UTC))
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def _purge_if_due(self) -> None:
+        now = datetime.now(UTC)
+        if now - self._last_purge < timedelta(minutes=5):
+            return
+        self._last_purge = now
+        cutoff = now - timedelta(hours=self._settings.retention_hours)
+        async with self._sessions() as session, session.begin():
+            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.sent_at) < cutoff))
+
+
+async def backlog(session: AsyncSession) -> tuple[int, float]:
+    """Unsent rows and the age in seconds of the oldest one (for metrics and health)."""
+    count, oldest = (
+        await session.exec(
+            select(func.count(), func.min(OutboxMessage.created_at)).where(
+                col(OutboxMessage.sent_at).is_(None)
+            )
+        )
+    ).one()
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+    return int(count), age
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,355 @@
+"""`certforge-dev`: the developer entry point behind `make run`.
+
+`certforge-dev run` brings up the whole platform on one machine with nothing installed but the
+venv: an embedded NATS (JetStream) and PostgreSQL under a state directory, generated development
+secrets, the database schema, and the four services with their output interleaved in one
+terminal. Everything it creates lives in the state directory (default `./.certforge`), so a
+reset is `rm -rf .certforge`, and a second run picks up the same data, keys and token.
+Existing servers can be used instead via `CERTFORGE_NATS_URL` / `CERTFORGE_DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+from certforge.devstack.nats import start_nats
+from certforge.devstack.ports import tcp_reachable, url_reachable
+from certforge.devstack.postgres import create_database, start_postgres
+from certforge.devstack.supervisor import ProcessGroup, describe_exit
+
+__all__ = [
+    "SERVICES",
+    "ensure_bootstrap_token",
+    "ensure_keyring",
+    "main",
+    "resolve_state_dir",
+    "service_executable",
+]
+
+_logger = logging.getLogger("certforge.devstack")
+
+SERVICES = ("api", "issuer", "renewer", "syncer")
+DEV_DATABASE = "certforge"
+DEFAULT_API_PORT = 8080
+HEALTH_TIMEOUT = 60.0
+_KEK_BYTES = 32
+
+
+class DevStackError(RuntimeError):
+    """A problem the developer must fix; printed without a traceback."""
+
+
+# --- state and secrets ----------------------------------------------------------------------
+
+
+def resolve_state_dir() -> Path:
+    """`CERTFORGE_STATE_DIR` or `./.certforge`, absolute, created with mode 0700.
+
+    As root the embedded PostgreSQL runs as another user that must traverse this directory, so
+    starting it adds group/other read+execute here; the secrets stay in a 0700 subdirectory.
+    """
+    state_dir = Path(os.environ.get("CERTFORGE_STATE_DIR", ".certforge")).expanduser().resolve()
+    if not state_dir.exists():
+        state_dir.mkdir(mode=0o700, parents=True)
+    return state_dir
+
+
+def _write_secret(path: Path, value: str) -> None:
+    """Create `path` with mode 0600 from the start (no window where it is world-readable);
+    O_EXCL so two racing first runs cannot both write different keys."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+
+
+def _secrets_dir(state_dir: Path) -> Path:
+    directory = state_dir / "secrets"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    directory.chmod(0o700)
+    return directory
+
+
+def _check_keyring(value: str, source: str) -> str:
+    for item in value.split(","):
+        kid, sep, b64 = item.strip().partition(":")
+        try:
+            ok = bool(sep and kid) and len(base64.b64decode(b64, validate=True)) == _KEK_BYTES
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DevStackError(
+                f"{source} is not a key ring `kid:base64(32 bytes)[,kid:…]`; "
+                "fix it or delete it to have a new one generated"
+            )
+    return value
+
+
+def ensure_keyring(state_dir: Path, name: str) -> str:
+    """Read `<state_dir>/secrets/<name>`, generating it on first use.
+
+    Format `kid:base64(32 random bytes)`, the same `kid:key[,kid:key…]` ring the services take
+    in production, with a dated kid (`dev-YYYYMMDD`) so a later rotation has a different one.
+    Reused on every later run: regenerating would make existing encrypted keys unreadable.
+    """
+    path = _secrets_dir(state_dir) / name
+    if not path.exists():
+        kid = f"dev-{datetime.now(UTC):%Y%m%d}"
+        key = base64.b64encode(secrets.token_bytes(_KEK_BYTES)).decode()
+        with contextlib.suppress(FileExistsError):
+            _write_secret(path, f"{kid}:{key}")
+    path.chmod(0o600)
+    return _check_keyring(path.read_text().strip(), str(path))
+
+
+def ensure_bootstrap_token(state_dir: Path) -> str:
+    """The first admin's bearer token: `CERTFORGE_BOOTSTRAP_TOKEN` if set (nothing is written),
+    else `<state_dir>/secrets/bootstrap_token`, generated once as `cf_` + 43 url-safe chars."""
+    from_env = os.environ.get("CERTFORGE_BOOTSTRAP_TOKEN")
+    if from_env:
+        return from_env
+    path = _secrets_dir(state_dir) / "bootstrap_token"
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_secret(path, "cf_" + secrets.token_urlsafe(32))
+    path.chmod(0o600)
+    token = path.read_text().strip()
+    if not token:
+        raise DevStackError(f"{path} is empty; delete it to have a new token generated")
+    return token
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+def service_executable(service: str) -> Path:
+    """The `certforge-<service>` console script next to our interpreter (the venv), else PATH."""
+    name = f"certforge-{service}"
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise DevStackError(f"{name} not found next to {sys.executable} or on PATH; run `uv sync`")
+
+
+def _run_migrations(database_url: str) -> None:
+    try:
+        from certforge.common.db.migrations import upgrade  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("certforge.common.db"):
+            raise
+        _logger.warning("certforge.common.db.migrations is not available; skipping migrations")
+        return
+    started = time.monotonic()
+    upgrade(database_url)
+    _logger.info("database schema up to date (%.1f s)", time.monotonic() - started)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - our own http URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _wait_healthy(group: ProcessGroup, url: str, timeout: float) -> None:
+    """Poll `url` until 200, but give up at once if a service dies or Ctrl-C arrives."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if group.stop_requested:
+            return
+        # Before asking the API: a worker that already died must not get a "ready" banner.
+        child = group.exited()
+        if child is not None:
+            assert child.popen.returncode is not None
+            raise DevStackError(
+                f"{child.name} {describe_exit(child.popen.returncode)} during start-up "
+                "(see its output above)"
+            )
+        if _healthy(url):
+            return
+        if time.monotonic() > deadline:
+            raise DevStackError(f"{url} did not answer 200 within {timeout:.0f} s")
+        group.wait(timeout=0.25)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (or NATS token), for printing."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    elif parts.username is not None and parts.scheme in ("nats", "tls"):
+        netloc = f"***@{parts.hostname}"  # a NATS token sits where a user name would
+    else:
+        return url
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _banner(*, api: str, token: str, state_dir: Path, nats_url: str, database_url: str) -> str:
+    reset = f"rm -rf {state_dir}" if state_dir != Path.cwd() / ".certforge" else "rm -rf .certforge"
+    lines = [
+        "",
+        "=" * 78,
+        "  Certforge is running",
+        "",
+        f"  API              {api}",
+        f"  OpenAPI docs     {api}/docs",
+        f"  Bootstrap token  {token}",
+        "",
+        "  Try it:",
+        f'    curl -H "Authorization: Bearer {token}" {api}/api/v1/cas',
+        "",
+        f"  NATS             {_redact(nats_url)}",
+        f"  PostgreSQL       {_redact(database_url)}",
+        f"  State            {state_dir}   (reset: stop, then `{reset}`)",
+        "",
+        "  Ctrl-C stops everything.",
+        "=" * 78,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM during start-up takes the same clean path as Ctrl-C: unwind and stop what started.
+    raise KeyboardInterrupt
+
+
+def _run(stack: contextlib.ExitStack) -> int:
+    state_dir = resolve_state_dir()
+    _logger.info("state directory %s", state_dir)
+
+    nats_url = os.environ.get("CERTFORGE_NATS_URL")
+    if nats_url:
+        if not url_reachable(nats_url, timeout=2.0):
+            raise DevStackError(f"CERTFORGE_NATS_URL={nats_url} is not reachable")
+    else:
+        nats = start_nats(state_dir)
+        stack.callback(nats.stop)
+        nats_url = nats.url
+        _logger.info("embedded NATS at %s", nats_url)
+
+    database_url = os.environ.get("CERTFORGE_DATABASE_URL")
+    if database_url:
+        if not url_reachable(database_url, timeout=2.0):
+            raise DevStackError("CERTFORGE_DATABASE_URL is set but its server is not reachable")
+    else:
+        started = time.monotonic()
+        postgres = start_postgres(state_dir)
+        stack.callback(postgres.stop)
+        database_url = asyncio.run(create_database(postgres.url, DEV_DATABASE, exist_ok=True))
+        _logger.info("embedded PostgreSQL at %s (%.1f s)", database_url, time.monotonic() - started)
+
+    ca_keks = os.environ.get("CERTFORGE_CA_KEKS") or ensure_keyring(state_dir, "ca_keks")
+    leaf_keks = os.environ.get("CERTFORGE_LEAF_KEKS") or ensure_keyring(state_dir, "leaf_keks")
+    token = ensure_bootstrap_token(state_dir)
+
+    _run_migrations(database_url)
+
+    api_port = int(os.environ.get("CERTFORGE_API_PORT", str(DEFAULT_API_PORT)))
+    if tcp_reachable("127.0.0.1", api_port):
+        raise DevStackError(
+            f"something already listens on 127.0.0.1:{api_port}; stop it or set CERTFORGE_API_PORT"
+        )
+    env = {
+        **os.environ,
+        "CERTFORGE_ENVIRONMENT": "development",
+        "CERTFORGE_DATABASE_URL": database_url,
+        "CERTFORGE_NATS_URL": nats_url,
+        "CERTFORGE_CA_KEKS": ca_keks,
+        "CERTFORGE_LEAF_KEKS": leaf_keks,
+        "CERTFORGE_BOOTSTRAP_TOKEN": token,
+        "CERTFORGE_STATE_DIR": str(state_dir),
+        "CERTFORGE_API_PORT": str(api_port),
+    }
+    executables = {service: service_executable(service) for service in SERVICES}
+
+    group = stack.enter_context(ProcessGroup(stop_timeout=10.0))
+    with group.handle_signals():
+        for service, executable in executables.items():
+            group.start(service, [executable], env=env)
+        api = f"http://127.0.0.1:{api_port}"
+        _wait_healthy(group, f"{api}/healthz", HEALTH_TIMEOUT)
+        if group.stop_requested:
+            return 0
+        group.write_block(
+            _banner(
+                api=api,
+                token=token,
+                state_dir=state_dir,
+                nats_url=nats_url,
+                database_url=database_url,
+            ),
+        )
+        return group.supervise()
+
+
+def run() -> int:
+    """`certforge-dev run`; returns the process exit code."""
+    # Our own progress and Alembic's "Running upgrade …" lines; other libraries only when loud.
+    logging.basicConfig(level=logging.WARNING, format="[devstack] %(message)s", stream=sys.stdout)
+    for name in ("certforge.devstack", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stack = contextlib.ExitStack()
+    code = 0
+    try:
+        code = _run(stack)
+    except KeyboardInterrupt:
+        _logger.info("interrupted, stopping")
+    except DevStackError as exc:
+        _logger.error("%s", exc)
+        code = 1
+    finally:
+        # Let the shutdown finish: a second Ctrl-C must not abandon half-stopped servers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            stack.close()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+    _logger.info("stopped")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script `certforge-dev`."""
+    parser = argparse.ArgumentParser(
+        prog="certforge-dev", description="Run the Certforge development stack."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "run",
+        help="start embedded NATS + PostgreSQL and all services (what `make run` calls)",
+        description="Environment: CERTFORGE_STATE_DIR (default ./.certforge), "
+        "CERTFORGE_NATS_URL, CERTFORGE_DATABASE_URL (use existing servers), "
+        "CERTFORGE_API_PORT (default 8080), CERTFORGE_BOOTSTRAP_TOKEN.",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        sys.exit(run())
+    parser.error(f"unknown command {args.command}")  # pragma: no cover

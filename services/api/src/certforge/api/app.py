@@ -1,0 +1,121 @@
+"""Builds the FastAPI application from settings; all connections open in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from certforge.api import problems
+from certforge.api.context import ApiContext
+from certforge.api.deps import ContextDep
+from certforge.api.domain.identities import ensure_bootstrap_admin
+from certforge.api.issuer_client import IssuerClient
+from certforge.api.middleware import RequestContextMiddleware
+from certforge.api.routes import applications, audit, cas, identities, policies, profiles
+from certforge.api.settings import ApiSettings
+from certforge.common.contracts.subjects import Subjects
+from certforge.common.crypto.envelope import KeyRing
+from certforge.common.db.engine import create_engine, session_factory
+from certforge.common.messaging import connect, ensure_streams
+from certforge.common.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+DESCRIPTION = """Certforge issues, renews, revokes and distributes X.509 certificates.
+
+Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem documents
+(`application/problem+json`) naming the fields at fault in `errors`.
+"""
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(
+            settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+        )
+        sessions = session_factory(engine)
+        subjects = Subjects(settings.nats.namespace)
+        nats = await connect(settings.nats_url, name="certforge-api")
+        js = nats.jetstream()
+        await ensure_streams(js, subjects, settings.nats)
+        relay = OutboxRelay(sessions, js, settings.outbox)
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        assert settings.leaf_keks is not None
+        app.state.certforge = ApiContext(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            nats=nats,
+            relay=relay,
+            subjects=subjects,
+            leaf_keys=KeyRing.parse(settings.leaf_keks.get_secret_value()),
+            issuer=IssuerClient(nats, subjects, settings.issuer_timeout_seconds),
+        )
+        if settings.bootstrap_token is not None:
+            async with sessions() as session:
+                if await ensure_bootstrap_admin(
+                    session, settings.bootstrap_token.get_secret_value()
+                ):
+                    log.info("created the bootstrap product admin")
+        try:
+            yield
+        finally:
+            relay.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(relay_task, timeout=10)
+            await nats.drain()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Certforge API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    problems.install(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (identities, cas, policies, profiles, applications, audit):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(_health_router())
+    return app
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/livez", name="health.live")
+    async def live() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @router.get("/healthz", name="health.ready", responses={503: {"description": "not ready"}})
+    async def ready(context: ContextDep) -> JSONResponse:
+        """Ready to serve: PostgreSQL answers and NATS is connected."""
+        checks = {"database": "ok", "nats": "ok"}
+        try:
+            async with context.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            checks["database"] = "unreachable"
+        if not context.nats.is_connected:
+            checks["nats"] = "disconnected"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unready", **checks}, 200 if ok else 503)
+
+    return router
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: each worker process builds its app from the environment."""
+    return create_app(ApiSettings.load())

@@ -1,0 +1,27 @@
+"""Everything the API's handlers share, built once in the lifespan (never at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from certforge.api.issuer_client import IssuerClient
+from certforge.api.settings import ApiSettings
+from certforge.common.contracts.subjects import Subjects
+from certforge.common.crypto.envelope import KeyRing
+from certforge.common.db.engine import SessionFactory
+from certforge.common.outbox import OutboxRelay
+
+
+@dataclass
+class ApiContext:
+    settings: ApiSettings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    nats: NatsClient
+    relay: OutboxRelay
+    subjects: Subjects
+    leaf_keys: KeyRing
+    issuer: IssuerClient

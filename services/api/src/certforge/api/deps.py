@@ -1,0 +1,64 @@
+"""FastAPI dependencies as `Annotated` aliases: the session, the caller, the audit scope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.audit import AuditScope, route_action
+from certforge.api.auth import Actor, authenticate
+from certforge.api.context import ApiContext
+from certforge.common.errors import Forbidden
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.certforge
+    return context
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    async with context.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_actor(
+    request: Request,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Actor:
+    actor = await authenticate(session, authorization, datetime.now(UTC))
+    request.state.actor = actor
+    return actor
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]
+
+
+def get_product_admin(actor: ActorDep) -> Actor:
+    if not actor.is_product_admin:
+        raise Forbidden("this action needs the product-admin role")
+    return actor
+
+
+ProductAdminDep = Annotated[Actor, Depends(get_product_admin)]
+
+
+def get_audit(request: Request, actor: ActorDep) -> AuditScope:
+    return AuditScope(
+        actor=actor,
+        action=route_action(request) or request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+AuditDep = Annotated[AuditScope, Depends(get_audit)]

@@ -1,0 +1,296 @@
+"""Applications (tenants), their members, attached profiles and enrollment settings."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.audit import AuditScope
+from certforge.api.auth import Actor
+from certforge.api.domain.common import (
+    ADMIN_ROLES,
+    READ_ROLES,
+    application_for,
+    as_uuid,
+    by_slug_or_id,
+    commit,
+    get_or_404,
+    now,
+)
+from certforge.api.schemas.applications import (
+    ApiEnrollment,
+    ApplicationCreate,
+    ApplicationPublic,
+    ApplicationUpdate,
+    AttachmentPublic,
+    MemberPublic,
+)
+from certforge.common.db.tables import (
+    Application,
+    Certificate,
+    CertificateRequest,
+    Identity,
+    Membership,
+    Profile,
+    ProfileAttachment,
+)
+from certforge.common.domain import Role
+from certforge.common.errors import Conflict, NotFound, Unprocessable
+
+
+def public(app: Application) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(app, from_attributes=True)
+
+
+async def create(
+    session: AsyncSession, audit: AuditScope, body: ApplicationCreate
+) -> ApplicationPublic:
+    if as_uuid(body.slug):
+        raise Unprocessable.on_field("slug", "a slug must not look like a UUID")
+    duplicate = ("slug", f"an application with slug {body.slug!r} exists")
+    if (await session.exec(select(Application).where(Application.slug == body.slug))).first():
+        raise Conflict.on_field(*duplicate)
+    app = Application(slug=body.slug, name=body.name, description=body.description)
+    session.add(app)
+    audit.record(
+        session,
+        resource_type="application",
+        resource_id=app.id,
+        application_id=app.id,
+        details={"slug": app.slug},
+        status_code=201,
+    )
+    await commit(session, duplicate=duplicate)
+    return public(app)
+
+
+async def list_visible(session: AsyncSession, actor: Actor) -> list[ApplicationPublic]:
+    query = select(Application).order_by(col(Application.slug))
+    if not actor.is_product_admin:
+        query = query.where(col(Application.id).in_(list(actor.roles)))
+    return [public(a) for a in await session.exec(query)]
+
+
+async def get(session: AsyncSession, actor: Actor, ref: str) -> ApplicationPublic:
+    return public(await application_for(session, actor, ref, READ_ROLES))
+
+
+async def update(
+    session: AsyncSession, audit: AuditScope, ref: str, body: ApplicationUpdate
+) -> ApplicationPublic:
+    app = await application_for(session, audit.actor, ref, ())
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    for name, value in changes.items():
+        setattr(app, name, value)
+    app.updated_at = now()
+    session.add(app)
+    audit.record(
+        session,
+        resource_type="application",
+        resource_id=app.id,
+        application_id=app.id,
+        details={"changed": sorted(changes)},
+    )
+    await commit(session)
+    return public(app)
+
+
+async def delete(session: AsyncSession, audit: AuditScope, ref: str) -> None:
+    app = await application_for(session, audit.actor, ref, ())
+    for model, what in (
+        (Certificate, "certificates"),
+        (CertificateRequest, "certificate requests"),
+    ):
+        count = (
+            await session.exec(
+                select(func.count()).select_from(model).where(model.application_id == app.id)
+            )
+        ).one()
+        if count:
+            raise Conflict.on_field("app", f"application {app.slug!r} still has {count} {what}")
+    audit.record(
+        session,
+        resource_type="application",
+        resource_id=app.id,
+        details={"slug": app.slug},
+        status_code=204,
+    )
+    await session.delete(app)
+    await commit(session)
+
+
+async def members(session: AsyncSession, actor: Actor, ref: str) -> list[MemberPublic]:
+    app = await application_for(session, actor, ref, READ_ROLES)
+    rows = await session.exec(
+        select(Membership, Identity)
+        .join(Identity, col(Identity.id) == col(Membership.identity_id))
+        .where(Membership.application_id == app.id)
+        .order_by(col(Identity.name))
+    )
+    return [
+        MemberPublic(identity_id=i.id, name=i.name, role=Role(m.role), created_at=m.created_at)
+        for m, i in rows
+    ]
+
+
+async def put_member(
+    session: AsyncSession, audit: AuditScope, ref: str, identity_id: UUID, role: Role
+) -> tuple[MemberPublic, bool]:
+    app = await application_for(session, audit.actor, ref, ADMIN_ROLES)
+    identity = await get_or_404(session, Identity, identity_id, "identity", "identity_id")
+    if identity.disabled_at is not None:
+        raise Unprocessable.on_field("identity_id", "the identity is disabled")
+    membership = await session.get(Membership, (app.id, identity_id))
+    created = membership is None
+    if membership is None:
+        membership = Membership(application_id=app.id, identity_id=identity_id, role=role)
+    membership.role = role
+    session.add(membership)
+    audit.record(
+        session,
+        resource_type="membership",
+        resource_id=identity_id,
+        application_id=app.id,
+        details={"role": role.value},
+        status_code=201 if created else 200,
+    )
+    await commit(session)
+    member = MemberPublic(
+        identity_id=identity.id, name=identity.name, role=role, created_at=membership.created_at
+    )
+    return member, created
+
+
+async def remove_member(
+    session: AsyncSession, audit: AuditScope, ref: str, identity_id: UUID
+) -> None:
+    app = await application_for(session, audit.actor, ref, ADMIN_ROLES)
+    membership = await session.get(Membership, (app.id, identity_id))
+    if membership is None:
+        raise NotFound.on_field("identity_id", f"{identity_id} is not a member of {app.slug!r}")
+    await session.delete(membership)
+    audit.record(
+        session,
+        resource_type="membership",
+        resource_id=identity_id,
+        application_id=app.id,
+        status_code=204,
+    )
+    await commit(session)
+
+
+def attachment_public(attachment: ProfileAttachment, profile: Profile) -> AttachmentPublic:
+    return AttachmentPublic(
+        application_id=attachment.application_id,
+        profile_id=profile.id,
+        profile=profile.slug,
+        api=ApiEnrollment(
+            enabled=attachment.api_enabled,
+            auto_renew=attachment.api_auto_renew,
+            renew_before_days=attachment.api_renew_before_days,
+        ),
+        acme_enabled=attachment.acme_enabled,
+        created_at=attachment.created_at,
+        updated_at=attachment.updated_at,
+    )
+
+
+async def attachments(session: AsyncSession, actor: Actor, ref: str) -> list[AttachmentPublic]:
+    app = await application_for(session, actor, ref, READ_ROLES)
+    rows = await session.exec(
+        select(ProfileAttachment, Profile)
+        .join(Profile, col(Profile.id) == col(ProfileAttachment.profile_id))
+        .where(ProfileAttachment.application_id == app.id)
+        .order_by(col(Profile.slug))
+    )
+    return [attachment_public(a, p) for a, p in rows]
+
+
+async def _attachment(
+    session: AsyncSession, actor: Actor, ref: str, profile_ref: str, roles: frozenset[Role]
+) -> tuple[Application, Profile, ProfileAttachment | None]:
+    app = await application_for(session, actor, ref, roles)
+    profile: Profile = await by_slug_or_id(session, Profile, profile_ref, "profile", "profile")
+    return app, profile, await session.get(ProfileAttachment, (app.id, profile.id))
+
+
+async def get_attachment(
+    session: AsyncSession, actor: Actor, ref: str, profile_ref: str
+) -> AttachmentPublic:
+    app, profile, attachment = await _attachment(session, actor, ref, profile_ref, READ_ROLES)
+    if attachment is None:
+        raise NotFound.on_field(
+            "profile", f"profile {profile.slug!r} is not attached to {app.slug!r}"
+        )
+    return attachment_public(attachment, profile)
+
+
+async def attach(
+    session: AsyncSession, audit: AuditScope, ref: str, profile_ref: str
+) -> tuple[AttachmentPublic, bool]:
+    app, profile, attachment = await _attachment(
+        session, audit.actor, ref, profile_ref, frozenset()
+    )
+    if attachment is not None:
+        return attachment_public(attachment, profile), False
+    attachment = ProfileAttachment(application_id=app.id, profile_id=profile.id)
+    session.add(attachment)
+    audit.record(
+        session,
+        resource_type="attachment",
+        resource_id=profile.id,
+        application_id=app.id,
+        details={"profile": profile.slug},
+        status_code=201,
+    )
+    await commit(session)
+    return attachment_public(attachment, profile), True
+
+
+async def detach(session: AsyncSession, audit: AuditScope, ref: str, profile_ref: str) -> None:
+    app, profile, attachment = await _attachment(
+        session, audit.actor, ref, profile_ref, frozenset()
+    )
+    if attachment is None:
+        raise NotFound.on_field(
+            "profile", f"profile {profile.slug!r} is not attached to {app.slug!r}"
+        )
+    await session.delete(attachment)
+    audit.record(
+        session,
+        resource_type="attachment",
+        resource_id=profile.id,
+        application_id=app.id,
+        details={"profile": profile.slug},
+        status_code=204,
+    )
+    await commit(session)
+
+
+async def put_api_enrollment(
+    session: AsyncSession, audit: AuditScope, ref: str, profile_ref: str, body: ApiEnrollment
+) -> AttachmentPublic:
+    app, profile, attachment = await _attachment(
+        session, audit.actor, ref, profile_ref, ADMIN_ROLES
+    )
+    if attachment is None:
+        raise NotFound.on_field(
+            "profile", f"profile {profile.slug!r} is not attached to {app.slug!r}; attach it first"
+        )
+    attachment.api_enabled = body.enabled
+    attachment.api_auto_renew = body.auto_renew
+    attachment.api_renew_before_days = body.renew_before_days
+    attachment.updated_at = now()
+    session.add(attachment)
+    audit.record(
+        session,
+        resource_type="attachment",
+        resource_id=profile.id,
+        application_id=app.id,
+        details=body.model_dump(),
+    )
+    await commit(session)
+    return attachment_public(attachment, profile)

@@ -1,0 +1,74 @@
+"""Reading the audit log: product admins see everything; application admins and auditors see
+their applications' entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.auth import Actor
+from certforge.api.domain.common import application_for
+from certforge.api.schemas.audit import AuditEventPublic
+from certforge.api.schemas.common import Page
+from certforge.common.db.tables import AuditEvent
+from certforge.common.domain import Role
+from certforge.common.errors import Forbidden, InvalidInput
+
+_AUDIT_READERS = frozenset({Role.APPLICATION_ADMIN, Role.AUDITOR})
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    application: str | None = None
+    actor_id: UUID | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+async def search(session: AsyncSession, actor: Actor, f: AuditFilter) -> Page[AuditEventPublic]:
+    query = select(AuditEvent)
+    if f.application is not None:
+        app = await application_for(session, actor, f.application, _AUDIT_READERS)
+        query = query.where(AuditEvent.application_id == app.id)
+    elif not actor.is_product_admin:
+        readable = [a for a, role in actor.roles.items() if role in _AUDIT_READERS]
+        if not readable:
+            raise Forbidden(
+                "reading the audit log needs product-admin, or application-admin or "
+                "auditor of an application"
+            )
+        query = query.where(col(AuditEvent.application_id).in_(readable))
+    for column, value in (
+        (AuditEvent.actor_id, f.actor_id),
+        (AuditEvent.action, f.action),
+        (AuditEvent.resource_type, f.resource_type),
+        (AuditEvent.resource_id, f.resource_id),
+        (AuditEvent.outcome, f.outcome),
+    ):
+        if value is not None:
+            query = query.where(col(column) == value)
+    if f.since is not None:
+        query = query.where(col(AuditEvent.occurred_at) >= f.since)
+    if f.until is not None:
+        query = query.where(col(AuditEvent.occurred_at) < f.until)
+    if f.cursor is not None:
+        if not f.cursor.isdigit():
+            raise InvalidInput.on_field("cursor", "not a cursor returned by this API")
+        query = query.where(col(AuditEvent.id) < int(f.cursor))
+    rows = list(await session.exec(query.order_by(col(AuditEvent.id).desc()).limit(f.limit + 1)))
+    more = len(rows) > f.limit
+    rows = rows[: f.limit]
+    return Page[AuditEventPublic](
+        items=[AuditEventPublic.model_validate(r, from_attributes=True) for r in rows],
+        next_cursor=str(rows[-1].id) if more and rows else None,
+    )

@@ -1,0 +1,87 @@
+"""Lookups, tenant access and commits shared by the resource modules.
+
+Tenant isolation lives here: `application_for` answers 404 (not 403) to a caller who is not a
+member, so one application's members cannot even learn that another application exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.auth import Actor
+from certforge.common.db.tables import Application, Profile
+from certforge.common.domain import Role
+from certforge.common.errors import Conflict, Forbidden, NotFound
+
+TableT = TypeVar("TableT", bound=SQLModel)
+
+READ_ROLES = frozenset(Role)
+ADMIN_ROLES = frozenset({Role.APPLICATION_ADMIN})
+OPERATE_ROLES = frozenset({Role.APPLICATION_ADMIN, Role.OPERATOR})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_uuid(ref: str) -> UUID | None:
+    try:
+        return UUID(ref)
+    except ValueError:
+        return None
+
+
+async def get_or_404(
+    session: AsyncSession, model: type[TableT], row_id: UUID, what: str, field: str = "id"
+) -> TableT:
+    row = await session.get(model, row_id)
+    if row is None:
+        raise NotFound.on_field(field, f"no {what} with id {row_id}")
+    return row
+
+
+async def by_slug_or_id(
+    session: AsyncSession, model: type[Application] | type[Profile], ref: str, what: str, field: str
+) -> Any:
+    row_id = as_uuid(ref)
+    condition = col(model.id) == row_id if row_id else col(model.slug) == ref
+    row = (await session.exec(select(model).where(condition))).first()
+    if row is None:
+        raise NotFound.on_field(field, f"no {what} {ref!r}")
+    return row
+
+
+async def application_for(
+    session: AsyncSession, actor: Actor, ref: str, roles: Iterable[Role]
+) -> Application:
+    """The application `ref` if `actor` may act on it with one of `roles`; else 404 or 403."""
+    app: Application = await by_slug_or_id(session, Application, ref, "application", "app")
+    if actor.is_product_admin:
+        return app
+    role = actor.role_in(app.id)
+    if role is None:
+        raise NotFound.on_field("app", f"no application {ref!r}")
+    if role not in set(roles):
+        raise Forbidden(f"your role {role.value!r} in {app.slug!r} does not allow this action")
+    return app
+
+
+async def commit(session: AsyncSession, *, duplicate: tuple[str, str] | None = None) -> None:
+    """Commit; a unique violation becomes a 409 naming `duplicate` = (field, message)."""
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if state == "23505" and duplicate is not None:
+            raise Conflict.on_field(*duplicate) from exc
+        if state == "23503":
+            raise Conflict("the resource is still referenced by others") from exc
+        raise

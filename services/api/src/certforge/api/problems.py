@@ -1,0 +1,120 @@
+"""The one place where errors become RFC 9457 `application/problem+json` responses.
+
+Every `CertforgeError` keeps its status, detail and field list; FastAPI's validation errors
+become 422 with one entry per field; malformed JSON becomes 400; anything unexpected becomes a
+500 whose detail says nothing about internals (the log has the traceback and request id).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from certforge.api.audit import record_refusal
+from certforge.common.errors import CertforgeError, FieldError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:certforge:problem:{code}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors:
+        body["errors"] = [e.as_dict() for e in errors]
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        message = str(err.get("msg", "invalid"))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        out.append(FieldError(_field_path(tuple(err.get("loc", ()))), message))
+    return out
+
+
+async def _on_certforge_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CertforgeError)
+    if exc.status >= 500 and exc.status != 503:
+        log.error("internal error: %s", exc.detail, extra={"request_id": request.state.request_id})
+    await record_refusal(request, exc.status, exc.code, exc.detail)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(request, exc.status, exc.code, exc.detail, exc.errors, headers)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        detail = "request body is not valid JSON"
+        await record_refusal(request, 400, "invalid-json", detail)
+        return problem_response(request, 400, "invalid-json", detail, errors)
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+    await record_refusal(request, 422, "validation", detail)
+    return problem_response(request, 422, "validation", detail, errors)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        extra={"request_id": getattr(request.state, "request_id", None)},
+    )
+    return problem_response(request, 500, "internal", "internal error; quote the request_id")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(CertforgeError, _on_certforge_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from certforge.api.deps import ActorDep, AuditDep, ProductAdminDep, SessionDep
+from certforge.api.domain import applications
+from certforge.api.schemas.applications import (
+    ApiEnrollment,
+    ApplicationCreate,
+    ApplicationPublic,
+    ApplicationUpdate,
+    AttachmentPublic,
+    MemberPublic,
+    MemberPut,
+)
+
+router = APIRouter(tags=["applications"])
+
+
+@router.post("/applications", status_code=201, name="application.create")
+async def create_application(
+    body: ApplicationCreate, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> ApplicationPublic:
+    return await applications.create(session, audit, body)
+
+
+@router.get("/applications", name="application.list")
+async def list_applications(session: SessionDep, actor: ActorDep) -> list[ApplicationPublic]:
+    """All applications for product admins; the caller's own otherwise."""
+    return await applications.list_visible(session, actor)
+
+
+@router.get("/applications/{app}", name="application.get")
+async def get_application(app: str, session: SessionDep, actor: ActorDep) -> ApplicationPublic:
+    return await applications.get(session, actor, app)
+
+
+@router.patch("/applications/{app}", name="application.update")
+async def update_application(
+    app: str, body: ApplicationUpdate, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> ApplicationPublic:
+    return await applications.update(session, audit, app, body)
+
+
+@router.delete("/applications/{app}", status_code=204, name="application.delete")
+async def delete_application(
+    app: str, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> Response:
+    await applications.delete(session, audit, app)
+    return Response(status_code=204)
+
+
+@router.get("/applications/{app}/members", name="application.member.list")
+async def list_members(app: str, session: SessionDep, actor: ActorDep) -> list[MemberPublic]:
+    return await applications.members(session, actor, app)
+
+
+@router.put("/applications/{app}/members/{identity_id}", name="application.member.put")
+async def put_member(
+    app: str,
+    identity_id: UUID,
+    body: MemberPut,
+    session: SessionDep,
+    audit: AuditDep,
+    response: Response,
+) -> MemberPublic:
+    """Add a member or change its role (application-admin or product-admin)."""
+    member, created = await applications.put_member(session, audit, app, identity_id, body.role)
+    response.status_code = 201 if created else 200
+    return member
+
+
+@router.delete(
+    "/applications/{app}/members/{identity_id}", status_code=204, name="application.member.delete"
+)
+async def delete_member(
+    app: str, identity_id: UUID, session: SessionDep, audit: AuditDep
+) -> Response:
+    await applications.remove_member(session, audit, app, identity_id)
+    return Response(status_code=204)
+
+
+@router.get("/applications/{app}/profiles", name="application.profile.list")
+async def list_attached_profiles(
+    app: str, session: SessionDep, actor: ActorDep
+) -> list[AttachmentPublic]:
+    return await applications.attachments(session, actor, app)
+
+
+@router.get("/applications/{app}/profiles/{profile}", name="application.profile.get")
+async def get_attached_profile(
+    app: str, profile: str, session: SessionDep, actor: ActorDep
+) -> AttachmentPublic:
+    return await applications.get_attachment(session, actor, app, profile)
+
+
+@router.put("/applications/{app}/profiles/{profile}", name="application.profile.attach")
+async def attach_profile(
+    app: str,
+    profile: str,
+    session: SessionDep,
+    audit: AuditDep,
+    response: Response,
+    _: ProductAdminDep,
+) -> AttachmentPublic:
+    """Attach a profile to the application (idempotent: 201 the first time, then 200)."""
+    attachment, created = await applications.attach(session, audit, app, profile)
+    response.status_code = 201 if created else 200
+    return attachment
+
+
+@router.delete(
+    "/applications/{app}/profiles/{profile}", status_code=204, name="application.profile.detach"
+)
+async def detach_profile(
+    app: str, profile: str, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> Response:
+    await applications.detach(session, audit, app, profile)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/applications/{app}/profiles/{profile}/enrollment/api",
+    name="application.enrollment.api.put",
+)
+async def put_api_enrollment(
+    app: str, profile: str, body: ApiEnrollment, session: SessionDep, audit: AuditDep
+) -> AttachmentPublic:
+    """API enrollment on an attached profile (application-admin or product-admin)."""
+    return await applications.put_api_enrollment(session, audit, app, profile, body)
+
+
+@router.get(
+    "/applications/{app}/profiles/{profile}/enrollment/api",
+    name="application.enrollment.api.get",
+)
+async def get_api_enrollment(
+    app: str, profile: str, session: SessionDep, actor: ActorDep
+) -> ApiEnrollment:
+    return (await applications.get_attachment(session, actor, app, profile)).api

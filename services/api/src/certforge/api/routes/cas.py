@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from certforge.api.deps import AuditDep, ContextDep, ProductAdminDep, SessionDep
+from certforge.api.domain import cas
+from certforge.api.schemas.cas import CACreate, CAImport, CAPublic
+from certforge.common.domain import CAStatus
+
+router = APIRouter(tags=["certificate authorities"])
+
+PEM = "application/x-pem-file"
+_PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+@router.post("/cas", status_code=201, name="ca.create")
+async def create_ca(
+    body: CACreate, session: SessionDep, audit: AuditDep, context: ContextDep, _: ProductAdminDep
+) -> CAPublic:
+    """Create a root (self-signed) or an intermediate signed by one of our CAs.
+
+    The issuer service generates the key and keeps it, encrypted; it never leaves the issuer.
+    """
+    return await cas.create(session, audit, context.issuer, body)
+
+
+@router.post("/cas/import", status_code=201, name="ca.import")
+async def import_ca(
+    body: CAImport, session: SessionDep, audit: AuditDep, context: ContextDep, _: ProductAdminDep
+) -> CAPublic:
+    """Import an external CA certificate and its private key as a CA of ours."""
+    return await cas.import_external(session, audit, context.issuer, body)
+
+
+@router.get("/cas", name="ca.list")
+async def list_cas(session: SessionDep, _: ProductAdminDep) -> list[CAPublic]:
+    return await cas.list_all(session)
+
+
+@router.get("/cas/{ca_id}", name="ca.get")
+async def get_ca(ca_id: UUID, session: SessionDep, _: ProductAdminDep) -> CAPublic:
+    return cas.public(await cas.get(session, ca_id))
+
+
+@router.get(
+    "/cas/{ca_id}/certificate",
+    name="ca.certificate",
+    response_class=Response,
+    responses={200: {"content": {PEM: {}}, "description": "PEM certificate"}},
+)
+async def ca_certificate(ca_id: UUID, session: SessionDep) -> Response:
+    """The CA certificate (PEM). Public: relying parties need it to build trust."""
+    ca = await cas.get(session, ca_id)
+    return Response(ca.certificate_pem, media_type=PEM, headers=_PUBLIC_CACHE)
+
+
+@router.get(
+    "/cas/{ca_id}/chain",
+    name="ca.chain",
+    response_class=Response,
+    responses={200: {"content": {PEM: {}}, "description": "PEM chain, this CA first"}},
+)
+async def ca_chain(ca_id: UUID, session: SessionDep) -> Response:
+    """This CA's certificate followed by its issuers up to the root. Public."""
+    ca = await cas.get(session, ca_id)
+    return Response(ca.certificate_pem + ca.chain_pem, media_type=PEM, headers=_PUBLIC_CACHE)
+
+
+@router.post("/cas/{ca_id}/disable", name="ca.disable")
+async def disable_ca(
+    ca_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> CAPublic:
+    """Stop issuing from this CA (existing certificates stay valid)."""
+    return await cas.set_status(session, audit, ca_id, CAStatus.DISABLED)
+
+
+@router.post("/cas/{ca_id}/enable", name="ca.enable")
+async def enable_ca(
+    ca_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> CAPublic:
+    return await cas.set_status(session, audit, ca_id, CAStatus.ACTIVE)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from certforge.api.schemas.common import Name, Strict
+from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash, SubjectFields
+from certforge.common.durations import Duration
+
+
+class CACreate(Strict):
+    name: Name
+    type: Literal["root", "intermediate"]
+    parent_ca_id: UUID | None = Field(default=None, description="required for an intermediate")
+    subject: SubjectFields
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+    signature_algorithm: SignatureHash | None = Field(
+        default=None, description="hash of the signature; none = the signing key's natural one"
+    )
+    validity: Duration = Field(description="e.g. 10y for a root, 5y for an intermediate")
+    max_path_length: int | None = Field(
+        default=None, ge=0, le=10, description="CAs allowed below this one; none = unlimited"
+    )
+    not_before: datetime | None = Field(default=None, description="default: now")
+
+    @model_validator(mode="after")
+    def _check(self) -> CACreate:
+        if self.subject.common_name is None:
+            raise ValueError("subject.common_name is required for a CA")
+        if self.type == "intermediate" and self.parent_ca_id is None:
+            raise ValueError("parent_ca_id is required for an intermediate CA")
+        if self.type == "root" and self.parent_ca_id is not None:
+            raise ValueError("a root CA has no parent_ca_id")
+        if self.not_before is not None and self.not_before.tzinfo is None:
+            raise ValueError("not_before must carry a timezone")
+        return self
+
+
+class CAImport(Strict):
+    name: Name
+    certificate: str = Field(description="PEM of the CA certificate", max_length=65536)
+    private_key: SecretStr = Field(description="PEM of its private key (PKCS#8 or traditional)")
+    chain: str = Field(default="", description="PEM of the issuers above it, nearest first")
+
+
+class CAPublic(BaseModel):
+    id: UUID
+    name: str
+    type: CAType
+    status: CAStatus
+    parent_ca_id: UUID | None
+    subject: str = Field(description="RFC 4514 distinguished name")
+    key_algorithm: KeyAlgorithm
+    signature_algorithm: SignatureHash | None
+    max_path_length: int | None
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str = Field(description="PEM")
+    chain: str = Field(description="PEM of the issuers above this CA, nearest first")
+    created_at: datetime

@@ -1,0 +1,50 @@
+"""Shapes shared by every resource: pagination and slugs."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from certforge.common.errors import InvalidInput
+
+Slug = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", max_length=63),
+    Field(description="lower-case letters, digits and hyphens; not a UUID", examples=["shop"]),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Description = Annotated[str, StringConstraints(max_length=1024)]
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` to get the next page; absent on the last"
+    )
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is an error and not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def encode_cursor(created_at: datetime, row_id: UUID | int) -> str:
+    raw = orjson.dumps([created_at.isoformat(), str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, row_id = orjson.loads(raw)
+        return datetime.fromisoformat(created_at), str(row_id)
+    except Exception as exc:
+        raise InvalidInput.on_field("cursor", "not a cursor returned by this API") from exc

@@ -1,0 +1,60 @@
+"""NATS handlers of the issuer. Thin: decode, call the service, encode the outcome.
+
+Request/reply handlers always answer, with the result or a typed error, so the api never waits
+for a timeout because of bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
+from certforge.common.errors import CertforgeError
+from certforge.common.runtime import Worker
+from certforge.issuer.cas import CAService
+
+log = logging.getLogger(__name__)
+
+QUEUE = "certforge-issuer"
+CommandT = TypeVar("CommandT", bound=BaseModel)
+
+
+def register_ca_handlers(worker: Worker, service: CAService) -> None:
+    subjects = worker.subjects
+
+    @worker.broker.subscriber(subjects.rpc_ca_create, queue=QUEUE, title="ca.create")
+    async def on_create_ca(body: dict[str, Any]) -> RpcReply[CAReply]:
+        """Generate a CA key, sign the CA certificate, store both (key encrypted)."""
+        return await _answer(CreateCA, body, service.create)
+
+    @worker.broker.subscriber(subjects.rpc_ca_import, queue=QUEUE, title="ca.import")
+    async def on_import_ca(body: dict[str, Any]) -> RpcReply[CAReply]:
+        """Store an external CA certificate and its key (encrypted)."""
+        return await _answer(ImportCA, body, service.import_external)
+
+
+async def _answer(
+    model: type[CommandT],
+    body: dict[str, Any],
+    action: Callable[[CommandT], Awaitable[CAReply]],
+) -> RpcReply[CAReply]:
+    try:
+        command = model.model_validate(body)
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
+        ]
+        return RpcReply(
+            error=RpcError(status=400, code="invalid-input", detail="bad command", errors=fields)
+        )
+    try:
+        return RpcReply(result=await action(command))
+    except CertforgeError as exc:
+        return RpcReply(error=RpcError.of(exc))
+    except Exception:
+        log.exception("CA operation %s failed", model.__name__)
+        return RpcReply(error=RpcError(status=500, code="internal", detail="the issuer failed"))

@@ -1,0 +1,131 @@
+"""Test backends: real PostgreSQL and NATS JetStream, found or started.
+
+PostgreSQL: `CERTFORGE_TEST_DATABASE_URL`, else `CERTFORGE_DATABASE_URL`, else
+127.0.0.1:5432; if none answers, an embedded server is started in a temporary directory.
+NATS likewise with `CERTFORGE_TEST_NATS_URL` / `CERTFORGE_NATS_URL` / 127.0.0.1:4222.
+Every test session gets its own database and its own NATS namespace (stream and subject
+names), so runs never collide, and drops the database at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from certforge.common.crypto.envelope import KeyRing
+from certforge.devstack import (
+    create_database,
+    drop_database,
+    start_nats,
+    start_postgres,
+    url_reachable,
+)
+from harness import Backends
+
+
+def _first_env(*names: str, default: str) -> str:
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return default
+
+
+@pytest.fixture(scope="session")
+def backends() -> Iterator[Backends]:
+    state = Path(tempfile.mkdtemp(prefix="cf-test-", dir="/tmp"))
+    stop = []
+    pg_url = _first_env(
+        "CERTFORGE_TEST_DATABASE_URL",
+        "CERTFORGE_DATABASE_URL",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    if not url_reachable(pg_url):
+        pg = start_postgres(state)
+        stop.append(pg.stop)
+        pg_url = pg.url
+    nats_url = _first_env(
+        "CERTFORGE_TEST_NATS_URL", "CERTFORGE_NATS_URL", default="nats://127.0.0.1:4222"
+    )
+    if not url_reachable(nats_url):
+        nats = start_nats(state)
+        stop.append(nats.stop)
+        nats_url = nats.url
+    suffix = secrets.token_hex(4)
+    name = f"cf_test_{suffix}"
+    database_url = asyncio.run(create_database(pg_url, name))
+
+    from certforge.common.db.migrations import upgrade
+
+    upgrade(database_url)
+    backends = Backends(
+        server_url=pg_url,
+        database_url=database_url,
+        database_name=name,
+        nats_url=nats_url,
+        namespace=f"t{suffix}",
+        ca_keks=KeyRing.generate_text("test-ca"),
+        leaf_keks=KeyRing.generate_text("test-leaf"),
+        admin_token="cf_test_" + secrets.token_urlsafe(24),
+        state_dir=state,
+    )
+    try:
+        yield backends
+    finally:
+        asyncio.run(_cleanup(backends))
+        for stopper in reversed(stop):
+            stopper()
+
+
+async def _cleanup(backends: Backends) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    from certforge.common.contracts.subjects import Subjects
+
+    await drop_database(backends.server_url, backends.database_name)
+    subjects = Subjects(backends.namespace)
+    client = await nats.connect(backends.nats_url)
+    try:
+        js = client.jetstream()
+        for stream in (subjects.commands_stream, subjects.events_stream):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+def env_for(backends: Backends) -> Iterator[None]:
+    """Put the backends into this process's environment, for settings classes."""
+    saved = dict(os.environ)
+    os.environ.update(backends.env())
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def issuer(backends: Backends, env_for: None) -> AsyncIterator[object]:
+    """The real issuer worker, running in this process against the test backends."""
+    from certforge.issuer.main import build
+    from certforge.issuer.settings import IssuerSettings
+
+    worker = build(IssuerSettings.load())
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)

@@ -1,0 +1,34 @@
+"""Shared test types (importable from any test module; conftest modules are not)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Backends:
+    server_url: str
+    database_url: str
+    database_name: str
+    nats_url: str
+    namespace: str
+    ca_keks: str
+    leaf_keks: str
+    admin_token: str
+    state_dir: Path
+    stoppers: list[object] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for service processes started by tests."""
+        return {
+            "CERTFORGE_ENVIRONMENT": "development",
+            "CERTFORGE_DATABASE_URL": self.database_url,
+            "CERTFORGE_NATS_URL": self.nats_url,
+            "CERTFORGE_NATS__NAMESPACE": self.namespace,
+            "CERTFORGE_CA_KEKS": self.ca_keks,
+            "CERTFORGE_LEAF_KEKS": self.leaf_keks,
+            "CERTFORGE_BOOTSTRAP_TOKEN": self.admin_token,
+            "CERTFORGE_STATE_DIR": str(self.state_dir),
+            **extra,
+        }

@@ -1,0 +1,224 @@
+"""The embedded servers and the supervisor behind `make run` and the integration harness.
+
+These start real nats-server and PostgreSQL processes on OS-chosen loopback ports (never the
+system ones on 4222/5432) in temporary state directories, and check what a developer relies on:
+data survives a restart, a crashed run does not block the next, and Ctrl-C/SIGTERM leaves no
+processes behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+
+from certforge.devstack.nats import start_nats
+from certforge.devstack.ports import free_port, tcp_reachable, url_reachable
+from certforge.devstack.postgres import (
+    asyncpg_dsn,
+    create_database,
+    database_exists,
+    drop_database,
+    start_postgres,
+)
+from certforge.devstack.process import pid_alive, read_pid_file
+from certforge.devstack.supervisor import ProcessGroup
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def short_state_dir() -> Iterator[Path]:
+    """A short path under /tmp: keeps the PostgreSQL socket inside it (sun_path limit) and, as
+    root, out of the root user's home that the postgres system user cannot traverse."""
+    path = Path(tempfile.mkdtemp(prefix="cf-dev-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_url_reachable_understands_our_schemes() -> None:
+    port = free_port()
+    assert not tcp_reachable("127.0.0.1", port)
+    assert not url_reachable(f"nats://127.0.0.1:{port}")
+    assert not url_reachable(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x")
+    with pytest.raises(ValueError, match="unsupported"):
+        url_reachable("http://127.0.0.1:1")
+    assert asyncpg_dsn("postgresql+asyncpg://u@h:1/d?x=1") == "postgresql://u@h:1/d?x=1"
+
+
+async def test_nats_jetstream_survives_restart(tmp_path: Path) -> None:
+    server = start_nats(tmp_path)
+    try:
+        assert server.port not in (4222,)
+        assert url_reachable(server.url)
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="DEVSTACK_TEST", subjects=["devstack.test.>"])
+        ack = await js.publish("devstack.test.one", b"hello")
+        assert ack.seq == 1
+        await nc.close()
+    finally:
+        server.stop()
+    assert not server.running()
+    assert not url_reachable(server.url)
+
+    again = start_nats(tmp_path)
+    try:
+        nc = await nats.connect(again.url)
+        info = await nc.jetstream().stream_info("DEVSTACK_TEST")
+        assert info.state.messages == 1
+        await nc.close()
+    finally:
+        again.stop()
+
+
+def test_nats_replaces_a_leftover_server(tmp_path: Path) -> None:
+    """A run killed with SIGKILL leaves its nats-server behind (if the parent-death signal did
+    not reach it): the next start must stop it rather than fight over the store directory."""
+    first = start_nats(tmp_path)
+    second = start_nats(tmp_path)  # "forgets" the first, as a crashed CLI would
+    try:
+        first.wait(5)  # stopped by the second start
+        assert url_reachable(second.url)
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_postgres_databases_and_restart(short_state_dir: Path) -> None:
+    started = time.monotonic()
+    pg = start_postgres(short_state_dir)
+    first_start = time.monotonic() - started
+    try:
+        assert pg.port != 5432
+        assert pg.url == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+        assert url_reachable(pg.url)
+        assert url_reachable(pg.url.replace("postgresql://", "postgresql+asyncpg://"))
+
+        db_url = await create_database(pg.url, "devstack_keep")
+        assert db_url.endswith("/devstack_keep")
+        with pytest.raises(RuntimeError, match="already exists"):
+            await create_database(pg.url, "devstack_keep")
+        assert await create_database(pg.url, "devstack_keep", exist_ok=True) == db_url
+        conn = await asyncpg.connect(db_url)
+        await conn.execute("CREATE TABLE t (v text); INSERT INTO t VALUES ('kept')")
+        encoding = await conn.fetchval("SHOW server_encoding")
+        await conn.close()
+        assert encoding == "UTF8"
+
+        await create_database(pg.url, "devstack_drop")
+        holder = await asyncpg.connect(pg.url_for("devstack_drop"))  # dropped WITH (FORCE)
+        await drop_database(pg.url, "devstack_drop")
+        await drop_database(pg.url, "devstack_drop")  # missing is fine
+        assert not await database_exists(pg.url, "devstack_drop")
+        assert holder.is_closed() or not await _alive(holder)
+        holder.terminate()
+    finally:
+        pg.stop()
+    assert not url_reachable(pg.url)
+
+    started = time.monotonic()
+    again = start_postgres(short_state_dir)
+    second_start = time.monotonic() - started
+    try:
+        conn = await asyncpg.connect(again.url_for("devstack_keep"))
+        assert await conn.fetchval("SELECT v FROM t") == "kept"
+        await conn.close()
+    finally:
+        again.stop()
+    print(f"embedded PostgreSQL start: first {first_start:.2f} s, second {second_start:.2f} s")
+
+
+async def _alive(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+        return False
+    return True
+
+
+def test_postgres_starts_after_a_crash(short_state_dir: Path) -> None:
+    """Both crash shapes: the CLI died and its server still runs (pg_ctl daemonizes it), and
+    the server itself was killed, leaving a stale postmaster.pid."""
+    first = start_postgres(short_state_dir)
+    leftover_pid = read_pid_file(first.data_dir / "postmaster.pid")
+    assert leftover_pid is not None
+
+    second = start_postgres(short_state_dir)  # the first handle was "lost"
+    assert not pid_alive(leftover_pid)
+    assert url_reachable(second.url)
+
+    postmaster = read_pid_file(second.data_dir / "postmaster.pid")
+    assert postmaster is not None
+    os.kill(postmaster, signal.SIGKILL)
+    third = start_postgres(short_state_dir)
+    try:
+        assert url_reachable(third.url)
+    finally:
+        third.stop()
+    assert not (third.data_dir / "postmaster.pid").exists()
+
+
+SUPERVISOR = textwrap.dedent(
+    """
+    import sys
+    from certforge.devstack.supervisor import ProcessGroup
+
+    child = "import os, time; print('ready', os.getpid(), flush=True); time.sleep(60)"
+    with ProcessGroup(stop_timeout=5) as group, group.handle_signals():
+        for name in ("one", "two"):
+            group.start(name, [sys.executable, "-c", child])
+        sys.exit(group.supervise())
+    """
+)
+
+
+def test_process_group_stops_children_on_sigterm() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        pids: dict[str, int] = {}
+        while len(pids) < 2:
+            line = proc.stdout.readline()
+            assert line, "supervisor ended before its children were ready"
+            prefix, _, rest = line.partition(" ready ")
+            if rest:
+                pids[prefix.strip()] = int(rest)
+        assert set(pids) == {"[one]", "[two]"}
+
+        proc.send_signal(signal.SIGTERM)
+        rest_of_output = proc.stdout.read()
+        assert proc.wait(15) == 0
+    assert "SIGTERM received" in rest_of_output
+    for pid in pids.values():
+        assert not pid_alive(pid)
+
+
+def test_process_group_fails_when_a_child_dies(capsys: pytest.CaptureFixture[str]) -> None:
+    group = ProcessGroup(stop_timeout=0.5)
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    with group:
+        survivor = group.start("stubborn", [sys.executable, "-c", stubborn])
+        group.start("crasher", [sys.executable, "-c", "import sys; print('bye'); sys.exit(3)"])
+        time.sleep(0.3)  # let the stubborn child install its SIGTERM handler
+        assert group.supervise() == 1
+    assert survivor.returncode == -signal.SIGKILL  # ignored SIGTERM, killed after the timeout
+    out = capsys.readouterr().out
+    assert "[crasher]  bye" in out
+    assert "crasher exited with code 3 unexpectedly" in out
+    assert "stubborn did not stop" in out
