@@ -44,6 +44,7 @@ class Worker:
             name=f"certforge-{name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
+            logger=logging.getLogger("faststream"),
         )
         self.relay: OutboxRelay | None = None
         self._loops: list[Loop] = []

@@ -1,0 +1,53 @@
+# Certforge: `make run` starts everything, `make test` checks everything.
+# Needs only Python 3.11+; uv is installed into .tools/ and the workspace into .venv/.
+
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test lint format bench docs check-docs clean
+
+install: $(STAMP)
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit("Certforge needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): $(UV) uv.lock $(PYPROJECTS)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+run: install
+	$(BIN)/certforge-dev run
+
+lint: install
+	$(BIN)/ruff check libs services tests bench
+	$(BIN)/ruff format --check libs services tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix libs services tests bench
+	$(BIN)/ruff format libs services tests bench
+
+test: lint
+	$(BIN)/pytest -p no:cacheprovider
+
+docs: install
+	$(BIN)/python -m certforge.devstack.docs write
+
+check-docs: install
+	$(BIN)/python -m certforge.devstack.docs check
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,9 @@
+"""Settings of the syncer (`CERTFORGE_…`)."""
+
+from __future__ import annotations
+
+from certforge.common.settings import CommonSettings
+
+
+class SyncerSettings(CommonSettings):
+    pass
