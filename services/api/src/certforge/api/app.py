@@ -17,7 +17,16 @@ from certforge.api.deps import ContextDep
 from certforge.api.domain.identities import ensure_bootstrap_admin
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.middleware import RequestContextMiddleware
-from certforge.api.routes import applications, audit, cas, identities, policies, profiles
+from certforge.api.outcomes import Outcomes
+from certforge.api.routes import (
+    applications,
+    audit,
+    cas,
+    certificates,
+    identities,
+    policies,
+    profiles,
+)
 from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
@@ -49,6 +58,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         relay = OutboxRelay(sessions, js, settings.outbox)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         assert settings.leaf_keks is not None
+        outcomes = Outcomes()
+        await outcomes.start(nats, subjects)
         app.state.certforge = ApiContext(
             settings=settings,
             engine=engine,
@@ -58,6 +69,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             subjects=subjects,
             leaf_keys=KeyRing.parse(settings.leaf_keks.get_secret_value()),
             issuer=IssuerClient(nats, subjects, settings.issuer_timeout_seconds),
+            outcomes=outcomes,
         )
         if settings.bootstrap_token is not None:
             async with sessions() as session:
@@ -68,6 +80,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
+            await outcomes.stop()
             relay.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relay_task, timeout=10)
@@ -84,7 +97,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     problems.install(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (identities, cas, policies, profiles, applications, audit):
+    for module in (identities, cas, policies, profiles, applications, certificates, audit):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_health_router())

@@ -8,6 +8,7 @@ from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.api.issuer_client import IssuerClient
+from certforge.api.outcomes import Outcomes
 from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
@@ -25,3 +26,4 @@ class ApiContext:
     subjects: Subjects
     leaf_keys: KeyRing
     issuer: IssuerClient
+    outcomes: Outcomes

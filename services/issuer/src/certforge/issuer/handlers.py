@@ -10,12 +10,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from certforge.common.contracts.commands import IssueCertificate
+from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
 from certforge.common.errors import CertforgeError
 from certforge.common.runtime import Worker
 from certforge.issuer.cas import CAService
+from certforge.issuer.consumer import Handler
+from certforge.issuer.issuing import IssuanceService
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +63,22 @@ async def _answer(
     except Exception:
         log.exception("CA operation %s failed", model.__name__)
         return RpcReply(error=RpcError(status=500, code="internal", detail="the issuer failed"))
+
+
+def issue_handler(service: IssuanceService) -> Handler:
+    """`<ns>.cmd.issue`: sign the batch's requests in one transaction."""
+
+    async def handle(messages: list[Msg]) -> None:
+        request_ids = []
+        for msg in messages:
+            try:
+                command = CloudEvent[IssueCertificate].model_validate_json(msg.data)
+            except ValidationError:
+                log.error("terminating an undecodable issue command on %s", msg.subject)
+                await msg.term()
+                continue
+            request_ids.append(command.data.request_id)
+        if request_ids:
+            await service.issue(request_ids)
+
+    return handle

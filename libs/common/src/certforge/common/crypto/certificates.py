@@ -111,6 +111,17 @@ def _key_family(alg: KeyAlgorithm) -> str:
     return "EC" if alg.is_ec else "ED25519"
 
 
+def usages_allowed_for(alg: KeyAlgorithm) -> frozenset[KeyUsage]:
+    """Key usages that make sense for a key of `alg` (e.g. no key_encipherment for EC)."""
+    return frozenset(_ALLOWED_USAGES[_key_family(alg)])
+
+
+def check_template(template: CertificateTemplate) -> None:
+    """Raise `Unprocessable` for whatever `build_certificate` would refuse about `template`,
+    without a key: lets the api answer 422 before anything is queued."""
+    _check_template(template, default_key_usages(template))
+
+
 def _check_template(template: CertificateTemplate, usages: list[KeyUsage]) -> None:
     """Refuse what would make an invalid certificate; each message names the rule."""
     name = subject_to_name(template.subject)

@@ -14,9 +14,9 @@ from certforge.api.audit import AuditScope
 from certforge.api.domain.common import commit, get_or_404, now
 from certforge.api.domain.profiles import check_defaults
 from certforge.api.schemas.policies import PolicyCreate, PolicyPublic, PolicyUpdate
-from certforge.api.schemas.profiles import ProfileDefaults
 from certforge.common.db.tables import Policy, Profile
 from certforge.common.errors import Conflict, FieldError, PolicyViolation, Unprocessable
+from certforge.common.issuance import ProfileDefaults
 from certforge.common.policy import PolicyDocument
 
 

@@ -11,12 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.domain.common import as_uuid, by_slug_or_id, commit, get_or_404, now
-from certforge.api.schemas.profiles import (
-    ProfileCreate,
-    ProfileDefaults,
-    ProfilePublic,
-    ProfileUpdate,
-)
+from certforge.api.schemas.profiles import ProfileCreate, ProfilePublic, ProfileUpdate
 from certforge.common.db.tables import (
     Certificate,
     CertificateAuthority,
@@ -26,6 +21,7 @@ from certforge.common.db.tables import (
 )
 from certforge.common.domain import CAStatus
 from certforge.common.errors import Conflict, FieldError, PolicyViolation, Unprocessable
+from certforge.common.issuance import ProfileDefaults
 from certforge.common.policy import PolicyDocument, Violation, evaluate
 from certforge.common.template import CertificateTemplate
 

@@ -1,0 +1,140 @@
+"""From a certificate request and its profile to the template to sign: pure and shared.
+
+The api resolves a template to answer 422 at once; the issuer resolves it again from the stored
+parameters, authoritatively, at signing time (the profile or CA may have changed in between).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from certforge.common.crypto.certificates import check_template, usages_allowed_for
+from certforge.common.domain import (
+    ExtendedKeyUsage,
+    KeyAlgorithm,
+    KeyUsage,
+    RequestMethod,
+    SignatureHash,
+    SubjectFields,
+)
+from certforge.common.durations import Duration
+from certforge.common.errors import Unprocessable
+from certforge.common.template import CertificateTemplate, San
+
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)]
+"""String tags on a certificate: at most 32, keys of `[A-Za-z0-9_.-/]`, values ≤ 256 chars."""
+
+
+class ProfileDefaults(BaseModel):
+    """What a request gets for each field it leaves out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: Duration = Field(default=timedelta(days=30), description="validity, e.g. 30d")
+    subject: SubjectFields = SubjectFields()
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+    signature_algorithm: SignatureHash | None = Field(
+        default=None, description="hash of the signature; none = the CA key's natural one"
+    )
+    key_usages: list[KeyUsage] = Field(default_factory=lambda: [KeyUsage.DIGITAL_SIGNATURE])
+    extended_key_usages: list[ExtendedKeyUsage] = Field(
+        default_factory=lambda: [ExtendedKeyUsage.SERVER_AUTH]
+    )
+
+
+class RequestParams(BaseModel):
+    """A request as stored: what the caller asked for, before defaults (`None` = use default)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    method: RequestMethod
+    subject: SubjectFields = SubjectFields()
+    sans: list[San] = Field(default_factory=list)
+    key_algorithm: KeyAlgorithm | None = None
+    signature_algorithm: SignatureHash | None = None
+    ttl: Duration | None = None
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    key_usages: list[KeyUsage] | None = None
+    extended_key_usages: list[ExtendedKeyUsage] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    csr: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuingCA:
+    """What resolution needs to know of the CA that will sign."""
+
+    name: str
+    key_algorithm: KeyAlgorithm
+    not_after: datetime
+
+
+def resolve_template(
+    params: RequestParams, defaults: ProfileDefaults, ca: IssuingCA, now: datetime
+) -> CertificateTemplate:
+    """The template to sign, or `Unprocessable` naming the request field at fault.
+
+    Usages taken from the profile's defaults are narrowed to what the key type can do (a
+    profile serving RSA and EC keys may list key_encipherment); usages the caller asked for
+    explicitly are kept and refused if they do not fit.
+    """
+    key_algorithm = params.key_algorithm or defaults.key_algorithm
+    not_before, not_after = _window(params, defaults, now)
+    if not_after > ca.not_after:
+        raise Unprocessable.on_field(
+            "not_after" if params.not_after else "ttl",
+            f"the certificate would expire {not_after:%Y-%m-%d %H:%M}Z, after CA {ca.name!r} "
+            f"does ({ca.not_after:%Y-%m-%d %H:%M}Z)",
+        )
+    if params.key_usages is not None:
+        key_usages = params.key_usages
+    else:
+        allowed = usages_allowed_for(key_algorithm)
+        key_usages = [u for u in defaults.key_usages if u in allowed]
+    signature = params.signature_algorithm
+    if signature is None and ca.key_algorithm is not KeyAlgorithm.ED25519:
+        signature = defaults.signature_algorithm
+    if signature is not None and ca.key_algorithm is KeyAlgorithm.ED25519:
+        raise Unprocessable.on_field(
+            "signature_algorithm", f"CA {ca.name!r} signs with Ed25519, which takes no hash"
+        )
+    subject = (
+        params.subject
+        if params.method is RequestMethod.CSR
+        else params.subject.merged_over(defaults.subject)
+    )
+    template = CertificateTemplate(
+        subject=subject,
+        sans=params.sans,
+        key_algorithm=key_algorithm,
+        signature_hash=signature,
+        key_usages=key_usages,
+        extended_key_usages=(
+            params.extended_key_usages
+            if params.extended_key_usages is not None
+            else defaults.extended_key_usages
+        ),
+        not_before=not_before,
+        not_after=not_after,
+    )
+    check_template(template)
+    return template
+
+
+def _window(
+    params: RequestParams, defaults: ProfileDefaults, now: datetime
+) -> tuple[datetime, datetime]:
+    start = (params.not_before or now).replace(microsecond=0)
+    if params.not_after is not None:
+        end = params.not_after.replace(microsecond=0)
+        if end <= start:
+            raise Unprocessable.on_field("not_after", "must be later than not_before")
+        return start, end
+    return start, start + (params.ttl or defaults.ttl)

@@ -1,0 +1,178 @@
+"""Reading certificates: details, PEM downloads, and managed private keys (audited)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.audit import AuditScope
+from certforge.api.auth import Actor
+from certforge.api.context import ApiContext
+from certforge.api.domain.common import OPERATE_ROLES, READ_ROLES, application_for
+from certforge.api.domain.requests import Submitted
+from certforge.api.schemas.certificates import (
+    CertificatePublic,
+    CertificateRequestPublic,
+    IssuedCertificate,
+)
+from certforge.common.crypto.envelope import KeyRing
+from certforge.common.crypto.keys import load_private_key_der, private_key_to_pkcs8_pem
+from certforge.common.db.tables import Application, Certificate, CertificateAuthority, Profile
+from certforge.common.domain import (
+    CertificateStatus,
+    KeyAlgorithm,
+    RequestMethod,
+    RequestStatus,
+    Role,
+    SignatureHash,
+)
+from certforge.common.errors import NotFound, Unprocessable
+from certforge.common.template import San
+
+
+def may_read_keys(actor: Actor, application_id: UUID) -> bool:
+    return actor.is_product_admin or actor.role_in(application_id) in OPERATE_ROLES
+
+
+def private_key_pem(keys: KeyRing, certificate: Certificate) -> str:
+    """Decrypt a managed key; the AAD binds the blob to this certificate's row."""
+    assert certificate.encrypted_private_key is not None
+    der = keys.decrypt(certificate.encrypted_private_key, certificate.id.bytes)
+    return private_key_to_pkcs8_pem(load_private_key_der(der))
+
+
+async def chain_pem(session: AsyncSession, ca_id: UUID) -> str:
+    """The issuing CA's certificate and its issuers: issuing CA first, root last."""
+    ca = await session.get(CertificateAuthority, ca_id)
+    assert ca is not None
+    return ca.certificate_pem + ca.chain_pem
+
+
+async def issued(
+    session: AsyncSession, keys: KeyRing, certificate: Certificate, *, with_key: bool
+) -> IssuedCertificate:
+    return IssuedCertificate(
+        id=certificate.id,
+        serial_number=certificate.serial_number,
+        not_before=certificate.not_before,
+        not_after=certificate.not_after,
+        certificate=certificate.certificate_pem,
+        chain=await chain_pem(session, certificate.ca_id),
+        private_key=(
+            private_key_pem(keys, certificate)
+            if with_key and certificate.encrypted_private_key is not None
+            else None
+        ),
+    )
+
+
+async def request_view(
+    session: AsyncSession, context: ApiContext, submitted: Submitted, *, with_key: bool
+) -> CertificateRequestPublic:
+    request = submitted.request
+    certificate = None
+    if request.status == RequestStatus.ISSUED and request.certificate_id is not None:
+        row = await session.get(Certificate, request.certificate_id)
+        if row is not None:
+            certificate = await issued(session, context.leaf_keys, row, with_key=with_key)
+    return CertificateRequestPublic(
+        id=request.id,
+        application=submitted.application.slug,
+        profile=submitted.profile.slug,
+        method=RequestMethod(request.method),
+        kind=request.kind,
+        status=RequestStatus(request.status),
+        error=request.error,
+        errors=request.error_details,
+        created_at=request.created_at,
+        completed_at=request.completed_at,
+        certificate_id=request.certificate_id,
+        certificate=certificate,
+    )
+
+
+def certificate_view(
+    certificate: Certificate, app: Application, profile: Profile
+) -> CertificatePublic:
+    return CertificatePublic(
+        id=certificate.id,
+        application=app.slug,
+        profile=profile.slug,
+        ca_id=certificate.ca_id,
+        request_id=certificate.request_id,
+        method=RequestMethod(certificate.method),
+        status=CertificateStatus(certificate.status),
+        serial_number=certificate.serial_number,
+        subject=certificate.subject_dn,
+        common_name=certificate.common_name,
+        sans=[San.model_validate(s) for s in certificate.sans],
+        key_algorithm=KeyAlgorithm(certificate.key_algorithm),
+        signature_algorithm=(
+            SignatureHash(certificate.signature_hash) if certificate.signature_hash else None
+        ),
+        not_before=certificate.not_before,
+        not_after=certificate.not_after,
+        fingerprint_sha256=certificate.fingerprint_sha256,
+        metadata=certificate.tags,
+        auto_renew=certificate.auto_renew,
+        renew_before_days=certificate.renew_before_days,
+        has_private_key=certificate.encrypted_private_key is not None,
+        renewed_from_id=certificate.renewed_from_id,
+        renewed_by_id=certificate.renewed_by_id,
+        revoked_at=certificate.revoked_at,
+        revocation_reason=certificate.revocation_reason,
+        created_at=certificate.created_at,
+    )
+
+
+async def get(
+    session: AsyncSession,
+    actor: Actor,
+    app_ref: str,
+    certificate_id: UUID,
+    roles: frozenset[Role] = READ_ROLES,
+) -> tuple[Certificate, Application, Profile]:
+    app = await application_for(session, actor, app_ref, roles)
+    row = (
+        await session.exec(
+            select(Certificate, Profile)
+            .join(Profile, col(Profile.id) == col(Certificate.profile_id))
+            .where(Certificate.id == certificate_id, Certificate.application_id == app.id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound.on_field(
+            "certificate_id", f"no certificate {certificate_id} in {app.slug!r}"
+        )
+    certificate, profile = row
+    return certificate, app, profile
+
+
+async def read_private_key(
+    session: AsyncSession,
+    context: ApiContext,
+    audit: AuditScope,
+    app_ref: str,
+    certificate_id: UUID,
+) -> str:
+    certificate, _, _ = await get(session, audit.actor, app_ref, certificate_id, OPERATE_ROLES)
+    if certificate.encrypted_private_key is None:
+        raise Unprocessable.on_field(
+            "certificate_id", "this certificate's key was never held by Certforge (CSR method)"
+        )
+    pem = private_key_pem(context.leaf_keys, certificate)
+    audit_key_read(session, audit, certificate)
+    await session.commit()
+    return pem
+
+
+def audit_key_read(session: AsyncSession, audit: AuditScope, certificate: Certificate) -> None:
+    audit.record(
+        session,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        application_id=certificate.application_id,
+        details={"private_key": "read", "serial_number": certificate.serial_number},
+    )

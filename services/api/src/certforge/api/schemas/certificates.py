@@ -1,0 +1,138 @@
+"""Shapes of certificate requests and certificates (names are the public contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, Field, model_validator
+
+from certforge.api.schemas.common import Strict
+from certforge.common.domain import (
+    CertificateStatus,
+    ExtendedKeyUsage,
+    KeyAlgorithm,
+    KeyUsage,
+    RequestMethod,
+    RequestStatus,
+    SignatureHash,
+    SubjectFields,
+)
+from certforge.common.durations import Duration
+from certforge.common.issuance import Metadata
+from certforge.common.template import San
+
+_MANAGED_ONLY = (
+    "common_name",
+    "organization",
+    "organizational_unit",
+    "country",
+    "state",
+    "locality",
+    "key_algorithm",
+)
+
+
+class CertificateRequestCreate(Strict):
+    profile: str = Field(description="slug or id of a profile attached to the application")
+    method: RequestMethod = RequestMethod.MANAGED
+    common_name: str | None = Field(default=None, min_length=1, max_length=64)
+    organization: str | None = Field(default=None, min_length=1, max_length=64)
+    organizational_unit: str | None = Field(default=None, min_length=1, max_length=64)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    state: str | None = Field(default=None, min_length=1, max_length=128)
+    locality: str | None = Field(default=None, min_length=1, max_length=128)
+    sans: list[San] = Field(default_factory=list, max_length=100)
+    key_algorithm: KeyAlgorithm | None = Field(default=None, description="managed only")
+    signature_algorithm: SignatureHash | None = None
+    ttl: Duration | None = Field(default=None, description="e.g. 30d; or not_before/not_after")
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    key_usages: list[KeyUsage] | None = None
+    extended_key_usages: list[ExtendedKeyUsage] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    csr: str | None = Field(default=None, max_length=65536, description="PEM, method csr only")
+
+    @model_validator(mode="after")
+    def _check_method(self) -> CertificateRequestCreate:
+        if self.method is RequestMethod.CSR:
+            if not self.csr:
+                raise ValueError("csr is required with method csr")
+            given = [name for name in _MANAGED_ONLY if getattr(self, name) is not None]
+            if given or self.sans:
+                names = ", ".join(given + (["sans"] if self.sans else []))
+                raise ValueError(f"{names}: taken from the CSR with method csr; leave out")
+        elif self.csr is not None:
+            raise ValueError("csr is only accepted with method csr")
+        if self.ttl is not None and self.not_after is not None:
+            raise ValueError("give ttl or not_after, not both")
+        for name in ("not_before", "not_after"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must carry a timezone")
+        return self
+
+    def subject(self) -> SubjectFields:
+        return SubjectFields(
+            common_name=self.common_name,
+            organization=self.organization,
+            organizational_unit=self.organizational_unit,
+            country=self.country,
+            state=self.state,
+            locality=self.locality,
+        )
+
+
+class IssuedCertificate(BaseModel):
+    id: UUID
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str = Field(description="PEM")
+    chain: str = Field(description="PEM, issuing CA first, root last")
+    private_key: str | None = Field(
+        default=None, description="PKCS#8 PEM; managed keys only, for operators and admins"
+    )
+
+
+class CertificateRequestPublic(BaseModel):
+    id: UUID
+    application: str
+    profile: str
+    method: RequestMethod
+    kind: str = Field(description="issue or renew")
+    status: RequestStatus
+    error: str | None = None
+    errors: list[dict[str, str]] = Field(default_factory=list)
+    created_at: datetime
+    completed_at: datetime | None = None
+    certificate_id: UUID | None = None
+    certificate: IssuedCertificate | None = None
+
+
+class CertificatePublic(BaseModel):
+    id: UUID
+    application: str
+    profile: str
+    ca_id: UUID
+    request_id: UUID
+    method: RequestMethod
+    status: CertificateStatus
+    serial_number: str
+    subject: str = Field(description="RFC 4514 distinguished name")
+    common_name: str | None
+    sans: list[San]
+    key_algorithm: KeyAlgorithm
+    signature_algorithm: SignatureHash | None
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    metadata: dict[str, str]
+    auto_renew: bool
+    renew_before_days: int
+    has_private_key: bool
+    renewed_from_id: UUID | None
+    renewed_by_id: UUID | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    created_at: datetime

@@ -1,0 +1,113 @@
+"""The issuer's command consumer: a durable JetStream pull consumer on `<ns>.cmd.>`, shared by
+every issuer replica, fetched in batches.
+
+A plain nats-py fetch loop rather than FastStream's batch subscriber: FastStream keeps fetching
+until the batch is full or its timeout passes, which at low load adds that whole timeout to
+every request's latency; `fetch` returns as soon as some messages are there, so a lone request
+is signed at once and a burst is signed in batches.
+
+Acknowledgement follows outcome: a handled batch (issued or recorded as failed) is acked; a
+transient failure (database down) nacks it with a growing delay; a message that cannot be
+decoded is terminated, since no retry can fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from certforge.common.contracts.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[Msg]], Awaitable[None]]
+
+
+@dataclass
+class ConsumerSettings:
+    batch_size: int = 64
+    ack_wait_seconds: float = 60.0
+    max_backoff_seconds: float = 30.0
+
+
+class CommandConsumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        handlers: dict[str, Handler],
+        settings: ConsumerSettings,
+    ) -> None:
+        self._js = js
+        self._subjects = subjects
+        self._handlers = handlers
+        self._settings = settings
+        self.durable = subjects.durable("issuer")
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        subscription = await self._js.pull_subscribe(
+            self._subjects.commands_wildcard,
+            durable=self.durable,
+            stream=self._subjects.commands_stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._settings.ack_wait_seconds,
+                max_ack_pending=self._settings.batch_size * 16,
+            ),
+        )
+        while not stopping.is_set():
+            try:
+                messages = await subscription.fetch(self._settings.batch_size, timeout=1.0)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except ConnectionClosedError:
+                return
+            except Exception as exc:  # NATS reconnecting: wait, keep going
+                log.warning("command fetch failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            await self._dispatch(messages)
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+    async def _dispatch(self, messages: list[Msg]) -> None:
+        groups: dict[str, list[Msg]] = {}
+        for msg in messages:
+            if msg.subject in self._handlers:
+                groups.setdefault(msg.subject, []).append(msg)
+            else:
+                log.error("terminating a command on unknown subject %s", msg.subject)
+                await msg.term()
+        for subject, group in groups.items():
+            try:
+                await self._handlers[subject](group)
+            except Exception as exc:
+                delay = self._backoff(group)
+                log.warning(
+                    "%d command(s) on %s will be retried in %.0fs: %s",
+                    len(group),
+                    subject,
+                    delay,
+                    exc,
+                )
+                for msg in group:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=delay)
+                continue
+            for msg in group:
+                with contextlib.suppress(Exception):
+                    await msg.ack()
+
+    def _backoff(self, group: list[Msg]) -> float:
+        deliveries = max(m.metadata.num_delivered for m in group)
+        return min(2.0 ** min(deliveries, 10), self._settings.max_backoff_seconds)
