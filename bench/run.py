@@ -1,1 +1,281 @@
-print("no benchmarks yet")
+"""`make bench`: end-to-end issuance throughput and latency of a running Certforge.
+
+Starts the whole system the way `make run` does (embedded NATS and PostgreSQL in a temporary
+state directory, the four services), creates an EC P-256 root → intermediate chain, a policy, a
+profile and an application over HTTP, then drives `POST …/certificate-requests` with
+`Prefer: wait` from `wrk` (a compiled load generator, so the client does not take the CPU from
+the system measured). Every answer that is not a 201 with a certificate counts as an error.
+Also measures the cost of pre-issuance linting per certificate in-process.
+Results are printed and appended to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=20, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--label", default="", help="a note for RESULTS.md (what changed)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: `apt-get install wrk` (Debian) — make bench tries that")
+
+    lint = lint_cost()
+    print(f"pre-issuance lint: {lint['lint_ms']:.2f} ms/cert (build+sign alone {lint['sign_ms']:.3f} ms)")
+    with System() as system:
+        setup = system.setup()
+        results = {}
+        for scenario, body in scenarios(setup).items():
+            system.warm_up(body)
+            results[scenario] = system.wrk(body, args)
+            r = results[scenario]
+            print(f"{scenario}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
+                  f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}")
+        memory = system.memory()
+    if not args.no_record:
+        record(results, lint, memory, args)
+
+
+def lint_cost(n: int = 300) -> dict[str, float]:
+    """Milliseconds per certificate to build+sign, and to lint one (pkilint, RFC 5280)."""
+    from certforge.common.crypto.certificates import (
+        build_certificate,
+        build_self_signed_ca,
+        key_identifier_of,
+        new_serial,
+    )
+    from certforge.common.crypto.keys import generate_private_key
+    from certforge.common.domain import ExtendedKeyUsage, KeyAlgorithm, SanType, SubjectFields
+    from certforge.common.template import CertificateTemplate, San
+    from certforge.issuer import lint
+
+    now = datetime.now(UTC)
+    ca_key = generate_private_key(KeyAlgorithm.EC_P256)
+    ca = build_self_signed_ca(SubjectFields(common_name="Bench CA"), ca_key, now,
+                              now.replace(year=now.year + 5), None, None)
+    leaf_key = generate_private_key(KeyAlgorithm.EC_P256)
+    template = CertificateTemplate(
+        subject=SubjectFields(common_name="api.example.com"),
+        sans=[San(type=SanType.DNS, value="api.example.com")],
+        key_algorithm=KeyAlgorithm.EC_P256,
+        extended_key_usages=[ExtendedKeyUsage.SERVER_AUTH],
+        not_before=now,
+        not_after=now.replace(month=now.month % 12 + 1) if now.month < 12 else now.replace(
+            year=now.year + 1, month=1),
+    )
+
+    def build() -> Any:
+        return build_certificate(template, leaf_key.public_key(), ca.subject, ca_key,
+                                 key_identifier_of(ca), new_serial(),
+                                 crl_url="http://127.0.0.1:8080/crl", ocsp_url="http://127.0.0.1:8080/ocsp")
+
+    lint.check(build())  # build the validator once
+    start = time.perf_counter()
+    certs = [build() for _ in range(n)]
+    sign = (time.perf_counter() - start) / n
+    start = time.perf_counter()
+    for cert in certs:
+        lint.check(cert)
+    linted = (time.perf_counter() - start) / n
+    return {"sign_ms": sign * 1000, "lint_ms": linted * 1000}
+
+
+class System:
+    """The whole system started by `certforge-dev run` in a temporary state directory."""
+
+    def __init__(self) -> None:
+        self.state = Path(tempfile.mkdtemp(prefix="cf-bench-", dir="/tmp"))
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    def __enter__(self) -> System:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFORGE_")}
+        env |= {"CERTFORGE_STATE_DIR": str(self.state), "CERTFORGE_API_PORT": str(self.port),
+                "CERTFORGE_LOG_LEVEL": "WARNING"}
+        self.log = open(self.state / "system.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen([str(BIN / "certforge-dev"), "run"], env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("the system did not become healthy; see " + str(self.state))
+        self.token = (self.state / "secrets" / "bootstrap_token").read_text().strip()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    def setup(self) -> dict[str, str]:
+        root = self.call("POST", "/api/v1/cas", {
+            "name": "bench-root", "type": "root", "subject": {"common_name": "Bench Root"},
+            "key_algorithm": "EC_P256", "validity": "10y", "max_path_length": 1})
+        inter = self.call("POST", "/api/v1/cas", {
+            "name": "bench-issuing", "type": "intermediate", "parent_ca_id": root["id"],
+            "subject": {"common_name": "Bench Issuing"}, "key_algorithm": "EC_P256",
+            "validity": "5y", "max_path_length": 0})
+        policy = self.call("POST", "/api/v1/policies", {
+            "name": "bench", "sans": {"dns": {"allowed": ["*.example.com"]}},
+            "max_validity": "90d"})
+        self.call("POST", "/api/v1/profiles", {
+            "slug": "bench", "ca_id": inter["id"], "policy_id": policy["id"],
+            "defaults": {"ttl": "30d", "key_algorithm": "EC_P256"}})
+        self.call("POST", "/api/v1/applications", {"slug": "bench", "name": "Bench"})
+        self.call("PUT", "/api/v1/applications/bench/profiles/bench")
+        self.call("PUT", "/api/v1/applications/bench/profiles/bench/enrollment/api",
+                  {"enabled": True, "auto_renew": False, "renew_before_days": 10})
+        return {"app": "bench", "profile": "bench"}
+
+    def warm_up(self, body: dict[str, Any]) -> None:
+        for _ in range(20):
+            request = urllib.request.Request(
+                self.base + "/api/v1/applications/bench/certificate-requests",
+                data=json.dumps(body).encode(), method="POST",
+                headers={"Authorization": f"Bearer {self.token}",
+                         "Content-Type": "application/json", "Prefer": "wait=30"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert response.status == 201, response.status
+
+    def wrk(self, body: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+        body_file = self.state / "body.json"
+        body_file.write_text(json.dumps(body))
+        env = dict(os.environ, TOKEN=self.token, BODY_FILE=str(body_file), APP="bench", WAIT="30")
+        out = subprocess.run(
+            ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
+             f"{args.duration}s", "--timeout", "60s", "-s", str(HERE / "issue.lua"), self.base],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout
+        raw = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+        seconds = raw["duration_us"] / 1e6
+        return {
+            "requests": raw["requests"],
+            "rps": raw["requests"] / seconds,
+            "p50_ms": raw["p50_us"] / 1000,
+            "p90_ms": raw["p90_us"] / 1000,
+            "p99_ms": raw["p99_us"] / 1000,
+            "errors": raw["bad"] + raw["socket_errors"],
+            "connections": args.connections,
+        }
+
+    def memory(self) -> dict[str, int]:
+        """Resident set size (KiB) of each service process."""
+        out = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True).stdout
+        sizes: dict[str, int] = {}
+        for line in out.splitlines():
+            rss, _, command = line.strip().partition(" ")
+            for service in ("api", "issuer", "renewer", "syncer"):
+                if f"certforge-{service}" in command and str(BIN) in command:
+                    sizes[service] = sizes.get(service, 0) + int(rss)
+        return sizes
+
+
+def scenarios(setup: dict[str, str]) -> dict[str, dict[str, Any]]:
+    from certforge.common.crypto.csr import build_csr, csr_to_pem
+    from certforge.common.crypto.keys import generate_private_key
+    from certforge.common.domain import KeyAlgorithm, SanType, SubjectFields
+    from certforge.common.template import San
+
+    csr = build_csr(generate_private_key(KeyAlgorithm.EC_P256),
+                    SubjectFields(common_name="csr.example.com"),
+                    [San(type=SanType.DNS, value="csr.example.com")])
+    return {
+        "EC P-256 managed": {"profile": setup["profile"], "method": "managed",
+                             "common_name": "api.example.com",
+                             "sans": [{"type": "dns", "value": "api.example.com"}],
+                             "key_algorithm": "EC_P256", "ttl": "30d"},
+        "CSR (EC P-256)": {"profile": setup["profile"], "method": "csr",
+                           "csr": csr_to_pem(csr), "ttl": "30d"},
+    }
+
+
+def record(results: dict[str, dict[str, Any]], lint: dict[str, float],
+           memory: dict[str, int], args: argparse.Namespace) -> None:
+    memory_text = ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sorted(memory.items()))
+    lines = [
+        "",
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `make bench`"
+        + (f" — {args.label}" if args.label else ""),
+        "",
+        f"Machine: {os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.python_implementation()} "
+        f"{platform.python_version()}; wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s, `Prefer: wait=30`, everything on this machine.",
+        "",
+        "| scenario | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['errors']} |")
+    lines += [
+        "",
+        f"Pre-issuance lint: {lint['lint_ms']:.2f} ms per certificate "
+        f"(build + sign alone: {lint['sign_ms']:.3f} ms). Resident memory after load: "
+        f"{memory_text}.",
+        "",
+    ]
+    results_file = HERE / "RESULTS.md"
+    if not results_file.exists():
+        results_file.write_text("# Benchmark results\n\nAppended by `make bench` "
+                                "(see bench/README.md for what each figure means).\n")
+    with results_file.open("a") as f:
+        f.write("\n".join(lines))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class KeyAlgorithm(StrEnum):
@@ -118,6 +118,14 @@ class SubjectFields(BaseModel):
     state: str | None = Field(default=None, min_length=1, max_length=128)
     locality: str | None = Field(default=None, min_length=1, max_length=128)
 
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        # PostgreSQL cannot store NUL, and control characters in a name only mislead.
+        if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("must not contain control characters")
+        return value
+
     def present(self) -> dict[str, str]:
         """The attributes that are set, by field name."""
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -127,3 +135,25 @@ class SubjectFields(BaseModel):
         if defaults is None:
             return self
         return SubjectFields(**{**defaults.present(), **self.present()})
+
+
+class RevocationReason(StrEnum):
+    """RFC 5280 CRLReason names (value 7 is unused; removeFromCRL applies to delta CRLs only)."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "caCompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise"
+
+
+class RenewalKey(StrEnum):
+    """Where the key of a renewed certificate comes from."""
+
+    NEW = "new"
+    REUSE = "reuse"
+    CSR = "csr"

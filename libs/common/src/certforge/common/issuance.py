@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
+from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from certforge.common.crypto.certificates import check_template, usages_allowed_for
+from certforge.common.crypto.certificates import check_template, usages_allowed_for, usages_of
+from certforge.common.crypto.names import general_names_to_sans, name_to_subject
 from certforge.common.domain import (
     ExtendedKeyUsage,
     KeyAlgorithm,
     KeyUsage,
+    RenewalKey,
     RequestMethod,
     SignatureHash,
     SubjectFields,
@@ -65,6 +68,8 @@ class RequestParams(BaseModel):
     extended_key_usages: list[ExtendedKeyUsage] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     csr: str | None = None
+    key: RenewalKey | None = Field(default=None, description="renewals: where the key comes from")
+    same_key: bool = Field(default=False, description="renewals by CSR: require the old key")
 
 
 @dataclass(frozen=True)
@@ -136,5 +141,61 @@ def _window(
         end = params.not_after.replace(microsecond=0)
         if end <= start:
             raise Unprocessable.on_field("not_after", "must be later than not_before")
-        return start, end
-    return start, start + (params.ttl or defaults.ttl)
+    else:
+        end = start + (params.ttl or defaults.ttl)
+    if end <= now:
+        # An already expired certificate serves nobody (and would be due for renewal at once).
+        field = "not_after" if params.not_after else "not_before" if params.not_before else "ttl"
+        raise Unprocessable.on_field(
+            field, f"the certificate would expire {end:%Y-%m-%d %H:%M}Z, in the past"
+        )
+    return start, end
+
+
+def renew_at(not_before: datetime, not_after: datetime, renew_before_days: int) -> datetime:
+    """When renewal is due: `renew_before_days` before expiry, but never in the first two
+    thirds of the validity, so a short-lived certificate is not due the moment it is issued."""
+    window = min(timedelta(days=renew_before_days), (not_after - not_before) / 3)
+    return not_after - window
+
+
+def renewal_template(
+    old: x509.Certificate,
+    key_algorithm: KeyAlgorithm,
+    max_validity: timedelta | None,
+    ca: IssuingCA,
+    now: datetime,
+) -> CertificateTemplate:
+    """The successor of `old`: same subject, SANs and usages; the original validity length,
+    capped by the policy's maximum and by the CA's own expiry (a renewal shortens rather than
+    fails when the CA expires first)."""
+    try:
+        san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = general_names_to_sans(san)
+    except x509.ExtensionNotFound:
+        sans = []
+    key_usages, extended_key_usages = usages_of(old)
+    validity = old.not_valid_after_utc - old.not_valid_before_utc
+    if max_validity is not None:
+        validity = min(validity, max_validity)
+    start = now.replace(microsecond=0)
+    end = min(start + validity, ca.not_after)
+    if end <= start + timedelta(minutes=1):
+        raise Unprocessable.on_field("ca", f"CA {ca.name!r} expires too soon to renew under it")
+    algorithm = old.signature_hash_algorithm
+    hash_name = algorithm.name.upper() if algorithm is not None else ""
+    signature = None
+    if ca.key_algorithm is not KeyAlgorithm.ED25519 and hash_name in SignatureHash.__members__:
+        signature = SignatureHash(hash_name)
+    template = CertificateTemplate(
+        subject=name_to_subject(old.subject).subject,
+        sans=sans,
+        key_algorithm=key_algorithm,
+        signature_hash=signature,
+        key_usages=[u for u in key_usages if u in usages_allowed_for(key_algorithm)],
+        extended_key_usages=extended_key_usages,
+        not_before=start,
+        not_after=end,
+    )
+    check_template(template)
+    return template

@@ -23,7 +23,9 @@ from certforge.api.routes import (
     audit,
     cas,
     certificates,
+    crls,
     identities,
+    lifecycle,
     policies,
     profiles,
 )
@@ -97,7 +99,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
     problems.install(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (identities, cas, policies, profiles, applications, certificates, audit):
+    for module in (
+        identities,
+        cas,
+        crls,
+        policies,
+        profiles,
+        applications,
+        certificates,
+        lifecycle,
+        audit,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_health_router())

@@ -8,7 +8,8 @@ is signed at once and a burst is signed in batches.
 
 Acknowledgement follows outcome: a handled batch (issued or recorded as failed) is acked; a
 transient failure (database down) nacks it with a growing delay; a message that cannot be
-decoded is terminated, since no retry can fix it.
+decoded is terminated, since no retry can fix it; a command this version has no handler for is
+left for a replica that has one.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import BaseModel, Field
 
 from certforge.common.contracts.subjects import Subjects
 
@@ -32,11 +33,18 @@ log = logging.getLogger(__name__)
 Handler = Callable[[list[Msg]], Awaitable[None]]
 
 
-@dataclass
-class ConsumerSettings:
-    batch_size: int = 64
-    ack_wait_seconds: float = 60.0
-    max_backoff_seconds: float = 30.0
+class ConsumerSettings(BaseModel):
+    """The issuer's command consumer (`CERTFORGE_CONSUMER__…`)."""
+
+    batch_size: int = Field(default=64, ge=1, le=1000, description="commands fetched at once")
+    ack_wait_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        description="a command not acknowledged in this time (its issuer died) is redelivered",
+    )
+    max_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="longest redelivery delay after a transient failure"
+    )
 
 
 class CommandConsumer:
@@ -85,9 +93,9 @@ class CommandConsumer:
         for msg in messages:
             if msg.subject in self._handlers:
                 groups.setdefault(msg.subject, []).append(msg)
-            else:
-                log.error("terminating a command on unknown subject %s", msg.subject)
-                await msg.term()
+            else:  # a newer version's command during a rolling upgrade: leave it for that one
+                log.warning("no handler for %s; redelivering later", msg.subject)
+                await msg.nak(delay=self._settings.max_backoff_seconds)
         for subject, group in groups.items():
             try:
                 await self._handlers[subject](group)

@@ -10,17 +10,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
-from certforge.common.contracts.commands import IssueCertificate
-from certforge.common.contracts.envelope import CloudEvent
+from certforge.common.contracts.commands import (
+    IssueCertificate,
+    RenewCertificate,
+    RevokeCertificate,
+)
 from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
 from certforge.common.errors import CertforgeError
 from certforge.common.runtime import Worker
 from certforge.issuer.cas import CAService
 from certforge.issuer.consumer import Handler
 from certforge.issuer.issuing import IssuanceService
+from certforge.issuer.revocation import RevocationPublisher
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +70,42 @@ async def _answer(
         return RpcReply(error=RpcError(status=500, code="internal", detail="the issuer failed"))
 
 
-def issue_handler(service: IssuanceService) -> Handler:
-    """`<ns>.cmd.issue`: sign the batch's requests in one transaction."""
+def request_handler(
+    service: IssuanceService, model: type[IssueCertificate | RenewCertificate]
+) -> Handler:
+    """`<ns>.cmd.issue` and `<ns>.cmd.renew`: sign the batch's requests in one transaction."""
 
     async def handle(messages: list[Msg]) -> None:
         request_ids = []
         for msg in messages:
             try:
-                command = CloudEvent[IssueCertificate].model_validate_json(msg.data)
-            except ValidationError:
-                log.error("terminating an undecodable issue command on %s", msg.subject)
+                command = model.model_validate(orjson.loads(msg.data)["data"])
+            except (ValueError, KeyError, TypeError):  # ValidationError is a ValueError
+                log.error("terminating an undecodable command on %s", msg.subject)
                 await msg.term()
                 continue
-            request_ids.append(command.data.request_id)
+            request_ids.append(command.request_id)
         if request_ids:
             await service.issue(request_ids)
+
+    return handle
+
+
+def revoke_handler(publisher: RevocationPublisher) -> Handler:
+    """`<ns>.cmd.revoke`: the api has recorded the revocation; mark the CAs' CRLs dirty and
+    rebuild soon (coalesced: one rebuild serves every revocation that arrived meanwhile)."""
+
+    async def handle(messages: list[Msg]) -> None:
+        ids = []
+        for msg in messages:
+            try:
+                ids.append(
+                    RevokeCertificate.model_validate(orjson.loads(msg.data)["data"]).certificate_id
+                )
+            except (ValueError, KeyError, TypeError):
+                log.error("terminating an undecodable revoke command")
+                await msg.term()
+        if ids:
+            await publisher.mark_dirty(ids)
 
     return handle

@@ -1,39 +1,53 @@
-"""Signing certificate requests, in numbered steps, one database transaction per batch.
+"""Signing certificate requests (new and renewals), in numbered steps, one transaction a batch.
 
 For each pending request of a batch:
-  1. resolve the template from the stored parameters and the profile's current defaults;
-  2. re-check that the profile is attached with API enrollment on and the CA is active;
+  1. resolve the template: from the stored parameters and the profile's current defaults, or,
+     for a renewal, from the certificate it renews (same subject, SANs, usages; the original
+     validity capped by policy and by the CA's expiry);
+  2. re-check that the profile is attached with API enrollment on and the CA is active (and
+     that a renewed certificate is still active);
   3. enforce the policy (authoritative; the api's check was an early courtesy);
-  4. obtain the public key: generate the managed key, or re-verify the CSR;
+  4. obtain the public key: generate a managed key (or reuse the old one), or re-verify a CSR;
   5. pick a random serial and, when enabled, lint the certificate signed by a throwaway key;
   6. sign with the CA key;
   7. store the certificate (managed key encrypted under the leaf key ring, bound to its id),
-     mark the request issued and enqueue `certificate.issued` — all in the batch transaction.
+     mark the request issued and enqueue `certificate.issued` (for a renewal: mark the old
+     certificate `renewed`, link both ways, enqueue `certificate.renewed`) — in the batch
+     transaction.
 A request refused in steps 1-5 is marked `failed` with the reason and `request.failed` is
-enqueued. Requests are locked `FOR UPDATE` and only `pending` ones are signed, and
-`certificates.request_id` is unique: a redelivered command never makes a second certificate.
-Database failures propagate: the caller nacks the batch and it is retried whole.
+enqueued; a failed renewal is also recorded on the old certificate, which is retried later with
+backoff (`certificate.renewal_failed`). Requests are locked `FOR UPDATE` and only `pending`
+ones are signed, and `certificates.request_id` is unique: a redelivered command never makes a
+second certificate. Database failures propagate: the caller nacks the batch and it is retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.contracts.envelope import CloudEvent
-from certforge.common.contracts.events import CertificateIssued, RequestFailed
+from certforge.common.contracts.events import (
+    CertificateIssued,
+    CertificateRenewalFailed,
+    CertificateRenewed,
+    RequestFailed,
+)
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.certificates import (
     build_certificate,
     certificate_to_pem,
     fingerprint_sha256,
+    load_certificate_pem,
     new_serial,
 )
 from certforge.common.crypto.csr import parse_csr
@@ -42,6 +56,7 @@ from certforge.common.crypto.keys import (
     PrivateKey,
     PublicKey,
     generate_private_key,
+    load_private_key_der,
     private_key_to_der,
 )
 from certforge.common.db.engine import SessionFactory
@@ -58,12 +73,20 @@ from certforge.common.domain import (
     CAStatus,
     CertificateStatus,
     KeyAlgorithm,
+    RenewalKey,
     RequestMethod,
     RequestStatus,
     SignatureHash,
 )
 from certforge.common.errors import CertforgeError, Unprocessable
-from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
+from certforge.common.issuance import (
+    IssuingCA,
+    ProfileDefaults,
+    RequestParams,
+    renew_at,
+    renewal_template,
+    resolve_template,
+)
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument, enforce
 from certforge.common.template import CertificateTemplate
@@ -74,7 +97,9 @@ from certforge.issuer.urls import ca_urls
 log = logging.getLogger(__name__)
 
 SOURCE = "/certforge/issuer"
+RENEW = "renew"
 _HASHES = {h.value.lower(): h for h in SignatureHash}
+_SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 
 
 @dataclass
@@ -86,6 +111,8 @@ class _Batch:
     policies: dict[UUID, Policy] = field(default_factory=dict)
     cas: dict[UUID, CertificateAuthority] = field(default_factory=dict)
     attachments: dict[tuple[UUID, UUID], ProfileAttachment] = field(default_factory=dict)
+    renewed: dict[UUID, Certificate] = field(default_factory=dict)
+    """Certificates being renewed, by id (locked with the batch)."""
 
 
 @dataclass
@@ -95,13 +122,12 @@ class _Planned:
     template: CertificateTemplate
     public_key: PublicKey | None = None
     private_key: PrivateKey | None = None
+    old: Certificate | None = None
 
 
-def renew_at(not_before: datetime, not_after: datetime, renew_before_days: int) -> datetime:
-    """When renewal is due: `renew_before_days` before expiry, but never in the first two
-    thirds of the validity, so a short-lived certificate is not due the moment it is issued."""
-    window = min(timedelta(days=renew_before_days), (not_after - not_before) / 3)
-    return not_after - window
+def renewal_backoff(attempts: int) -> timedelta:
+    """Wait before the next attempt of a failed renewal: 1, 2, 4 … minutes, at most a day."""
+    return timedelta(minutes=min(2 ** max(attempts - 1, 0), 24 * 60))
 
 
 @dataclass
@@ -112,6 +138,8 @@ class IssuanceService:
     subjects: Subjects
     base_url: str
     lint_before_signing: bool = True
+    after_commit: Callable[[], None] = lambda: None
+    """Called once a batch's transaction has committed (the worker wakes its outbox relay)."""
 
     async def issue(self, request_ids: list[UUID], now: datetime | None = None) -> int:
         """Sign the pending requests among `request_ids`; return how many were issued."""
@@ -136,7 +164,7 @@ class IssuanceService:
                     planned.append(self._plan(request, batch, now))
                 except CertforgeError as exc:
                     self._fail(session, request, batch, exc, now)
-            await _generate_keys([p for p in planned if p.params.method is RequestMethod.MANAGED])
+            await _generate_keys([p for p in planned if p.public_key is None])
             for plan in planned:
                 try:
                     cert = self._sign(plan, batch)
@@ -150,19 +178,17 @@ class IssuanceService:
                     continue
                 self._store(session, plan, cert, batch, now)
                 issued += 1
+        self.after_commit()
         return issued
 
     def _plan(self, request: CertificateRequest, batch: _Batch, now: datetime) -> _Planned:
-        """Steps 1-4 (the key itself is generated afterwards, for the whole batch at once)."""
+        """Steps 1-4 (new keys are generated afterwards, for the whole batch at once)."""
         profile = batch.profiles[request.profile_id]
         ca = batch.cas[profile.ca_id]
+        issuing = IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after)
         params = RequestParams.model_validate(request.params)
-        template = resolve_template(
-            params,
-            ProfileDefaults.model_validate(profile.defaults),
-            IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after),
-            now,
-        )
+        policy = batch.policies[profile.policy_id]
+        document = PolicyDocument.model_validate(policy.document)
         attachment = batch.attachments.get((request.application_id, profile.id))
         if attachment is None or not attachment.api_enabled:
             raise Unprocessable.on_field(
@@ -170,16 +196,62 @@ class IssuanceService:
             )
         if ca.status != CAStatus.ACTIVE:
             raise Unprocessable.on_field("profile", f"CA {ca.name!r} is disabled")
-        policy = batch.policies[profile.policy_id]
-        enforce(PolicyDocument.model_validate(policy.document), template, policy.name)
-        plan = _Planned(request=request, params=params, template=template)
-        if params.method is RequestMethod.CSR:
-            assert params.csr is not None
-            csr = parse_csr(params.csr)
-            if csr.key_algorithm is not template.key_algorithm:
-                raise Unprocessable.on_field("csr", "the CSR's key changed algorithm")
-            plan.public_key = csr.public_key
+        if request.kind == RENEW:
+            plan = self._plan_renewal(request, params, batch, document, issuing, now)
+        else:
+            template = resolve_template(
+                params, ProfileDefaults.model_validate(profile.defaults), issuing, now
+            )
+            plan = _Planned(request=request, params=params, template=template)
+            if params.method is RequestMethod.CSR:
+                plan.public_key = _csr_key(params, template.key_algorithm)
+        enforce(document, plan.template, policy.name)
         return plan
+
+    def _plan_renewal(
+        self,
+        request: CertificateRequest,
+        params: RequestParams,
+        batch: _Batch,
+        policy: PolicyDocument,
+        ca: IssuingCA,
+        now: datetime,
+    ) -> _Planned:
+        assert request.renewal_of_id is not None
+        old = batch.renewed[request.renewal_of_id]
+        if old.status != CertificateStatus.ACTIVE:
+            raise Unprocessable.on_field(
+                "certificate_id", f"the certificate is {old.status}; only active ones renew"
+            )
+        key_mode = params.key or RenewalKey.NEW
+        public_key: PublicKey | None = None
+        private_key: PrivateKey | None = None
+        key_algorithm = KeyAlgorithm(old.key_algorithm)
+        old_cert = load_certificate_pem(old.certificate_pem)
+        if key_mode is RenewalKey.CSR:
+            csr = parse_csr(params.csr or "")
+            public_key, key_algorithm = csr.public_key, csr.key_algorithm
+            if params.same_key and public_key.public_bytes(
+                *_SPKI
+            ) != old_cert.public_key().public_bytes(*_SPKI):
+                raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
+        elif old.encrypted_private_key is None:
+            raise Unprocessable.on_field(
+                "key", "a CSR certificate renews only with a new CSR (key: csr)"
+            )
+        elif key_mode is RenewalKey.REUSE:
+            der = self.leaf_keys.decrypt(old.encrypted_private_key, old.id.bytes)
+            private_key = load_private_key_der(der)
+            public_key = private_key.public_key()
+        template = renewal_template(old_cert, key_algorithm, policy.max_validity, ca, now)
+        return _Planned(
+            request=request,
+            params=params,
+            template=template,
+            public_key=public_key,
+            private_key=private_key,
+            old=old,
+        )
 
     def _sign(self, plan: _Planned, batch: _Batch) -> x509.Certificate:
         """Steps 5-6."""
@@ -217,7 +289,7 @@ class IssuanceService:
         now: datetime,
     ) -> None:
         """Step 7."""
-        request, template = plan.request, plan.template
+        request, template, old = plan.request, plan.template, plan.old
         profile = batch.profiles[request.profile_id]
         app = batch.applications[request.application_id]
         attachment = batch.attachments[(app.id, profile.id)]
@@ -227,6 +299,9 @@ class IssuanceService:
             if plan.private_key is not None
             else None
         )
+        auto_renew = old.auto_renew if old else attachment.api_auto_renew
+        renew_before_days = old.renew_before_days if old else attachment.api_renew_before_days
+        metadata = old.tags if old else plan.params.metadata
         hash_name = cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else None
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         certificate = Certificate(
@@ -241,7 +316,7 @@ class IssuanceService:
             sans=[s.model_dump(mode="json") for s in template.sans],
             key_algorithm=template.key_algorithm.value,
             signature_hash=_HASHES[hash_name].value if hash_name else None,
-            method=request.method,
+            method=RequestMethod.CSR.value if encrypted is None else RequestMethod.MANAGED.value,
             not_before=not_before,
             not_after=not_after,
             status=CertificateStatus.ACTIVE.value,
@@ -249,10 +324,11 @@ class IssuanceService:
             fingerprint_sha256=fingerprint_sha256(cert),
             encrypted_private_key=encrypted,
             key_kek_id=self.leaf_keys.active_kid if encrypted else None,
-            tags=plan.params.metadata,
-            auto_renew=attachment.api_auto_renew and encrypted is not None,
-            renew_before_days=attachment.api_renew_before_days,
-            renew_at=renew_at(not_before, not_after, attachment.api_renew_before_days),
+            tags=metadata,
+            auto_renew=auto_renew and encrypted is not None,
+            renew_before_days=renew_before_days,
+            renew_at=renew_at(not_before, not_after, renew_before_days),
+            renewed_from_id=old.id if old else None,
             created_at=now,
             updated_at=now,
         )
@@ -261,23 +337,35 @@ class IssuanceService:
         request.certificate_id = certificate_id
         request.completed_at = now
         session.add(request)
-        event = CertificateIssued(
-            certificate_id=certificate_id,
-            application_id=app.id,
-            application=app.slug,
-            profile=profile.slug,
-            ca_id=profile.ca_id,
-            serial_number=certificate.serial_number,
-            common_name=certificate.common_name,
-            sans=template.sans,
-            not_before=not_before,
-            not_after=not_after,
-            fingerprint_sha256=certificate.fingerprint_sha256,
-            certificate_pem=certificate.certificate_pem,
-            metadata=plan.params.metadata,
-            request_id=request.id,
+        if old is not None:
+            old.status = CertificateStatus.RENEWED.value
+            old.renewed_by_id = certificate_id
+            old.renewing_request_id = None
+            old.renewal_error = None
+            old.updated_at = now
+            session.add(old)
+        facts = {
+            "certificate_id": certificate_id,
+            "application_id": app.id,
+            "application": app.slug,
+            "profile": profile.slug,
+            "ca_id": profile.ca_id,
+            "serial_number": certificate.serial_number,
+            "common_name": certificate.common_name,
+            "sans": template.sans,
+            "not_before": not_before,
+            "not_after": not_after,
+            "fingerprint_sha256": certificate.fingerprint_sha256,
+            "certificate_pem": certificate.certificate_pem,
+            "metadata": metadata,
+            "request_id": request.id,
+        }
+        event: CertificateIssued | CertificateRenewed = (
+            CertificateRenewed(**facts, renewed_from_id=old.id)
+            if old is not None
+            else CertificateIssued(**facts)
         )
-        subject = self.subjects.event(app.slug, CertificateIssued.event_name)
+        subject = self.subjects.event(app.slug, event.event_name)
         enqueue(
             session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(certificate_id))
         )
@@ -305,17 +393,57 @@ class IssuanceService:
         )
         subject = self.subjects.event(app.slug, RequestFailed.event_name)
         enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(request.id)))
+        old = batch.renewed.get(request.renewal_of_id) if request.renewal_of_id else None
+        if old is not None and old.renewing_request_id == request.id:
+            self._renewal_failed(session, old, request, app, error, now)
         log.info(
             "request failed: %s",
             error.detail,
             extra={"request_id": str(request.id), "application": app.slug},
         )
 
+    def _renewal_failed(
+        self,
+        session: AsyncSession,
+        old: Certificate,
+        request: CertificateRequest,
+        app: Application,
+        error: CertforgeError,
+        now: datetime,
+    ) -> None:
+        """Record the failure on the certificate and push its next attempt back: never hot."""
+        old.renewing_request_id = None
+        old.renewal_attempts += 1
+        old.renewal_error = error.detail
+        old.renew_at = now + renewal_backoff(old.renewal_attempts)
+        old.updated_at = now
+        session.add(old)
+        event = CertificateRenewalFailed(
+            certificate_id=old.id,
+            application_id=app.id,
+            application=app.slug,
+            request_id=request.id,
+            reason=error.detail,
+            attempts=old.renewal_attempts,
+            next_attempt_at=old.renew_at,
+        )
+        subject = self.subjects.event(app.slug, CertificateRenewalFailed.event_name)
+        enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(old.id)))
+
+
+def _csr_key(params: RequestParams, expected: KeyAlgorithm) -> PublicKey:
+    assert params.csr is not None
+    csr = parse_csr(params.csr)
+    if csr.key_algorithm is not expected:
+        raise Unprocessable.on_field("csr", "the CSR's key changed algorithm")
+    return csr.public_key
+
 
 async def _load(session: AsyncSession, requests: list[CertificateRequest]) -> _Batch:
     batch = _Batch()
     app_ids = {r.application_id for r in requests}
     profile_ids = {r.profile_id for r in requests}
+    renewed_ids = {r.renewal_of_id for r in requests if r.renewal_of_id is not None}
     for app in await session.exec(select(Application).where(col(Application.id).in_(app_ids))):
         batch.applications[app.id] = app
     for profile in await session.exec(select(Profile).where(col(Profile.id).in_(profile_ids))):
@@ -335,6 +463,14 @@ async def _load(session: AsyncSession, requests: list[CertificateRequest]) -> _B
         )
     ):
         batch.attachments[(attachment.application_id, attachment.profile_id)] = attachment
+    if renewed_ids:
+        for old in await session.exec(
+            select(Certificate)
+            .where(col(Certificate.id).in_(sorted(renewed_ids)))
+            .order_by(col(Certificate.id))
+            .with_for_update()
+        ):
+            batch.renewed[old.id] = old
     return batch
 
 

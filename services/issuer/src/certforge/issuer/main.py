@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+from certforge.common.contracts.commands import IssueCertificate, RenewCertificate
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.cas import CAService
-from certforge.issuer.consumer import CommandConsumer, ConsumerSettings
-from certforge.issuer.handlers import issue_handler, register_ca_handlers
+from certforge.issuer.consumer import CommandConsumer
+from certforge.issuer.handlers import register_ca_handlers, request_handler, revoke_handler
 from certforge.issuer.issuing import IssuanceService
+from certforge.issuer.revocation import RevocationPublisher
 from certforge.issuer.settings import IssuerSettings
 
 
@@ -20,32 +22,40 @@ def build(settings: IssuerSettings) -> Worker:
     assert settings.leaf_keks is not None
     worker = Worker("issuer", settings)
     ca_keys = KeyRing.parse(settings.ca_keks.get_secret_value())
+    leaf_keys = KeyRing.parse(settings.leaf_keks.get_secret_value())
+    signers = SignerCache(ca_keys)
     register_ca_handlers(
         worker, CAService(sessions=worker.sessions, ca_keys=ca_keys, base_url=settings.base_url)
     )
     issuance = IssuanceService(
         sessions=worker.sessions,
-        signers=SignerCache(ca_keys),
-        leaf_keys=KeyRing.parse(settings.leaf_keks.get_secret_value()),
+        signers=signers,
+        leaf_keys=leaf_keys,
         subjects=worker.subjects,
         base_url=settings.base_url,
         lint_before_signing=settings.lint_before_signing,
+        after_commit=worker.wake_relay,
     )
+    revocation = RevocationPublisher(worker.sessions, signers, leaf_keys, settings.revocation)
+    subjects = worker.subjects
 
     async def consume(stopping: asyncio.Event) -> None:
+        handlers = {
+            subjects.cmd_issue: request_handler(issuance, IssueCertificate),
+            subjects.cmd_renew: request_handler(issuance, RenewCertificate),
+            subjects.cmd_revoke: revoke_handler(revocation),
+        }
         consumer = CommandConsumer(
-            worker.broker.connection.jetstream(),
-            worker.subjects,
-            {worker.subjects.cmd_issue: issue_handler(issuance)},
-            ConsumerSettings(batch_size=settings.batch_size),
+            worker.broker.connection.jetstream(), subjects, handlers, settings.consumer
         )
         await consumer.run(stopping)
 
     worker.add_loop(consume)
+    worker.add_loop(revocation.run)
     return worker
 
 
 def main() -> None:
-    settings = IssuerSettings.load()
+    settings = IssuerSettings.load_or_exit("certforge-issuer")
     configure_logging("issuer", settings.log_level)
     asyncio.run(build(settings).run())

@@ -6,14 +6,20 @@ import asyncio
 
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker
+from certforge.renewer.scan import RenewalScanner
 from certforge.renewer.settings import RenewerSettings
 
 
 def build(settings: RenewerSettings) -> Worker:
-    return Worker("renewer", settings)
+    worker = Worker("renewer", settings)
+    scanner = RenewalScanner(
+        worker.sessions, worker.subjects, settings.renewer, after_commit=worker.wake_relay
+    )
+    worker.add_loop(scanner.run)
+    return worker
 
 
 def main() -> None:
-    settings = RenewerSettings.load()
+    settings = RenewerSettings.load_or_exit("certforge-renewer")
     configure_logging("renewer", settings.log_level)
     asyncio.run(build(settings).run())

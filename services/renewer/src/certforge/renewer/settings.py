@@ -1,9 +1,27 @@
-"""Settings of the renewer (`CERTFORGE_…`)."""
+"""Settings of the renewer (`CERTFORGE_…`; the scan's own under `CERTFORGE_RENEWER__…`)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+
+from certforge.common.durations import Duration
 from certforge.common.settings import CommonSettings
 
 
+class ScanSettings(BaseModel):
+    interval: Duration = Field(
+        default=timedelta(seconds=60), description="time between scans, e.g. 60s or 5m"
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="certificates claimed per transaction"
+    )
+    expiry_thresholds: list[Duration] = Field(
+        default_factory=lambda: [timedelta(days=30), timedelta(days=7), timedelta(days=1)],
+        description="certificate.expiring is announced once per certificate per threshold",
+    )
+
+
 class RenewerSettings(CommonSettings):
-    pass
+    renewer: ScanSettings = ScanSettings()

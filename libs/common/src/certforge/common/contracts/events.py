@@ -45,6 +45,18 @@ class CertificateRenewed(CertificateInfo):
     renewed_from_id: UUID
 
 
+class CertificateRenewalFailed(MessageData):
+    event_type = "io.certforge.certificate.renewal_failed.v1"
+    event_name = "certificate.renewal_failed"
+    certificate_id: UUID
+    application_id: UUID
+    application: str
+    request_id: UUID
+    reason: str
+    attempts: int
+    next_attempt_at: datetime | None = None
+
+
 class CertificateRevoked(MessageData):
     event_type = "io.certforge.certificate.revoked.v1"
     event_name = "certificate.revoked"

@@ -421,3 +421,26 @@ def verify_issued_by(cert: x509.Certificate, issuer_cert: x509.Certificate) -> b
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
+
+
+def usages_of(cert: x509.Certificate) -> tuple[list[KeyUsage], list[ExtendedKeyUsage]]:
+    """The key usages and extended key usages a certificate carries, as Certforge names them
+    (what a renewal reproduces)."""
+    usages: list[KeyUsage] = []
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        agreement = ku.key_agreement
+        for usage in KeyUsage:
+            if usage in (KeyUsage.ENCIPHER_ONLY, KeyUsage.DECIPHER_ONLY) and not agreement:
+                continue  # cryptography refuses to read these without key_agreement
+            if getattr(ku, usage.value):
+                usages.append(usage)
+    names = {oid: eku for eku, oid in _EKU_OIDS.items()}
+    try:
+        ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return usages, []
+    return usages, [names[oid] for oid in ekus if oid in names]

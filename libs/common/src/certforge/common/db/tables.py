@@ -129,6 +129,11 @@ class CertificateAuthority(SQLModel, table=True):
     encrypted_private_key: bytes = Field(sa_type=sa.LargeBinary)
     key_kek_id: str = Field(max_length=64)
     crl_number: int = Field(default=0, sa_type=sa.BigInteger)
+    crl_dirty: bool = Field(
+        default=True,
+        sa_column_kwargs={"server_default": sa.true()},
+        description="a revocation awaits the next CRL",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
@@ -225,8 +230,19 @@ class Certificate(SQLModel, table=True):
             "renew_at",
             postgresql_where=sa.text(
                 "status = 'active' AND auto_renew AND renewed_by_id IS NULL "
-                "AND encrypted_private_key IS NOT NULL"
+                "AND renewing_request_id IS NULL AND encrypted_private_key IS NOT NULL"
             ),
+        ),
+        sa.Index(
+            "ix_certificates_active_not_after",
+            "not_after",
+            postgresql_where=sa.text("status IN ('active', 'renewed')"),
+        ),
+        sa.Index(
+            "ix_certificates_revoked_by_ca",
+            "ca_id",
+            "not_after",
+            postgresql_where=sa.text("status = 'revoked'"),
         ),
     )
 
@@ -259,6 +275,12 @@ class Certificate(SQLModel, table=True):
     revocation_reason: str | None = Field(default=None, max_length=32)
     renewal_error: str | None = None
     renewal_attempts: int = 0
+    renewing_request_id: UUID | None = Field(
+        default=None, description="the renewal in flight; set by the renewer's claim"
+    )
+    expiry_notified_days: int | None = Field(
+        default=None, description="smallest expiry threshold (days) already announced"
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
@@ -314,3 +336,38 @@ class AuditEvent(SQLModel, table=True):
     status_code: int | None = None
     details: dict[str, Any] = _json({})
     request_id: str | None = Field(default=None, max_length=64)
+
+
+class Crl(SQLModel, table=True):
+    """A signed CRL of one CA; the newest per CA is served. Owner: issuer."""
+
+    __tablename__ = "crls"
+    __table_args__ = (sa.UniqueConstraint("ca_id", "number", name="uq_crl_number"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    ca_id: UUID = _fk("certificate_authorities.id", ondelete="CASCADE", index=False)
+    number: int = Field(sa_type=sa.BigInteger)
+    this_update: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    next_update: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    entries: int = 0
+    der: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class OcspResponder(SQLModel, table=True):
+    """A delegated OCSP signing certificate of one CA (id-kp-OCSPSigning, ocsp-nocheck).
+
+    Issued by the issuer; its key is encrypted under the leaf key ring so the api, which
+    answers OCSP, can sign responses without ever holding a CA key. Owner: issuer.
+    """
+
+    __tablename__ = "ocsp_responders"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    ca_id: UUID = _fk("certificate_authorities.id", ondelete="CASCADE")
+    certificate_pem: str
+    encrypted_private_key: bytes = Field(sa_type=sa.LargeBinary)
+    key_kek_id: str = Field(max_length=64)
+    not_before: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    not_after: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))

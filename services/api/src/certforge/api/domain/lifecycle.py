@@ -1,0 +1,267 @@
+"""Revoking, renewing on demand, and changing a certificate's renewal settings.
+
+Revocation is recorded here, in the api's transaction, so that from the moment the caller gets
+its answer OCSP says `revoked` and a second revoke is a 409; the issuer, told by a command in
+the same transaction, signs the next CRL (coalesced). A manual renewal is a certificate request
+of kind `renew` that the issuer signs like any other, after the same early checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from cryptography.hazmat.primitives import serialization
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.audit import AuditScope
+from certforge.api.context import ApiContext
+from certforge.api.domain.common import OPERATE_ROLES, application_for
+from certforge.api.domain.requests import Submitted
+from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody
+from certforge.common.contracts.commands import RenewCertificate, RevokeCertificate
+from certforge.common.contracts.envelope import CloudEvent
+from certforge.common.contracts.events import CertificateRevoked
+from certforge.common.crypto.certificates import load_certificate_pem
+from certforge.common.crypto.csr import parse_csr
+from certforge.common.db.tables import (
+    Application,
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    Policy,
+    Profile,
+    ProfileAttachment,
+)
+from certforge.common.domain import (
+    CAStatus,
+    CertificateStatus,
+    KeyAlgorithm,
+    RenewalKey,
+    RequestMethod,
+    RequestStatus,
+    RevocationReason,
+)
+from certforge.common.errors import Conflict, NotFound, Unprocessable
+from certforge.common.issuance import IssuingCA, renew_at, renewal_template
+from certforge.common.outbox import enqueue
+from certforge.common.policy import PolicyDocument, enforce
+
+SOURCE = "/certforge/api"
+_SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+async def _locked(
+    session: AsyncSession, audit: AuditScope, app_ref: str, certificate_id: UUID
+) -> tuple[Certificate, Application]:
+    app = await application_for(session, audit.actor, app_ref, OPERATE_ROLES)
+    certificate = (
+        await session.exec(
+            select(Certificate)
+            .where(Certificate.id == certificate_id, Certificate.application_id == app.id)
+            .with_for_update()
+        )
+    ).first()
+    if certificate is None:
+        raise NotFound.on_field(
+            "certificate_id", f"no certificate {certificate_id} in {app.slug!r}"
+        )
+    return certificate, app
+
+
+async def revoke(
+    session: AsyncSession,
+    context: ApiContext,
+    audit: AuditScope,
+    app_ref: str,
+    certificate_id: UUID,
+    reason: RevocationReason,
+    now: datetime,
+) -> tuple[Certificate, Application]:
+    certificate, app = await _locked(session, audit, app_ref, certificate_id)
+    if certificate.status == CertificateStatus.REVOKED:
+        raise Conflict.on_field(
+            "certificate_id",
+            f"already revoked at {certificate.revoked_at:%Y-%m-%dT%H:%M:%SZ} "
+            f"({certificate.revocation_reason})",
+        )
+    if certificate.status == CertificateStatus.EXPIRED or certificate.not_after <= now:
+        raise Unprocessable.on_field("certificate_id", "the certificate has expired")
+    certificate.status = CertificateStatus.REVOKED.value
+    certificate.revoked_at = now.replace(microsecond=0)
+    certificate.revocation_reason = reason.value
+    certificate.updated_at = now
+    session.add(certificate)
+    event = CertificateRevoked(
+        certificate_id=certificate.id,
+        application_id=app.id,
+        application=app.slug,
+        ca_id=certificate.ca_id,
+        serial_number=certificate.serial_number,
+        reason=reason.value,
+        revoked_at=certificate.revoked_at,
+    )
+    subject = context.subjects.event(app.slug, CertificateRevoked.event_name)
+    enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(certificate.id)))
+    command = RevokeCertificate(
+        certificate_id=certificate.id,
+        application_id=app.id,
+        reason=reason.value,
+        requested_by=audit.actor.identity_id,
+    )
+    enqueue(session, context.subjects.cmd_revoke, CloudEvent.wrap(command, source=SOURCE))
+    audit.record(
+        session,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        application_id=app.id,
+        details={"reason": reason.value, "serial_number": certificate.serial_number},
+    )
+    await session.commit()
+    context.relay.wake()
+    return certificate, app
+
+
+async def renew(
+    session: AsyncSession,
+    context: ApiContext,
+    audit: AuditScope,
+    app_ref: str,
+    certificate_id: UUID,
+    body: RenewBody,
+    now: datetime,
+) -> Submitted:
+    certificate, app = await _locked(session, audit, app_ref, certificate_id)
+    _check_renewable(certificate, body)
+    profile = await session.get(Profile, certificate.profile_id)
+    assert profile is not None
+    attachment = await session.get(ProfileAttachment, (app.id, profile.id))
+    if attachment is None or not attachment.api_enabled:
+        raise Unprocessable.on_field(
+            "certificate_id", f"API enrollment of profile {profile.slug!r} is not enabled"
+        )
+    ca = await session.get(CertificateAuthority, profile.ca_id)
+    policy = await session.get(Policy, profile.policy_id)
+    assert ca is not None
+    assert policy is not None
+    if ca.status != CAStatus.ACTIVE:
+        raise Unprocessable.on_field("certificate_id", f"CA {ca.name!r} is disabled")
+    key_algorithm = KeyAlgorithm(certificate.key_algorithm)
+    if body.key is RenewalKey.CSR:
+        assert body.csr is not None
+        csr = parse_csr(body.csr)
+        key_algorithm = csr.key_algorithm
+        if body.same_key and csr.public_key.public_bytes(*_SPKI) != load_certificate_pem(
+            certificate.certificate_pem
+        ).public_key().public_bytes(*_SPKI):
+            raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
+    document = PolicyDocument.model_validate(policy.document)
+    template = renewal_template(
+        load_certificate_pem(certificate.certificate_pem),
+        key_algorithm,
+        document.max_validity,
+        IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after),
+        now,
+    )
+    enforce(document, template, policy.name)
+    params = {
+        "method": (RequestMethod.CSR if body.csr else RequestMethod.MANAGED).value,
+        "key": body.key.value,
+        "same_key": body.same_key,
+    }
+    if body.csr:
+        params["csr"] = body.csr
+    request = CertificateRequest(
+        application_id=app.id,
+        profile_id=profile.id,
+        method=str(params["method"]),
+        kind="renew",
+        status=RequestStatus.PENDING.value,
+        params=params,
+        renewal_of_id=certificate.id,
+        requested_by=audit.actor.identity_id,
+        created_at=now,
+    )
+    session.add(request)
+    certificate.renewing_request_id = request.id
+    session.add(certificate)
+    command = RenewCertificate(
+        request_id=request.id, certificate_id=certificate.id, application_id=app.id
+    )
+    enqueue(session, context.subjects.cmd_renew, CloudEvent.wrap(command, source=SOURCE))
+    audit.record(
+        session,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        application_id=app.id,
+        details={"renew": body.key.value, "request_id": str(request.id)},
+        status_code=202,
+    )
+    await session.commit()
+    context.relay.wake()
+    return Submitted(request, app, profile, replayed=False)
+
+
+def _check_renewable(certificate: Certificate, body: RenewBody) -> None:
+    status = certificate.status
+    if status == CertificateStatus.REVOKED:
+        raise Conflict.on_field("certificate_id", "a revoked certificate is not renewed")
+    if status == CertificateStatus.RENEWED:
+        raise Conflict.on_field(
+            "certificate_id", f"already renewed by certificate {certificate.renewed_by_id}"
+        )
+    if status == CertificateStatus.EXPIRED:
+        raise Unprocessable.on_field("certificate_id", "expired; request a new certificate")
+    if certificate.renewing_request_id is not None:
+        raise Conflict.on_field(
+            "certificate_id",
+            f"a renewal is in progress (request {certificate.renewing_request_id})",
+        )
+    if certificate.encrypted_private_key is None and body.key is not RenewalKey.CSR:
+        raise Unprocessable.on_field(
+            "key", "a certificate issued from a CSR renews only with a new CSR (key: csr)"
+        )
+
+
+async def update_settings(
+    session: AsyncSession,
+    audit: AuditScope,
+    app_ref: str,
+    certificate_id: UUID,
+    body: CertificateSettings,
+    now: datetime,
+) -> tuple[Certificate, Application]:
+    certificate, app = await _locked(session, audit, app_ref, certificate_id)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    validity_days = (certificate.not_after - certificate.not_before) // timedelta(days=1)
+    if body.renew_before_days is not None and body.renew_before_days > validity_days - 1:
+        raise Unprocessable.on_field(
+            "renew_before_days",
+            f"must be between 1 and {max(validity_days - 1, 1)} for a {validity_days}-day "
+            "certificate",
+        )
+    if body.auto_renew and certificate.encrypted_private_key is None:
+        raise Unprocessable.on_field(
+            "auto_renew", "a certificate issued from a CSR is renewed by its client"
+        )
+    if body.auto_renew is not None:
+        certificate.auto_renew = body.auto_renew
+    if body.renew_before_days is not None:
+        certificate.renew_before_days = body.renew_before_days
+        certificate.renew_at = renew_at(
+            certificate.not_before, certificate.not_after, body.renew_before_days
+        )
+    if body.metadata is not None:
+        certificate.tags = body.metadata
+    certificate.updated_at = now
+    session.add(certificate)
+    audit.record(
+        session,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        application_id=app.id,
+        details={"changed": sorted(changes)},
+    )
+    await session.commit()
+    return certificate, app

@@ -1,0 +1,52 @@
+"""The answer to a POST that queued a request for the issuer (issue or renew): wait for the
+outcome when `Prefer: wait` asks for it, then 201 with the certificate, 202 while pending, or a
+422 problem when the issuer refused it. Shared by issuance and renewal routes."""
+
+from __future__ import annotations
+
+from fastapi import Request, Response
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from certforge.api.audit import AuditScope
+from certforge.api.context import ApiContext
+from certforge.api.domain import certificates, requests
+from certforge.api.problems import problem_response
+from certforge.common.domain import RequestStatus
+from certforge.common.errors import FieldError
+
+
+def location(app: str, request_id: object) -> str:
+    return f"/api/v1/applications/{app}/certificate-requests/{request_id}"
+
+
+async def respond(
+    request: Request,
+    session: AsyncSession,
+    context: ApiContext,
+    audit: AuditScope,
+    submitted: requests.Submitted,
+    wait: int,
+) -> Response:
+    if wait and submitted.request.status == RequestStatus.PENDING:
+        future = context.outcomes.expect(submitted.request.id)
+        await requests.reload(session, submitted)
+        if submitted.request.status == RequestStatus.PENDING:
+            await context.outcomes.wait(submitted.request.id, future, wait)
+            await session.commit()  # end the snapshot, so the reload sees the issuer's commit
+            await requests.reload(session, submitted)
+    view = await certificates.request_view(session, context, submitted, with_key=True)
+    await certificates.audit_key_delivery(session, audit, view)
+    headers = {"Location": location(submitted.application.slug, submitted.request.id)}
+    if wait:
+        headers["Preference-Applied"] = f"wait={wait}"
+    if view.status is RequestStatus.FAILED or view.status is RequestStatus.REJECTED:
+        return problem_response(
+            request,
+            422,
+            "issuance-failed",
+            f"the issuer refused the request: {view.error}",
+            [FieldError(e["field"], e["message"]) for e in view.errors],
+            headers=headers,
+        )
+    status = 201 if view.status is RequestStatus.ISSUED else 202
+    return Response(view.model_dump_json(), status, headers=headers, media_type="application/json")

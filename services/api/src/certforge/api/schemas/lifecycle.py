@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from certforge.api.schemas.common import Strict
+from certforge.common.domain import RenewalKey, RevocationReason
+from certforge.common.issuance import Metadata
+
+
+class RevokeBody(Strict):
+    reason: RevocationReason = Field(
+        default=RevocationReason.UNSPECIFIED, description="RFC 5280 CRLReason name"
+    )
+
+
+class RenewBody(Strict):
+    key: RenewalKey = Field(
+        default=RenewalKey.NEW,
+        description="new: a fresh key; reuse: the current managed key; csr: the caller's CSR",
+    )
+    csr: str | None = Field(default=None, max_length=65536, description="PEM, with key: csr")
+    same_key: bool = Field(
+        default=False, description="with key: csr, require the CSR to carry the current key"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RenewBody:
+        if self.key is RenewalKey.CSR and not self.csr:
+            raise ValueError("csr is required with key: csr")
+        if self.key is not RenewalKey.CSR and (self.csr is not None or self.same_key):
+            raise ValueError("csr and same_key go with key: csr only")
+        return self
+
+
+class CertificateSettings(Strict):
+    auto_renew: bool | None = None
+    renew_before_days: int | None = Field(
+        default=None, ge=1, description="between 1 and the validity in days minus 1"
+    )
+    metadata: Metadata | None = Field(default=None, description="replaces the tags whole")
