@@ -4,11 +4,15 @@ authority). Pure: the clock is a parameter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from certforge.common.domain import CAStatus, KeyAlgorithm, SignatureHash
 from certforge.common.errors import FieldError, Unprocessable
+
+# The dates an X.509 certificate can carry (RFC 5280 4.1.2.5).
+_EARLIEST = datetime(1950, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,14 @@ def plan_ca(
 ) -> CAWindow:
     """Validity window and effective path length of a new CA, or every reason it cannot be."""
     start = not_before or now
-    end = start + validity
+    if start < _EARLIEST:
+        raise Unprocessable.on_field("not_before", "must not be before 1950 (RFC 5280 UTCTime)")
+    try:
+        end = start + validity
+    except OverflowError:
+        end = datetime.max.replace(tzinfo=start.tzinfo)
+    if end >= _LATEST:
+        raise Unprocessable.on_field("validity", "would end after the year 9999")
     errors: list[FieldError] = []
     signer_alg = parent.key_algorithm if parent else None
     effective_path = max_path_length

@@ -2,6 +2,10 @@
 
 A year is 365 days and a month is not a unit (`m` is minutes), so every duration is exact and
 comparable; that is what a validity period and a policy maximum need.
+
+Every duration is positive and at most `MAX_DURATION` (1000y): validity periods and expiries are
+added to dates, and an unbounded duration from a caller would overflow `datetime` (a 500)
+instead of being refused as bad input.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d{1,6})([ywdhms])")
 _WHOLE = re.compile(r"^(?:\d{1,6}[ywdhms])+$")
+MAX_DURATION = timedelta(days=1000 * 365)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -25,8 +30,14 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: a number and a unit (y, w, d, h, m, s), e.g. 90d or 1d12h"
         )
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    return _bounded(seconds, text)
+
+
+def _bounded(seconds: float, shown: object) -> timedelta:
+    if not seconds > 0:  # also refuses NaN
+        raise ValueError(f"invalid duration {shown!r}: must be longer than zero")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"invalid duration {shown!r}: must be at most 1000y")
     return timedelta(seconds=seconds)
 
 
@@ -44,10 +55,12 @@ def format_duration(value: timedelta) -> str:
 
 
 def _coerce(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: a number and a unit, e.g. 90d")
     if isinstance(value, str):
         return parse_duration(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+    if isinstance(value, int | float):
+        return _bounded(value, value)
     return value
 
 

@@ -69,6 +69,8 @@ class _PatternRule(BaseModel):
         cleaned = pattern.strip()
         if not cleaned:
             raise ValueError("a pattern must not be empty")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in cleaned):
+            raise ValueError(f"invalid pattern {pattern!r}: control characters are not allowed")
         return cleaned
 
     def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
@@ -124,7 +126,9 @@ class DnsSanRule(_PatternRule):
     """
 
     allow_wildcard: bool = Field(
-        default=True, description="Whether wildcard SANs such as `*.example.com` may be issued."
+        default=True,
+        description="Whether wildcard names such as `*.example.com` may be issued, as a SAN or"
+        " as the common name.",
     )
 
     @classmethod
@@ -394,6 +398,16 @@ def _subject_violations(
                 violations.append(Violation(field, f"{noun} is required by {by} but is missing"))
             continue
         violations += [Violation(field, f'{noun} "{value}" {r}') for r in rule.refusals(value, by)]
+    # Clients that still read a host name from the CN would honour a wildcard there too.
+    common_name = present.get("common_name")
+    dns = policy.sans.dns
+    if common_name and common_name.startswith("*.") and dns is not None and not dns.allow_wildcard:
+        violations.append(
+            Violation(
+                "subject.common_name",
+                f'subject common name "{common_name}" is a wildcard, which {by} does not allow',
+            )
+        )
     return violations
 
 

@@ -11,7 +11,14 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from certforge.common.domain import (
     ExtendedKeyUsage,
@@ -44,18 +51,51 @@ def normalize_dns_name(value: str) -> str:
     return name
 
 
+def _normalize_host_name(value: str) -> str:
+    """A DNS name in a certificate: also a domain in "preferred name syntax" (RFC 5280 4.2.1.6,
+    RFC 1034), as the issuer's pre-issuance lint (pkilint) requires: at least two labels and a
+    top-level label ending in a letter, so `localhost` and `10.0.0.1` as DNS are refused here
+    rather than failing at the issuer."""
+    name = normalize_dns_name(value)
+    labels = name.split(".")
+    if len(labels) < 2:
+        raise ValueError(f"invalid DNS name {value!r}: needs a domain, e.g. host.example.internal")
+    if not labels[-1][-1].isalpha():
+        raise ValueError(
+            f"invalid DNS name {value!r}: the top-level label must end with a letter"
+            " (an IP address is a SAN of type ip)"
+        )
+    return name
+
+
 def _normalize_email(value: str) -> str:
     local, sep, domain = value.strip().rpartition("@")
-    if not sep or not _EMAIL_LOCAL.match(local):
+    # RFC 5321 dot-atom: no leading, trailing or doubled dot in the local part.
+    if (
+        not sep
+        or not _EMAIL_LOCAL.match(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+    ):
         raise ValueError(f"invalid email address {value!r}")
-    return f"{local}@{normalize_dns_name(domain)}"
+    try:
+        return f"{local}@{_normalize_host_name(domain)}"
+    except ValueError:
+        raise ValueError(f"invalid email address {value!r}") from None
 
 
 def _normalize_uri(value: str) -> str:
-    parts = urlsplit(value.strip())
+    cleaned = value.strip()
+    parts = urlsplit(cleaned)
     if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in value):
         raise ValueError(f"invalid URI {value!r}: needs a scheme, e.g. spiffe://example.org/svc")
-    return value.strip()
+    # An X.509 URI is an IA5String (RFC 5280 4.2.1.6): percent-encode anything else.
+    if not (cleaned.isascii() and cleaned.isprintable()):
+        raise ValueError(
+            f"invalid URI {value!r}: only printable ASCII; percent-encode other characters"
+        )
+    return cleaned
 
 
 class San(BaseModel):
@@ -66,21 +106,23 @@ class San(BaseModel):
     type: SanType
     value: str = Field(min_length=1, max_length=1024)
 
-    @model_validator(mode="after")
-    def _check_syntax(self) -> San:
-        if self.type is SanType.DNS:
-            normalized = normalize_dns_name(self.value)
-        elif self.type is SanType.IP:
+    @field_validator("value")
+    @classmethod
+    def _check_syntax(cls, value: str, info: ValidationInfo) -> str:
+        """Checked per type on `value`, so an error names `sans.N.value`, not the whole SAN."""
+        san_type = info.data.get("type")
+        if san_type is None:  # the type itself was refused; that error says enough
+            return value
+        if san_type is SanType.DNS:
+            return _normalize_host_name(value)
+        if san_type is SanType.IP:
             try:
-                normalized = str(ipaddress.ip_address(self.value.strip()))
+                return str(ipaddress.ip_address(value.strip()))
             except ValueError as exc:
-                raise ValueError(f"invalid IP address {self.value!r}") from exc
-        elif self.type is SanType.EMAIL:
-            normalized = _normalize_email(self.value)
-        else:
-            normalized = _normalize_uri(self.value)
-        object.__setattr__(self, "value", normalized)
-        return self
+                raise ValueError(f"invalid IP address {value!r}") from exc
+        if san_type is SanType.EMAIL:
+            return _normalize_email(value)
+        return _normalize_uri(value)
 
 
 class CertificateTemplate(BaseModel):

@@ -17,7 +17,9 @@ from fastapi import Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.auth import Actor
-from certforge.common.db.tables import AuditEvent
+from certforge.api.domain.common import by_slug_or_id
+from certforge.common.db.tables import Application, AuditEvent
+from certforge.common.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ async def record_refusal(request: Request, status: int, code: str, detail: str) 
     application_id: UUID | None = getattr(request.state, "application_id", None)
     try:
         async with request.app.state.certforge.sessions() as session:
+            if application_id is None:
+                application_id = await _target_application(session, request.path_params)
             session.add(
                 AuditEvent(
                     actor_id=actor.identity_id if actor else None,
@@ -82,8 +86,10 @@ async def record_refusal(request: Request, status: int, code: str, detail: str) 
                     status_code=status,
                     details={
                         "code": code,
-                        "detail": detail[:500],
-                        "path": dict(request.path_params),
+                        "detail": _storable(detail[:500]),
+                        "path": {
+                            k: _storable(str(v)[:200]) for k, v in request.path_params.items()
+                        },
                     },
                     request_id=getattr(request.state, "request_id", None),
                 )
@@ -91,3 +97,20 @@ async def record_refusal(request: Request, status: int, code: str, detail: str) 
             await session.commit()
     except Exception:
         log.exception("could not record a refused %s in the audit log", action)
+
+
+async def _target_application(session: AsyncSession, path: dict[str, Any]) -> UUID | None:
+    """The application a refused request aimed at, so that its admins and auditors see it."""
+    ref = path.get("app")
+    if not isinstance(ref, str):
+        return None
+    try:
+        app: Application = await by_slug_or_id(session, Application, ref, "application", "app")
+    except NotFound:
+        return None
+    return app.id
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text and JSONB cannot hold NUL; a caller's input may."""
+    return text.replace("\x00", "\\x00")

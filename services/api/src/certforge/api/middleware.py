@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 
 Scope = dict[str, Any]
 
@@ -39,7 +40,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body_bytes)
             return message
 
         async def send_with_id(message: Any) -> None:
@@ -76,5 +77,10 @@ class RequestContextMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised while the body streams in. An `HTTPException`, because FastAPI passes those on
+    to the exception handlers (a 413 problem) but turns anything else raised while it reads a
+    body into a generic 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than {limit} bytes")

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -99,11 +100,21 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+        exc.status_code, "http-error"
+    )
     return problem_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+# PostgreSQL cannot store some text (NUL bytes, invalid encodings): the caller's input.
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) in _UNSTORABLE_TEXT:
+        detail = "the request contains characters that cannot be stored (e.g. NUL)"
+        await record_refusal(request, 400, "invalid-text", detail)
+        return problem_response(request, 400, "invalid-text", detail)
     log.exception(
         "unhandled error on %s %s",
         request.method,
@@ -111,6 +122,11 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
         extra={"request_id": getattr(request.state, "request_id", None)},
     )
     return problem_response(request, 500, "internal", "internal error; quote the request_id")
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    original = exc.orig
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 
 def install(app: FastAPI) -> None:

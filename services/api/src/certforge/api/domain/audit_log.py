@@ -3,6 +3,7 @@ their applications' entries."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -19,6 +20,7 @@ from certforge.common.domain import Role
 from certforge.common.errors import Forbidden, InvalidInput
 
 _AUDIT_READERS = frozenset({Role.APPLICATION_ADMIN, Role.AUDITOR})
+_CURSOR = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,13 @@ async def search(session: AsyncSession, actor: Actor, f: AuditFilter) -> Page[Au
                 "auditor of an application"
             )
         query = query.where(col(AuditEvent.application_id).in_(readable))
+    for name, text in (
+        ("action", f.action),
+        ("resource_type", f.resource_type),
+        ("resource_id", f.resource_id),
+    ):
+        if text is not None and "\x00" in text:
+            raise InvalidInput.on_field(name, "must not contain NUL characters")
     for column, value in (
         (AuditEvent.actor_id, f.actor_id),
         (AuditEvent.action, f.action),
@@ -62,7 +71,8 @@ async def search(session: AsyncSession, actor: Actor, f: AuditFilter) -> Page[Au
     if f.until is not None:
         query = query.where(col(AuditEvent.occurred_at) < f.until)
     if f.cursor is not None:
-        if not f.cursor.isdigit():
+        # Audit ids are positive BIGINTs: at most 19 ASCII digits (`isdigit` also takes `²`).
+        if not _CURSOR.fullmatch(f.cursor) or int(f.cursor) >= 2**63:
             raise InvalidInput.on_field("cursor", "not a cursor returned by this API")
         query = query.where(col(AuditEvent.id) < int(f.cursor))
     rows = list(await session.exec(query.order_by(col(AuditEvent.id).desc()).limit(f.limit + 1)))

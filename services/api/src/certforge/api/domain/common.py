@@ -6,6 +6,7 @@ member, so one application's members cannot even learn that another application 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,11 +17,14 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.auth import Actor
+from certforge.api.schemas.common import SLUG_PATTERN
 from certforge.common.db.tables import Application, Profile
 from certforge.common.domain import Role
 from certforge.common.errors import Conflict, Forbidden, NotFound
 
 TableT = TypeVar("TableT", bound=SQLModel)
+
+_SLUG = re.compile(SLUG_PATTERN)
 
 READ_ROLES = frozenset(Role)
 ADMIN_ROLES = frozenset({Role.APPLICATION_ADMIN})
@@ -52,7 +56,13 @@ async def by_slug_or_id(
 ) -> Any:
     row_id = as_uuid(ref)
     condition = col(model.id) == row_id if row_id else col(model.slug) == ref
-    row = (await session.exec(select(model).where(condition))).first()
+    # A reference that is neither an id nor a slug names nothing (and may hold a NUL that
+    # PostgreSQL would refuse): not found, without asking the database.
+    row = (
+        (await session.exec(select(model).where(condition))).first()
+        if row_id or _SLUG.fullmatch(ref)
+        else None
+    )
     if row is None:
         raise NotFound.on_field(field, f"no {what} {ref!r}")
     return row

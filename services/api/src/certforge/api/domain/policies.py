@@ -75,7 +75,11 @@ async def update(
         document = PolicyDocument.model_validate({**policy.document, **rules})
     except ValidationError as exc:
         errors = [
-            FieldError(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in exc.errors()
+            FieldError(
+                ".".join(str(p) for p in e["loc"]) or "body",
+                e["msg"].removeprefix("Value error, "),
+            )
+            for e in exc.errors()
         ]
         raise Unprocessable(detail="the updated policy is not valid", errors=errors) from exc
     profiles = await session.exec(select(Profile).where(Profile.policy_id == policy.id))
@@ -87,7 +91,8 @@ async def update(
                 detail=f"profile {profile.slug!r} uses this policy and its defaults would violate "
                 "it; change the profile first",
                 errors=[
-                    FieldError(f"profile.{profile.slug}.{v.field}", v.message) for v in violations
+                    FieldError(_rule_field(v.field), f"profile {profile.slug!r}: {v.message}")
+                    for v in violations
                 ],
             )
     if body.name is not None and body.name != policy.name:
@@ -102,6 +107,19 @@ async def update(
     )
     await commit(session, duplicate=("name", f"a policy named {body.name!r} exists"))
     return public(policy)
+
+
+# The policy rule that judges each template field, to name it in a refused PATCH.
+_RULE_OF = {
+    "key_algorithm": "key_algorithms",
+    "signature_hash": "signature_hashes",
+    "not_after": "max_validity",
+    "is_ca": "allow_ca",
+}
+
+
+def _rule_field(template_field: str) -> str:
+    return _RULE_OF.get(template_field, template_field)
 
 
 async def delete(session: AsyncSession, audit: AuditScope, policy_id: UUID) -> None:

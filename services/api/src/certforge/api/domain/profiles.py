@@ -72,10 +72,19 @@ def _defaults_field(violation: Violation) -> str:
 
 
 async def _validate(
-    session: AsyncSession, ca_id: UUID, policy_id: UUID, defaults: ProfileDefaults
+    session: AsyncSession,
+    ca_id: UUID,
+    policy_id: UUID,
+    defaults: ProfileDefaults,
+    *,
+    new_ca: bool = True,
 ) -> None:
+    """Refuse an unknown CA or policy, defaults the policy refuses, or moving to a disabled CA.
+
+    A profile already on a CA that was disabled later may still be edited (`new_ca=False`).
+    """
     ca = await get_or_404(session, CertificateAuthority, ca_id, "CA", "ca_id")
-    if ca.status != CAStatus.ACTIVE:
+    if new_ca and ca.status != CAStatus.ACTIVE:
         raise Unprocessable.on_field("ca_id", f"CA {ca.name!r} is disabled")
     policy = await get_or_404(session, Policy, policy_id, "policy", "policy_id")
     violations = check_defaults(PolicyDocument.model_validate(policy.document), defaults)
@@ -129,7 +138,11 @@ async def update(
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     defaults = body.defaults or ProfileDefaults.model_validate(profile.defaults)
     await _validate(
-        session, body.ca_id or profile.ca_id, body.policy_id or profile.policy_id, defaults
+        session,
+        body.ca_id or profile.ca_id,
+        body.policy_id or profile.policy_id,
+        defaults,
+        new_ca=body.ca_id is not None and body.ca_id != profile.ca_id,
     )
     profile.name = body.name if body.name is not None else profile.name
     profile.description = body.description if body.description is not None else profile.description

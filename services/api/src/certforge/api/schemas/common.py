@@ -8,17 +8,40 @@ from typing import Annotated, Generic, TypeVar
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from certforge.common.errors import InvalidInput
 
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 Slug = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", max_length=63),
+    StringConstraints(pattern=SLUG_PATTERN, max_length=63),
     Field(description="lower-case letters, digits and hyphens; not a UUID", examples=["shop"]),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-Description = Annotated[str, StringConstraints(max_length=1024)]
+
+
+def _no_control_characters(value: str) -> str:
+    # PostgreSQL cannot store NUL, and a name with control characters only confuses people.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(_no_control_characters),
+]
+OptionalName = Annotated[
+    str, StringConstraints(max_length=128), AfterValidator(_no_control_characters)
+]
+Description = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
 
 ItemT = TypeVar("ItemT")
 

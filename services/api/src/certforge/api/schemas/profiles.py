@@ -3,15 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from certforge.api.schemas.common import Description, Slug, Strict
+from certforge.api.schemas.common import Description, OptionalName, Slug, Strict
 from certforge.common.issuance import ProfileDefaults
 
 
 class ProfileCreate(Strict):
     slug: Slug
-    name: str = Field(default="", max_length=128)
+    name: OptionalName = ""
     description: Description = ""
     ca_id: UUID
     policy_id: UUID
@@ -19,7 +19,7 @@ class ProfileCreate(Strict):
 
 
 class ProfileUpdate(Strict):
-    name: str | None = Field(default=None, max_length=128)
+    name: OptionalName | None = None
     description: Description | None = None
     ca_id: UUID | None = None
     policy_id: UUID | None = None
