@@ -159,6 +159,13 @@ def renew_at(not_before: datetime, not_after: datetime, renew_before_days: int) 
     return not_after - window
 
 
+def fitted_renew_before_days(days: int, validity: timedelta) -> int:
+    """`days` if a certificate valid for `validity` leaves room for it (1 to validity - 1 whole
+    days, the range the api accepts), else the largest value that fits: a renewal shortened by
+    the policy or by the CA's expiry keeps a renewal window it can honour."""
+    return max(1, min(days, validity // timedelta(days=1) - 1))
+
+
 def renewal_template(
     old: x509.Certificate,
     key_algorithm: KeyAlgorithm,
@@ -179,9 +186,15 @@ def renewal_template(
     if max_validity is not None:
         validity = min(validity, max_validity)
     start = now.replace(microsecond=0)
-    end = min(start + validity, ca.not_after)
-    if end <= start + timedelta(minutes=1):
-        raise Unprocessable.on_field("ca", f"CA {ca.name!r} expires too soon to renew under it")
+    end = start + validity
+    if end > ca.not_after:
+        # Shortened to the CA's expiry; refused only when that leaves almost nothing (a
+        # certificate that was short-lived to begin with keeps its length).
+        end = ca.not_after
+        if end <= start + timedelta(minutes=1):
+            raise Unprocessable.on_field(
+                "ca", f"CA {ca.name!r} expires too soon to renew under it"
+            )
     algorithm = old.signature_hash_algorithm
     hash_name = algorithm.name.upper() if algorithm is not None else ""
     signature = None

@@ -168,6 +168,19 @@ async def read_private_key(
     return pem
 
 
+async def audit_key_delivery(
+    session: AsyncSession, audit: AuditScope, view: CertificateRequestPublic
+) -> None:
+    """Audit a request view that hands out a managed private key (a 201, a replayed POST, a
+    GET of the request): every response that carries a key is a key read."""
+    if view.certificate is None or view.certificate.private_key is None:
+        return
+    certificate = await session.get(Certificate, view.certificate.id)
+    assert certificate is not None
+    audit_key_read(session, audit, certificate)
+    await session.commit()
+
+
 def audit_key_read(session: AsyncSession, audit: AuditScope, certificate: Certificate) -> None:
     audit.record(
         session,

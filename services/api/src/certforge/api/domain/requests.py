@@ -36,7 +36,13 @@ from certforge.common.db.tables import (
     ProfileAttachment,
 )
 from certforge.common.domain import CAStatus, KeyAlgorithm, RequestMethod, RequestStatus
-from certforge.common.errors import FieldError, NotFound, PolicyViolation, Unprocessable
+from certforge.common.errors import (
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PolicyViolation,
+    Unprocessable,
+)
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument, evaluate
@@ -77,9 +83,10 @@ async def submit(
     now: datetime,
 ) -> Submitted:
     app = await application_for(session, audit.actor, app_ref, OPERATE_ROLES)
+    app_id = app.id  # still readable after a rollback expires `app`
     fingerprint = body_fingerprint(body)
     if idempotency_key is not None:
-        previous = await _by_idempotency_key(session, app.id, idempotency_key, fingerprint)
+        previous = await _by_idempotency_key(session, app_id, idempotency_key, fingerprint)
         if previous is not None:
             return previous
     profile, attachment = await _usable_profile(session, app, body.profile)
@@ -100,7 +107,7 @@ async def submit(
         PolicyDocument.model_validate(policy.document), template, policy_name=policy.name
     )
     if violations:
-        errors = [FieldError(_request_field(v.field, params.method), v.message) for v in violations]
+        errors = [FieldError(_request_field(v.field, params), v.message) for v in violations]
         raise PolicyViolation(
             detail=f"{len(errors)} violation(s) of policy {policy.name!r}: "
             + "; ".join(e.message for e in errors),
@@ -141,7 +148,8 @@ async def submit(
         await session.rollback()
         if idempotency_key is None:
             raise
-        previous = await _by_idempotency_key(session, app.id, idempotency_key, fingerprint)
+        # A concurrent POST with the same key committed first: answer with its request.
+        previous = await _by_idempotency_key(session, app_id, idempotency_key, fingerprint)
         if previous is None:
             raise
         return previous
@@ -228,13 +236,17 @@ def _params(body: CertificateRequestCreate) -> RequestParams:
     )
 
 
-def _request_field(template_field: str, method: RequestMethod) -> str:
-    """A template field (`subject.common_name`) as the request names it (`common_name`)."""
-    renamed = {"signature_hash": "signature_algorithm", "not_after": "ttl"}
+def _request_field(template_field: str, params: RequestParams) -> str:
+    """A template field (`subject.common_name`) as the request names it (`common_name`); the
+    validity is `ttl` unless the caller gave `not_after`."""
+    renamed = {
+        "signature_hash": "signature_algorithm",
+        "not_after": "not_after" if params.not_after is not None else "ttl",
+    }
     name = renamed.get(template_field, template_field)
     if name.startswith("subject."):
         name = name.removeprefix("subject.")
-    if method is RequestMethod.CSR and (
+    if params.method is RequestMethod.CSR and (
         name.startswith("sans")
         or name
         in {
@@ -303,11 +315,15 @@ async def search(
         query = query.where(col(CertificateRequest.created_at) < f.created_before)
     if f.cursor is not None:
         created_at, last_id = decode_cursor(f.cursor)
+        try:
+            last = UUID(last_id)
+        except ValueError:
+            raise InvalidInput.on_field("cursor", "not a cursor returned by this API") from None
         query = query.where(
             (col(CertificateRequest.created_at) < created_at)
             | (
                 (col(CertificateRequest.created_at) == created_at)
-                & (col(CertificateRequest.id) < UUID(last_id))
+                & (col(CertificateRequest.id) < last)
             )
         )
     query = query.order_by(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, SessionDep
 from certforge.api.domain import certificates, requests
 from certforge.api.problems import problem_response
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.certificates import (
     CertificatePublic,
     CertificateRequestCreate,
@@ -18,7 +19,7 @@ from certforge.api.schemas.common import Page
 from certforge.common.domain import RequestStatus
 from certforge.common.errors import FieldError
 
-router = APIRouter(tags=["certificates"])
+router = APIRouter(prefix=API_PREFIX, tags=["certificates"])
 
 PEM = "application/x-pem-file"
 _PEM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PEM: {}}, "description": "PEM"}}
@@ -46,7 +47,13 @@ async def create_certificate_request(
     context: ContextDep,
     prefer: Annotated[str | None, Header(description="RFC 7240, e.g. `wait=10`")] = None,
     idempotency_key: Annotated[
-        str | None, Header(max_length=255, description="same key + same body = same request")
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="same key + same body = same request",
+        ),
     ] = None,
 ) -> Response:
     """Request a certificate: `managed` (Certforge generates the key) or `csr`.
@@ -67,6 +74,7 @@ async def create_certificate_request(
             await session.commit()  # end the snapshot, so the reload sees the issuer's commit
             await requests.reload(session, submitted)
     view = await certificates.request_view(session, context, submitted, with_key=True)
+    await certificates.audit_key_delivery(session, audit, view)
     headers = {"Location": _location(submitted.application.slug, submitted.request.id)}
     if wait:
         headers["Preference-Applied"] = f"wait={wait}"
@@ -91,10 +99,7 @@ async def get_certificate_request(
     submitted = await requests.get(session, audit.actor, app, request_id)
     with_key = certificates.may_read_keys(audit.actor, submitted.application.id)
     view = await certificates.request_view(session, context, submitted, with_key=with_key)
-    if view.certificate is not None and view.certificate.private_key is not None:
-        certificate = await certificates.get(session, audit.actor, app, view.certificate.id)
-        certificates.audit_key_read(session, audit, certificate[0])
-        await session.commit()
+    await certificates.audit_key_delivery(session, audit, view)
     return view
 
 

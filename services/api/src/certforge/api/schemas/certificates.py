@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from certforge.api.schemas.common import Strict
 from certforge.common.domain import (
@@ -55,21 +56,38 @@ class CertificateRequestCreate(Strict):
 
     @model_validator(mode="after")
     def _check_method(self) -> CertificateRequestCreate:
+        """Rules across fields, each error located on the field to change (not on `body`)."""
+        errors: list[InitErrorDetails] = []
+
+        def refuse(name: str, message: str) -> None:
+            error = PydanticCustomError("value_error", message)
+            errors.append(
+                InitErrorDetails(type=error, loc=(name,), input=getattr(self, name, None))
+            )
+
         if self.method is RequestMethod.CSR:
             if not self.csr:
-                raise ValueError("csr is required with method csr")
-            given = [name for name in _MANAGED_ONLY if getattr(self, name) is not None]
-            if given or self.sans:
-                names = ", ".join(given + (["sans"] if self.sans else []))
-                raise ValueError(f"{names}: taken from the CSR with method csr; leave out")
+                refuse("csr", "csr is required with method csr")
+            for name in _MANAGED_ONLY:
+                if getattr(self, name) is not None:
+                    refuse(name, "taken from the CSR with method csr; leave it out")
+            if self.sans:
+                refuse("sans", "taken from the CSR with method csr; leave it out")
         elif self.csr is not None:
-            raise ValueError("csr is only accepted with method csr")
+            refuse("csr", "csr is only accepted with method csr")
         if self.ttl is not None and self.not_after is not None:
-            raise ValueError("give ttl or not_after, not both")
+            refuse("ttl", "give ttl or not_after, not both")
         for name in ("not_before", "not_after"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} must carry a timezone")
+                refuse(name, "must carry a timezone, e.g. 2030-01-01T00:00:00Z")
+        try:  # the subject's own rules (e.g. no control characters), on the request's fields
+            self.subject()
+        except ValidationError as exc:
+            for error in exc.errors():
+                refuse(str(error["loc"][0]), error["msg"].removeprefix("Value error, "))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
     def subject(self) -> SubjectFields:
