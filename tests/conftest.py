@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -82,6 +83,7 @@ def backends() -> Iterator[Backends]:
         asyncio.run(_cleanup(backends))
         for stopper in reversed(stop):
             stopper()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 async def _cleanup(backends: Backends) -> None:

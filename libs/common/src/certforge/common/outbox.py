@@ -7,6 +7,11 @@ rows sent in the same transaction. If NATS is slow or down the transaction rolls
 stay unsent and the relay retries with backoff: delayed, never lost. If the relay dies between
 the publish and the commit, the next publish of the same id falls inside the stream's
 duplicate window and is stored once.
+
+Rows of a batch succeed or fail one by one: a row JetStream refuses (say its subject belongs to
+no stream) gets `attempts` and `last_error` recorded and is retried, while the rows after it are
+still published; it cannot stall the outbox. Order is therefore not guaranteed across a failed
+row, and consumers must not rely on it (they are idempotent by message id anyway).
 """
 
 from __future__ import annotations
@@ -16,25 +21,56 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from uuid import UUID
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import OutboxMessage
+from certforge.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from certforge.common.settings import OutboxSettings
+from certforge.common.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
 
 def enqueue(session: AsyncSession, subject: str, event: CloudEvent[MessageData]) -> OutboxMessage:
-    """Add `event` to the session's transaction; it is published after the commit."""
+    """Add `event` to the session's transaction; it is published after the commit. The current
+    trace travels with it (CloudEvents `traceparent` extension and a NATS header)."""
+    if event.traceparent is None:
+        event.traceparent = current_traceparent()
     headers = {"traceparent": event.traceparent} if event.traceparent else {}
     row = OutboxMessage(id=event.id, subject=subject, payload=event.to_json(), headers=headers)
     session.add(row)
     return row
+
+
+async def enqueue_many(
+    session: AsyncSession, messages: list[tuple[str, CloudEvent[MessageData]]]
+) -> None:
+    """`enqueue` for thousands of messages at once: one multi-row INSERT, no ORM objects."""
+    if not messages:
+        return
+    traceparent = current_traceparent()
+    rows = [
+        {
+            "id": event.id,
+            "subject": subject,
+            "payload": event.to_json(),
+            "headers": {"traceparent": tp} if (tp := event.traceparent or traceparent) else {},
+            "created_at": event.time,
+            "attempts": 0,
+        }
+        for subject, event in messages
+    ]
+    await session.exec(insert(OutboxMessage), params=rows)
+
+
+class OutboxPublishError(RuntimeError):
+    """No row of a batch could be published (NATS down or not answering)."""
 
 
 class Publisher(Protocol):
@@ -60,6 +96,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_purge = datetime.min.replace(tzinfo=UTC)
+        self._last_measure = datetime.min.replace(tzinfo=UTC)
         self.published = 0
 
     def wake(self) -> None:
@@ -78,6 +115,7 @@ class OutboxRelay:
                 sent = await self.publish_pending()
                 backoff = 0.0
                 await self._purge_if_due()
+                await self._measure_if_due()
             except Exception as exc:  # any failure: keep the rows, wait, retry
                 backoff = min(max(backoff * 2, 0.2), self._settings.max_backoff_seconds)
                 log.warning("outbox relay: %s; retrying in %.1fs", _describe(exc), backoff)
@@ -88,13 +126,30 @@ class OutboxRelay:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.publish_pending(), timeout=5)
 
+    async def _measure_if_due(self) -> None:
+        """Refresh the backlog gauges every few seconds (cheap: the unsent-row index)."""
+        now = datetime.now(UTC)
+        if now - self._last_measure < timedelta(seconds=5):
+            return
+        self._last_measure = now
+        async with self._sessions() as session:
+            count, age = await backlog(session)
+        OUTBOX_BACKLOG.set(count)
+        OUTBOX_OLDEST_AGE.set(age)
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
         self._wakeup.clear()
 
     async def publish_pending(self) -> int:
-        """Publish one batch of unsent rows; return how many were published."""
+        """Publish one batch of unsent rows; return how many were published.
+
+        Raises `OutboxPublishError` when every row of a non-empty batch failed (NATS down or
+        slow), so that the caller backs off; their attempts are recorded all the same.
+        """
+        failures: dict[str, list[UUID]] = {}
+        first_error: BaseException | None = None
         async with self._sessions() as session, session.begin():
             rows = (
                 await session.exec(
@@ -107,32 +162,75 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            acks = [
-                self._publisher.publish(
-                    row.subject,
-                    row.payload,
-                    timeout=5.0,
-                    headers={"Nats-Msg-Id": str(row.id), **row.headers},
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*acks)
-            await session.exec(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id).in_([row.id for row in rows]))
-                .values(sent_at=datetime.now(UTC))
+            # Started in order, so NATS receives the messages in row order; awaited together,
+            # so a batch costs one round trip, not one per row.
+            results = await asyncio.gather(
+                *(
+                    self._publisher.publish(
+                        row.subject,
+                        row.payload,
+                        timeout=self._settings.publish_timeout_seconds,
+                        headers={**row.headers, "Nats-Msg-Id": str(row.id)},
+                    )
+                    for row in rows
+                ),
+                return_exceptions=True,
             )
-        self.published += len(rows)
-        return len(rows)
+            sent: list[UUID] = []
+            for row, result in zip(rows, results, strict=True):
+                if not isinstance(result, BaseException):
+                    sent.append(row.id)
+                    continue
+                if not isinstance(result, Exception):
+                    raise result  # cancellation and the like: not a publish failure
+                first_error = first_error or result
+                failures.setdefault(_describe(result)[:1000], []).append(row.id)
+            if sent:
+                await session.exec(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id).in_(sent))
+                    .values(sent_at=datetime.now(UTC))
+                )
+            for error, ids in failures.items():
+                await session.exec(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id).in_(ids))
+                    .values(attempts=col(OutboxMessage.attempts) + 1, last_error=error)
+                )
+        self.published += len(sent)
+        if first_error is not None:
+            failed = sum(len(ids) for ids in failures.values())
+            if not sent:
+                raise OutboxPublishError(
+                    f"{failed} message(s) not published: {_describe(first_error)}"
+                ) from first_error
+            log.warning(
+                "outbox relay: %d message(s) published, %d failed and will be retried: %s",
+                len(sent),
+                failed,
+                "; ".join(failures),
+            )
+        return len(sent)
+
+    async def purge(self, now: datetime | None = None) -> int:
+        """Delete rows sent more than `retention_hours` ago; return how many. Unsent rows are
+        never purged, however old."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(hours=self._settings.retention_hours)
+        async with self._sessions() as session, session.begin():
+            result = await session.exec(
+                delete(OutboxMessage).where(col(OutboxMessage.sent_at) < cutoff)
+            )
+        return int(result.rowcount or 0)
 
     async def _purge_if_due(self) -> None:
         now = datetime.now(UTC)
         if now - self._last_purge < timedelta(minutes=5):
             return
         self._last_purge = now
-        cutoff = now - timedelta(hours=self._settings.retention_hours)
-        async with self._sessions() as session, session.begin():
-            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.sent_at) < cutoff))
+        purged = await self.purge(now)
+        if purged:
+            log.info("outbox relay: purged %d sent message(s)", purged)
 
 
 async def backlog(session: AsyncSession) -> tuple[int, float]:

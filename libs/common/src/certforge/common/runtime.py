@@ -1,8 +1,9 @@
 """What every worker service (issuer, renewer, syncer) shares: connect, run, stop gracefully.
 
 `main` of a worker builds a `Worker` with its handlers and background loops and calls `run()`.
-On SIGTERM/SIGINT the worker stops taking work (drains its NATS subscriptions, letting
-in-flight handlers finish), stops its loops, makes a last outbox pass, and closes connections.
+On SIGTERM/SIGINT the worker stops taking work (stops its NATS subscriptions, letting
+in-flight handlers finish), stops its loops, makes a last outbox pass while NATS is still
+connected, and only then closes the NATS connection, the probe server and the database pool.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.messaging import ensure_streams
+from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
 from certforge.common.settings import CommonSettings
+from certforge.common.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class Worker:
         self.relay: OutboxRelay | None = None
         self._loops: list[Loop] = []
         self._stopping = asyncio.Event()
+        setup_tracing(name, settings.otlp_endpoint)
 
     def add_loop(self, loop: Loop) -> None:
         """A background coroutine that runs until the stop event is set."""
@@ -65,6 +69,11 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def wake_relay(self) -> None:
+        """Call after committing outbox rows, so they are published now, not at the next poll."""
+        if self.relay is not None:
+            self.relay.wake()
 
     async def run(
         self,
@@ -83,23 +92,35 @@ class Worker:
         await ensure_streams(js, self.subjects, self.settings.nats)
         await self.broker.start()
         self.relay = OutboxRelay(self.sessions, js, self.settings.outbox)
-        tasks = [asyncio.create_task(self.relay.run(), name="outbox-relay")]
-        tasks += [asyncio.create_task(fn(self._stopping), name=fn.__name__) for fn in self._loops]
+        relay = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        loops = [asyncio.create_task(fn(self._stopping), name=fn.__name__) for fn in self._loops]
         health = self._health_server()
-        if health is not None:
-            tasks.append(asyncio.create_task(health.serve(), name="health"))
+        probes = asyncio.create_task(health.serve(), name="health") if health is not None else None
         log.info("%s started", self.name)
         if on_started is not None:
             await on_started()
 
         await self._stopping.wait()
         log.info("%s stopping", self.name)
-        await self.broker.stop()
+        # Take no new messages; handlers in flight finish and commit their outbox rows.
+        for subscriber in self.broker.subscribers:
+            with contextlib.suppress(Exception):
+                await subscriber.stop()
+        # The loops see the stop event and finish what they hold (committing outbox rows).
+        if loops:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*loops, return_exceptions=True), timeout=15)
+        # Then the relay makes its last pass over every row committed so far, which needs NATS
+        # still connected: close the connection only after that.
         self.relay.stop()
-        if health is not None:
-            health.should_exit = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+            await asyncio.wait_for(asyncio.gather(relay, return_exceptions=True), timeout=10)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.stop(), timeout=10)
+        if health is not None and probes is not None:
+            health.should_exit = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(probes, return_exceptions=True), timeout=5)
         await self.engine.dispose()
         log.info("%s stopped", self.name)
 
@@ -125,24 +146,29 @@ class EmbeddedServer(uvicorn.Server):
 
 
 def health_app(ready: Callable[[], Awaitable[bool]]) -> Any:
-    """A minimal ASGI app: `/healthz` (alive) and `/readyz` (database and NATS reachable)."""
+    """A minimal ASGI app: `/healthz` (alive), `/readyz` (database and NATS reachable) and
+    `/metrics` (Prometheus)."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        content_type = "application/json"
         if path == "/healthz":
             status, body = 200, b'{"status":"ok"}'
         elif path == "/readyz":
             ok = await ready()
             status, body = (200, b'{"status":"ready"}') if ok else (503, b'{"status":"unready"}')
+        elif path == "/metrics":
+            status = 200
+            body, content_type = exposition()
         else:
             status, body = 404, b'{"status":"not found"}'
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", content_type.encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})

@@ -8,11 +8,12 @@ directory (Kubernetes mounts each Secret key as a file; name the directory with
 from __future__ import annotations
 
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, NoReturn, Self
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +43,9 @@ class OutboxSettings(BaseModel):
     max_backoff_seconds: float = Field(
         default=10.0, gt=0, description="longest wait when NATS fails"
     )
+    publish_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long to wait for JetStream to acknowledge a message"
+    )
     retention_hours: int = Field(default=24, ge=1, description="sent rows are purged after this")
 
 
@@ -61,9 +65,33 @@ class CommonSettings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     state_dir: Path = Path(".certforge")
     log_level: str = "INFO"
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector URL for traces (e.g. http://otel-collector:4318); "
+        "traces are recorded but not exported when unset (OTEL_EXPORTER_OTLP_ENDPOINT also works)",
+    )
     health_port: int | None = Field(
         default=None, ge=0, le=65535, description="worker services serve /healthz here when set"
     )
+
+    required_secrets: ClassVar[tuple[str, ...]] = ()
+    """Secret fields the service cannot start without, in every environment (the dev stack
+    generates them); all missing ones are reported together."""
+
+    @model_validator(mode="after")
+    def _require_secrets(self) -> Self:
+        missing = [
+            f"CERTFORGE_{name.upper()}"
+            for name in self.required_secrets
+            if not secret_is_set(getattr(self, name))
+        ]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise ValueError(
+                f"{' and '.join(missing)} {verb} required: key-encryption keys "
+                "`kid:base64(32 bytes)[,kid:…]` (make run generates them in its state directory)"
+            )
+        return self
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:
@@ -72,6 +100,17 @@ class CommonSettings(BaseSettings):
         if secrets_dir:
             return cls(_secrets_dir=secrets_dir, **overrides)
         return cls(**overrides)
+
+    @classmethod
+    def load_or_exit(cls, service: str, **overrides: Any) -> Self:
+        """`load()` for a service's `main`: a configuration error (a missing key, a bad value)
+        stops the process with exit code 2 and one line per problem naming the environment
+        variable, instead of a pydantic traceback. Values are never printed: they may be secrets.
+        """
+        try:
+            return cls.load(**overrides)
+        except ValidationError as exc:
+            _exit_invalid_settings(service, exc)
 
     @property
     def is_development(self) -> bool:
@@ -86,11 +125,30 @@ class LeafKeySettings(CommonSettings):
         description="Key-encryption keys for managed leaf keys: `kid:base64(32 bytes)[,kid:…]`, "
         "the first one encrypts, all decrypt.",
     )
+    required_secrets: ClassVar[tuple[str, ...]] = ("leaf_keks",)
 
-    @model_validator(mode="after")
-    def _require_leaf_keks(self) -> Self:
-        if self.leaf_keks is None:
-            raise ValueError(
-                "CERTFORGE_LEAF_KEKS is required (make run generates one in the state directory)"
-            )
-        return self
+
+def secret_is_set(value: SecretStr | None) -> bool:
+    """Whether a secret setting was given a value (an empty variable counts as missing)."""
+    return value is not None and bool(value.get_secret_value().strip())
+
+
+def settings_errors(exc: ValidationError, prefix: str = "CERTFORGE_") -> list[str]:
+    """One readable line per validation problem: `CERTFORGE_API_PORT: Input should be …` for a
+    field (nested fields joined with `__`, as in the environment), the message alone for a
+    whole-model check that names its variable itself. Never includes the rejected input."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        fields = [str(part) for part in error["loc"]]
+        if fields:
+            lines.append(f"{prefix}{'__'.join(fields).upper()}: {message}")
+        else:
+            lines.append(message)
+    return lines
+
+
+def _exit_invalid_settings(service: str, exc: ValidationError) -> NoReturn:
+    for line in settings_errors(exc):
+        print(f"{service}: configuration error: {line}", file=sys.stderr)
+    raise SystemExit(2)

@@ -233,6 +233,24 @@ def _banner(*, api: str, token: str, state_dir: Path, nats_url: str, database_ur
 # --- run ------------------------------------------------------------------------------------
 
 
+def _api_port() -> int:
+    raw = os.environ.get("CERTFORGE_API_PORT", str(DEFAULT_API_PORT))
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise DevStackError(f"CERTFORGE_API_PORT={raw!r} is not a TCP port (1-65535)")
+    return port
+
+
+def _check_api_port(port: int) -> None:
+    if tcp_reachable("127.0.0.1", port):
+        raise DevStackError(
+            f"something already listens on 127.0.0.1:{port}; stop it or set CERTFORGE_API_PORT"
+        )
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     # SIGTERM during start-up takes the same clean path as Ctrl-C: unwind and stop what started.
     raise KeyboardInterrupt
@@ -241,6 +259,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def _run(stack: contextlib.ExitStack) -> int:
     state_dir = resolve_state_dir()
     _logger.info("state directory %s", state_dir)
+    # Before starting anything: a taken port is a one-line error, not servers started for nothing.
+    api_port = _api_port()
+    _check_api_port(api_port)
 
     nats_url = os.environ.get("CERTFORGE_NATS_URL")
     if nats_url:
@@ -268,12 +289,7 @@ def _run(stack: contextlib.ExitStack) -> int:
     token = ensure_bootstrap_token(state_dir)
 
     _run_migrations(database_url)
-
-    api_port = int(os.environ.get("CERTFORGE_API_PORT", str(DEFAULT_API_PORT)))
-    if tcp_reachable("127.0.0.1", api_port):
-        raise DevStackError(
-            f"something already listens on 127.0.0.1:{api_port}; stop it or set CERTFORGE_API_PORT"
-        )
+    _check_api_port(api_port)  # again: the servers took a while to start
     env = {
         **os.environ,
         "CERTFORGE_ENVIRONMENT": "development",
@@ -284,6 +300,10 @@ def _run(stack: contextlib.ExitStack) -> int:
         "CERTFORGE_BOOTSTRAP_TOKEN": token,
         "CERTFORGE_STATE_DIR": str(state_dir),
         "CERTFORGE_API_PORT": str(api_port),
+        # URLs in issued certificates (CRL, OCSP, CA issuers) must reach this API
+        "CERTFORGE_PUBLIC_URL": os.environ.get(
+            "CERTFORGE_PUBLIC_URL", f"http://127.0.0.1:{api_port}"
+        ),
     }
     executables = {service: service_executable(service) for service in SERVICES}
 

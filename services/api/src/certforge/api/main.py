@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _serve() -> None:
-    settings = ApiSettings.load()
+    settings = ApiSettings.load_or_exit("certforge-api")
     configure_logging("api", settings.log_level)
     uvicorn.run(
         "certforge.api.app:create_app_from_env",
@@ -52,7 +52,7 @@ async def _bootstrap(name: str) -> str:
     from certforge.api.domain.identities import create_admin
     from certforge.common.db.engine import create_engine, session_factory
 
-    settings = ApiSettings.load()
+    settings = ApiSettings.load_or_exit("certforge-api")
     engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
     try:
         async with session_factory(engine)() as session:

@@ -23,6 +23,14 @@ class ApiSettings(LeafKeySettings):
     )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="larger bodies get 413")
     issuer_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    ocsp_response_validity_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 86400,
+        description="OCSP responses are valid this long (nextUpdate - thisUpdate); GET responses "
+        "may be cached by relying parties and proxies until nextUpdate, so a revocation can take "
+        "this long to be seen by them.",
+    )
 
     @property
     def base_url(self) -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
 from certforge.common.settings import LeafKeySettings
+from certforge.issuer.consumer import ConsumerSettings
+from certforge.issuer.revocation import RevocationSettings
 
 
 class IssuerSettings(LeafKeySettings):
+    required_secrets: ClassVar[tuple[str, ...]] = ("ca_keks", "leaf_keks")
+
     ca_keks: SecretStr | None = Field(
         default=None,
         description="Key-encryption keys for CA private keys: `kid:base64(32 bytes)[,kid:…]`, "
@@ -21,13 +25,12 @@ class IssuerSettings(LeafKeySettings):
         "OCSP and CA-issuer URLs in issued certificates are built from it.",
     )
 
-    @model_validator(mode="after")
-    def _require_ca_keks(self) -> Self:
-        if self.ca_keks is None:
-            raise ValueError(
-                "CERTFORGE_CA_KEKS is required (make run generates one in the state directory)"
-            )
-        return self
+    lint_before_signing: bool = Field(
+        default=True,
+        description="lint every certificate with pkilint (RFC 5280) before the CA key signs it",
+    )
+    consumer: ConsumerSettings = ConsumerSettings()
+    revocation: RevocationSettings = RevocationSettings()
 
     @property
     def base_url(self) -> str:

@@ -14,6 +14,6 @@ def build(settings: SyncerSettings) -> Worker:
 
 
 def main() -> None:
-    settings = SyncerSettings.load()
+    settings = SyncerSettings.load_or_exit("certforge-syncer")
     configure_logging("syncer", settings.log_level)
     asyncio.run(build(settings).run())

@@ -31,6 +31,6 @@ def main() -> None:
     """`certforge-migrate`: upgrade the database named by CERTFORGE_DATABASE_URL."""
     from certforge.common.settings import CommonSettings
 
-    settings = CommonSettings.load()
+    settings = CommonSettings.load_or_exit("certforge-migrate")
     upgrade(settings.database_url.get_secret_value())
     print("database schema is up to date")
