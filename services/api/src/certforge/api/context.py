@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.api.issuer_client import IssuerClient
+from certforge.api.ocsp import OcspCache
 from certforge.api.outcomes import Outcomes
 from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
@@ -27,3 +28,4 @@ class ApiContext:
     leaf_keys: KeyRing
     issuer: IssuerClient
     outcomes: Outcomes
+    ocsp: OcspCache = field(default_factory=OcspCache)

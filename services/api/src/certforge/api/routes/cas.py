@@ -6,10 +6,12 @@ from fastapi import APIRouter, Response
 
 from certforge.api.deps import AuditDep, ContextDep, ProductAdminDep, SessionDep
 from certforge.api.domain import cas
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.cas import CACreate, CAImport, CAPublic
+from certforge.common.crypto.certificates import certificate_to_der, load_certificate_pem
 from certforge.common.domain import CAStatus
 
-router = APIRouter(tags=["certificate authorities"])
+router = APIRouter(prefix=API_PREFIX, tags=["certificate authorities"])
 
 PEM = "application/x-pem-file"
 _PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
@@ -81,3 +83,16 @@ async def enable_ca(
     ca_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
 ) -> CAPublic:
     return await cas.set_status(session, audit, ca_id, CAStatus.ACTIVE)
+
+
+@router.get(
+    "/cas/{ca_id}/certificate.cer",
+    name="ca.certificate_der",
+    response_class=Response,
+    responses={200: {"content": {"application/pkix-cert": {}}, "description": "DER certificate"}},
+)
+async def ca_certificate_der(ca_id: UUID, session: SessionDep) -> Response:
+    """The CA certificate (DER). Public: the caIssuers URL of issued certificates points here."""
+    ca = await cas.get(session, ca_id)
+    der = certificate_to_der(load_certificate_pem(ca.certificate_pem))
+    return Response(der, media_type="application/pkix-cert", headers=_PUBLIC_CACHE)
