@@ -47,7 +47,8 @@ check-docs: install
 	$(BIN)/python -m certforge.devstack.docs check
 
 bench: install
-	$(BIN)/python bench/run.py
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk first (apt-get install wrk)"; exit 1; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ Results are printed and appended to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -26,7 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import lifecycle  # noqa: E402 - bench/ is not a package
+
 BIN = Path(sys.executable).parent
 
 
@@ -42,7 +49,10 @@ def main() -> None:
         sys.exit("wrk is not installed: `apt-get install wrk` (Debian) — make bench tries that")
 
     lint = lint_cost()
-    print(f"pre-issuance lint: {lint['lint_ms']:.2f} ms/cert (build+sign alone {lint['sign_ms']:.3f} ms)")
+    print(
+        f"pre-issuance lint: {lint['lint_ms']:.2f} ms/cert "
+        f"(build+sign alone {lint['sign_ms']:.3f} ms)"
+    )
     with System() as system:
         setup = system.setup()
         results = {}
@@ -50,11 +60,32 @@ def main() -> None:
             system.warm_up(body)
             results[scenario] = system.wrk(body, args)
             r = results[scenario]
-            print(f"{scenario}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
-                  f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}")
+            print(
+                f"{scenario}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
+                f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}"
+            )
+        ocsp_env = {"OCSP_PATH": system.ocsp_path(setup)}
+        results["OCSP (GET, good)"] = system.run_wrk("ocsp.lua", ocsp_env, args)
+        r = results["OCSP (GET, good)"]
+        print(
+            f"OCSP: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+            f"errors {r['errors']}"
+        )
         memory = system.memory()
+        database_url, nats_url = system.backend_urls()
+        lifecycle_results = asyncio.run(lifecycle.renewal_scan(database_url, nats_url))
+        print(
+            f"renewal scan: {lifecycle.DUE} due of {lifecycle.TOTAL}: claimed in "
+            f"{lifecycle_results['claim_seconds']:.1f} s, all renew commands published in "
+            f"{lifecycle_results['emit_seconds']:.1f} s; empty scan "
+            f"{lifecycle_results['empty_scan_ms']:.1f} ms"
+        )
+        print(
+            f"CRL with {lifecycle_results['crl_entries']} entries: "
+            f"{lifecycle_results['crl_seconds']:.1f} s, {lifecycle_results['crl_bytes']} bytes"
+        )
     if not args.no_record:
-        record(results, lint, memory, args)
+        record(results, lint, memory, args, lifecycle_results)
 
 
 def lint_cost(n: int = 300) -> dict[str, float]:
@@ -72,8 +103,14 @@ def lint_cost(n: int = 300) -> dict[str, float]:
 
     now = datetime.now(UTC)
     ca_key = generate_private_key(KeyAlgorithm.EC_P256)
-    ca = build_self_signed_ca(SubjectFields(common_name="Bench CA"), ca_key, now,
-                              now.replace(year=now.year + 5), None, None)
+    ca = build_self_signed_ca(
+        SubjectFields(common_name="Bench CA"),
+        ca_key,
+        now,
+        now.replace(year=now.year + 5),
+        None,
+        None,
+    )
     leaf_key = generate_private_key(KeyAlgorithm.EC_P256)
     template = CertificateTemplate(
         subject=SubjectFields(common_name="api.example.com"),
@@ -81,14 +118,22 @@ def lint_cost(n: int = 300) -> dict[str, float]:
         key_algorithm=KeyAlgorithm.EC_P256,
         extended_key_usages=[ExtendedKeyUsage.SERVER_AUTH],
         not_before=now,
-        not_after=now.replace(month=now.month % 12 + 1) if now.month < 12 else now.replace(
-            year=now.year + 1, month=1),
+        not_after=now.replace(month=now.month % 12 + 1)
+        if now.month < 12
+        else now.replace(year=now.year + 1, month=1),
     )
 
     def build() -> Any:
-        return build_certificate(template, leaf_key.public_key(), ca.subject, ca_key,
-                                 key_identifier_of(ca), new_serial(),
-                                 crl_url="http://127.0.0.1:8080/crl", ocsp_url="http://127.0.0.1:8080/ocsp")
+        return build_certificate(
+            template,
+            leaf_key.public_key(),
+            ca.subject,
+            ca_key,
+            key_identifier_of(ca),
+            new_serial(),
+            crl_url="http://127.0.0.1:8080/crl",
+            ocsp_url="http://127.0.0.1:8080/ocsp",
+        )
 
     lint.check(build())  # build the validator once
     start = time.perf_counter()
@@ -113,11 +158,15 @@ class System:
 
     def __enter__(self) -> System:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFORGE_")}
-        env |= {"CERTFORGE_STATE_DIR": str(self.state), "CERTFORGE_API_PORT": str(self.port),
-                "CERTFORGE_LOG_LEVEL": "WARNING"}
-        self.log = open(self.state / "system.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen([str(BIN / "certforge-dev"), "run"], env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        env |= {
+            "CERTFORGE_STATE_DIR": str(self.state),
+            "CERTFORGE_API_PORT": str(self.port),
+            "CERTFORGE_LOG_LEVEL": "WARNING",
+        }
+        self.log = open(self.state / "system.log", "wb")
+        self.process = subprocess.Popen(
+            [str(BIN / "certforge-dev"), "run"], env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -144,50 +193,144 @@ class System:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            self.base + path, data=data, method=method,
+            self.base + path,
+            data=data,
+            method=method,
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"null")
 
     def setup(self) -> dict[str, str]:
-        root = self.call("POST", "/api/v1/cas", {
-            "name": "bench-root", "type": "root", "subject": {"common_name": "Bench Root"},
-            "key_algorithm": "EC_P256", "validity": "10y", "max_path_length": 1})
-        inter = self.call("POST", "/api/v1/cas", {
-            "name": "bench-issuing", "type": "intermediate", "parent_ca_id": root["id"],
-            "subject": {"common_name": "Bench Issuing"}, "key_algorithm": "EC_P256",
-            "validity": "5y", "max_path_length": 0})
-        policy = self.call("POST", "/api/v1/policies", {
-            "name": "bench", "sans": {"dns": {"allowed": ["*.example.com"]}},
-            "max_validity": "90d"})
-        self.call("POST", "/api/v1/profiles", {
-            "slug": "bench", "ca_id": inter["id"], "policy_id": policy["id"],
-            "defaults": {"ttl": "30d", "key_algorithm": "EC_P256"}})
+        root = self.call(
+            "POST",
+            "/api/v1/cas",
+            {
+                "name": "bench-root",
+                "type": "root",
+                "subject": {"common_name": "Bench Root"},
+                "key_algorithm": "EC_P256",
+                "validity": "10y",
+                "max_path_length": 1,
+            },
+        )
+        inter = self.call(
+            "POST",
+            "/api/v1/cas",
+            {
+                "name": "bench-issuing",
+                "type": "intermediate",
+                "parent_ca_id": root["id"],
+                "subject": {"common_name": "Bench Issuing"},
+                "key_algorithm": "EC_P256",
+                "validity": "5y",
+                "max_path_length": 0,
+            },
+        )
+        policy = self.call(
+            "POST",
+            "/api/v1/policies",
+            {
+                "name": "bench",
+                "sans": {"dns": {"allowed": ["*.example.com"]}},
+                "max_validity": "90d",
+            },
+        )
+        self.call(
+            "POST",
+            "/api/v1/profiles",
+            {
+                "slug": "bench",
+                "ca_id": inter["id"],
+                "policy_id": policy["id"],
+                "defaults": {"ttl": "30d", "key_algorithm": "EC_P256"},
+            },
+        )
         self.call("POST", "/api/v1/applications", {"slug": "bench", "name": "Bench"})
         self.call("PUT", "/api/v1/applications/bench/profiles/bench")
-        self.call("PUT", "/api/v1/applications/bench/profiles/bench/enrollment/api",
-                  {"enabled": True, "auto_renew": False, "renew_before_days": 10})
-        return {"app": "bench", "profile": "bench"}
+        self.call(
+            "PUT",
+            "/api/v1/applications/bench/profiles/bench/enrollment/api",
+            {"enabled": True, "auto_renew": False, "renew_before_days": 10},
+        )
+        return {"app": "bench", "profile": "bench", "issuing_ca": inter["id"]}
 
     def warm_up(self, body: dict[str, Any]) -> None:
         for _ in range(20):
             request = urllib.request.Request(
                 self.base + "/api/v1/applications/bench/certificate-requests",
-                data=json.dumps(body).encode(), method="POST",
-                headers={"Authorization": f"Bearer {self.token}",
-                         "Content-Type": "application/json", "Prefer": "wait=30"})
+                data=json.dumps(body).encode(),
+                method="POST",
+                headers={
+                    "Authorization": f"Bearer {self.token}",
+                    "Content-Type": "application/json",
+                    "Prefer": "wait=30",
+                },
+            )
             with urllib.request.urlopen(request, timeout=60) as response:
                 assert response.status == 201, response.status
 
     def wrk(self, body: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         body_file = self.state / "body.json"
         body_file.write_text(json.dumps(body))
-        env = dict(os.environ, TOKEN=self.token, BODY_FILE=str(body_file), APP="bench", WAIT="30")
+        env = {"TOKEN": self.token, "BODY_FILE": str(body_file), "APP": "bench", "WAIT": "30"}
+        return self.run_wrk("issue.lua", env, args)
+
+    def ocsp_path(self, setup: dict[str, str]) -> str:
+        """The GET path of an OCSP request for a freshly issued certificate, once the issuer
+        has made the CA's responder certificate (its first refresh, seconds after start)."""
+        import base64
+        import urllib.parse
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509 import ocsp
+
+        request = urllib.request.Request(
+            self.base + "/api/v1/applications/bench/certificate-requests",
+            data=json.dumps(scenarios(setup)["EC P-256 managed"]).encode(),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                "Prefer": "wait=30",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            issued = json.loads(response.read())["certificate"]
+        leaf = x509.load_pem_x509_certificate(issued["certificate"].encode())
+        issuer = x509.load_pem_x509_certificates(issued["chain"].encode())[0]
+        der = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+        encoded = base64.b64encode(der.public_bytes(serialization.Encoding.DER)).decode()
+        path = f"/ocsp/{setup['issuing_ca']}/{urllib.parse.quote(encoded, safe='')}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(self.base + path, timeout=10) as response:
+                if ocsp.load_der_ocsp_response(response.read()).response_status.value == 0:
+                    return path
+            time.sleep(1)
+        raise RuntimeError("the OCSP responder never answered successfully")
+
+    def run_wrk(self, script: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
         out = subprocess.run(
-            ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
-             f"{args.duration}s", "--timeout", "60s", "-s", str(HERE / "issue.lua"), self.base],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t",
+                str(args.threads),
+                "-c",
+                str(args.connections),
+                "-d",
+                f"{args.duration}s",
+                "--timeout",
+                "60s",
+                "-s",
+                str(HERE / script),
+                self.base,
+            ],
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         raw = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
         seconds = raw["duration_us"] / 1e6
@@ -200,6 +343,18 @@ class System:
             "errors": raw["bad"] + raw["socket_errors"],
             "connections": args.connections,
         }
+
+    def backend_urls(self) -> tuple[str, str]:
+        """The PostgreSQL and NATS URLs the system's banner printed."""
+        database = nats = ""
+        for line in (self.state / "system.log").read_text().splitlines():
+            if line.strip().startswith("PostgreSQL ") and "postgresql://" in line:
+                database = line.split()[-1]
+            elif line.strip().startswith("NATS ") and "nats://" in line:
+                nats = line.split()[-1]
+        if not database or not nats:
+            raise RuntimeError("could not read the backends' URLs from the system's banner")
+        return database, nats
 
     def memory(self) -> dict[str, int]:
         """Resident set size (KiB) of each service process."""
@@ -219,48 +374,79 @@ def scenarios(setup: dict[str, str]) -> dict[str, dict[str, Any]]:
     from certforge.common.domain import KeyAlgorithm, SanType, SubjectFields
     from certforge.common.template import San
 
-    csr = build_csr(generate_private_key(KeyAlgorithm.EC_P256),
-                    SubjectFields(common_name="csr.example.com"),
-                    [San(type=SanType.DNS, value="csr.example.com")])
+    csr = build_csr(
+        generate_private_key(KeyAlgorithm.EC_P256),
+        SubjectFields(common_name="csr.example.com"),
+        [San(type=SanType.DNS, value="csr.example.com")],
+    )
     return {
-        "EC P-256 managed": {"profile": setup["profile"], "method": "managed",
-                             "common_name": "api.example.com",
-                             "sans": [{"type": "dns", "value": "api.example.com"}],
-                             "key_algorithm": "EC_P256", "ttl": "30d"},
-        "CSR (EC P-256)": {"profile": setup["profile"], "method": "csr",
-                           "csr": csr_to_pem(csr), "ttl": "30d"},
+        "EC P-256 managed": {
+            "profile": setup["profile"],
+            "method": "managed",
+            "common_name": "api.example.com",
+            "sans": [{"type": "dns", "value": "api.example.com"}],
+            "key_algorithm": "EC_P256",
+            "ttl": "30d",
+        },
+        "CSR (EC P-256)": {
+            "profile": setup["profile"],
+            "method": "csr",
+            "csr": csr_to_pem(csr),
+            "ttl": "30d",
+        },
     }
 
 
-def record(results: dict[str, dict[str, Any]], lint: dict[str, float],
-           memory: dict[str, int], args: argparse.Namespace) -> None:
+def record(
+    results: dict[str, dict[str, Any]],
+    lint: dict[str, float],
+    memory: dict[str, int],
+    args: argparse.Namespace,
+    scan: dict[str, Any],
+) -> None:
     memory_text = ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sorted(memory.items()))
     lines = [
         "",
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `make bench`"
         + (f" — {args.label}" if args.label else ""),
         "",
-        f"Machine: {os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.python_implementation()} "
-        f"{platform.python_version()}; wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s, `Prefer: wait=30`, everything on this machine.",
+        f"Machine: {os.cpu_count()} cores, {_memory_gib():.0f} GiB, "
+        f"{platform.python_implementation()} {platform.python_version()}; "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, `Prefer: wait=30`, "
+        "everything on this machine.",
         "",
         "| scenario | req/s | p50 ms | p90 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors']} |")
+        lines.append(
+            f"| {name} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} |"
+        )
     lines += [
         "",
         f"Pre-issuance lint: {lint['lint_ms']:.2f} ms per certificate "
         f"(build + sign alone: {lint['sign_ms']:.3f} ms). Resident memory after load: "
         f"{memory_text}.",
         "",
+        f"Renewal scan over {lifecycle.TOTAL:,} certificates, {lifecycle.DUE:,} due: claimed in "
+        f"{scan['claim_seconds']:.1f} s, every renew command published to JetStream after "
+        f"{scan['emit_seconds']:.1f} s ({scan['commands_in_stream']:,} in the stream); a scan "
+        f"with nothing due takes {scan['empty_scan_ms']:.1f} ms. CRL with "
+        f"{scan['crl_entries']:,} revoked entries: {scan['crl_seconds']:.1f} s to query, sign "
+        f"and store ({scan['crl_bytes']:,} bytes DER). Claim query plan:",
+        "",
+        "```",
+        scan["plan"],
+        "```",
+        "",
     ]
     results_file = HERE / "RESULTS.md"
     if not results_file.exists():
-        results_file.write_text("# Benchmark results\n\nAppended by `make bench` "
-                                "(see bench/README.md for what each figure means).\n")
+        results_file.write_text(
+            "# Benchmark results\n\nAppended by `make bench` "
+            "(see bench/README.md for what each figure means).\n"
+        )
     with results_file.open("a") as f:
         f.write("\n".join(lines))
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from certforge.api import problems
@@ -17,6 +17,7 @@ from certforge.api.deps import ContextDep
 from certforge.api.domain.identities import ensure_bootstrap_admin
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.middleware import RequestContextMiddleware
+from certforge.api.observability import ObservabilityMiddleware
 from certforge.api.outcomes import Outcomes
 from certforge.api.routes import (
     applications,
@@ -24,8 +25,11 @@ from certforge.api.routes import (
     cas,
     certificates,
     crls,
+    downloads,
     identities,
+    inventory,
     lifecycle,
+    ocsp,
     policies,
     profiles,
 )
@@ -34,11 +38,12 @@ from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import create_engine, session_factory
 from certforge.common.messaging import connect, ensure_streams
+from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
+from certforge.common.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"
 DESCRIPTION = """Certforge issues, renews, revokes and distributes X.509 certificates.
 
 Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem documents
@@ -47,6 +52,8 @@ Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem d
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    setup_tracing("api", settings.otlp_endpoint)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(
@@ -96,9 +103,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware)
     problems.install(app)
 
-    api = APIRouter(prefix=API_PREFIX)
     for module in (
         identities,
         cas,
@@ -108,16 +115,29 @@ def create_app(settings: ApiSettings) -> FastAPI:
         applications,
         certificates,
         lifecycle,
+        inventory,
+        downloads,
         audit,
     ):
-        api.include_router(module.router)
-    app.include_router(api)
+        app.include_router(module.router)
+    app.include_router(ocsp.router)
     app.include_router(_health_router())
     return app
 
 
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
+
+    @router.get(
+        "/metrics",
+        name="metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     @router.get("/livez", name="health.live")
     async def live() -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
@@ -27,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, Field
 
 from certforge.common.contracts.subjects import Subjects
+from certforge.common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,11 @@ class CommandConsumer:
                 max_ack_pending=self._settings.batch_size * 16,
             ),
         )
+        last_measure = 0.0
         while not stopping.is_set():
+            if time.monotonic() - last_measure > 5:
+                last_measure = time.monotonic()
+                await self._measure_lag()
             try:
                 messages = await subscription.fetch(self._settings.batch_size, timeout=1.0)
             except (TimeoutError, NatsTimeoutError):
@@ -115,6 +121,12 @@ class CommandConsumer:
             for msg in group:
                 with contextlib.suppress(Exception):
                     await msg.ack()
+
+    async def _measure_lag(self) -> None:
+        with contextlib.suppress(Exception):
+            info = await self._js.consumer_info(self._subjects.commands_stream, self.durable)
+            CONSUMER_PENDING.labels(self.durable).set(info.num_pending or 0)
+            CONSUMER_ACK_PENDING.labels(self.durable).set(info.num_ack_pending or 0)
 
     def _backoff(self, group: list[Msg]) -> float:
         deliveries = max(m.metadata.num_delivered for m in group)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from uuid import UUID
 
 import orjson
 from nats.aio.msg import Msg
@@ -77,6 +78,7 @@ def request_handler(
 
     async def handle(messages: list[Msg]) -> None:
         request_ids = []
+        traces: dict[UUID, dict[str, str]] = {}
         for msg in messages:
             try:
                 command = model.model_validate(orjson.loads(msg.data)["data"])
@@ -85,8 +87,9 @@ def request_handler(
                 await msg.term()
                 continue
             request_ids.append(command.request_id)
+            traces[command.request_id] = dict(msg.headers or {})
         if request_ids:
-            await service.issue(request_ids)
+            await service.issue(request_ids, traces=traces)
 
     return handle
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -83,13 +83,21 @@ from certforge.common.issuance import (
     IssuingCA,
     ProfileDefaults,
     RequestParams,
+    fitted_renew_before_days,
     renew_at,
     renewal_template,
     resolve_template,
 )
+from certforge.common.metrics import (
+    CERTIFICATES_ISSUED,
+    ISSUANCE_LATENCY,
+    RENEWALS,
+    REQUESTS_FAILED,
+)
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument, enforce
 from certforge.common.template import CertificateTemplate
+from certforge.common.tracing import continued
 from certforge.issuer import lint
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.urls import ca_urls
@@ -141,10 +149,20 @@ class IssuanceService:
     after_commit: Callable[[], None] = lambda: None
     """Called once a batch's transaction has committed (the worker wakes its outbox relay)."""
 
-    async def issue(self, request_ids: list[UUID], now: datetime | None = None) -> int:
-        """Sign the pending requests among `request_ids`; return how many were issued."""
+    async def issue(
+        self,
+        request_ids: list[UUID],
+        now: datetime | None = None,
+        traces: Mapping[UUID, Mapping[str, str]] | None = None,
+    ) -> int:
+        """Sign the pending requests among `request_ids`; return how many were issued.
+
+        `traces` maps a request to the NATS headers of its command, whose `traceparent` each
+        request's span continues (the trace that began with the API call)."""
         now = (now or datetime.now(UTC)).replace(microsecond=0)
-        issued = 0
+        traces = traces or {}
+        issued: list[_Planned] = []
+        failed: list[CertificateRequest] = []
         async with self.sessions() as session, session.begin():
             requests = (
                 await session.exec(
@@ -160,26 +178,45 @@ class IssuanceService:
             batch = await _load(session, pending)
             planned: list[_Planned] = []
             for request in pending:
-                try:
-                    planned.append(self._plan(request, batch, now))
-                except CertforgeError as exc:
-                    self._fail(session, request, batch, exc, now)
+                with continued(
+                    "plan certificate", traces.get(request.id), request_id=str(request.id)
+                ):
+                    try:
+                        planned.append(self._plan(request, batch, now))
+                    except CertforgeError as exc:
+                        self._fail(session, request, batch, exc, now)
+                        failed.append(request)
             await _generate_keys([p for p in planned if p.public_key is None])
             for plan in planned:
-                try:
-                    cert = self._sign(plan, batch)
-                except CertforgeError as exc:
-                    self._fail(session, plan.request, batch, exc, now)
-                    continue
-                except Exception:
-                    log.exception("signing failed", extra={"request_id": str(plan.request.id)})
-                    error = Unprocessable(detail="internal error while signing; submit it again")
-                    self._fail(session, plan.request, batch, error, now)
-                    continue
-                self._store(session, plan, cert, batch, now)
-                issued += 1
+                request_id = str(plan.request.id)
+                with continued(
+                    "sign certificate", traces.get(plan.request.id), request_id=request_id
+                ):
+                    try:
+                        cert = self._sign(plan, batch)
+                    except CertforgeError as exc:
+                        self._fail(session, plan.request, batch, exc, now)
+                        failed.append(plan.request)
+                        continue
+                    except Exception:
+                        log.exception("signing failed", extra={"request_id": request_id})
+                        error = Unprocessable(detail="internal error while signing; submit again")
+                        self._fail(session, plan.request, batch, error, now)
+                        failed.append(plan.request)
+                        continue
+                    self._store(session, plan, cert, batch, now)
+                    log.info(
+                        "certificate issued",
+                        extra={
+                            "request_id": request_id,
+                            "certificate_id": str(plan.request.certificate_id),
+                            "application": batch.applications[plan.request.application_id].slug,
+                        },
+                    )
+                    issued.append(plan)
         self.after_commit()
-        return issued
+        _observe(issued, failed)
+        return len(issued)
 
     def _plan(self, request: CertificateRequest, batch: _Batch, now: datetime) -> _Planned:
         """Steps 1-4 (new keys are generated afterwards, for the whole batch at once)."""
@@ -299,11 +336,14 @@ class IssuanceService:
             if plan.private_key is not None
             else None
         )
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         auto_renew = old.auto_renew if old else attachment.api_auto_renew
         renew_before_days = old.renew_before_days if old else attachment.api_renew_before_days
+        if old is not None and not_after - not_before < old.not_after - old.not_before:
+            # capped by the policy or the CA's expiry: the renewal window shrinks to fit
+            renew_before_days = fitted_renew_before_days(renew_before_days, not_after - not_before)
         metadata = old.tags if old else plan.params.metadata
         hash_name = cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else None
-        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         certificate = Certificate(
             id=certificate_id,
             application_id=app.id,
@@ -395,7 +435,13 @@ class IssuanceService:
         enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(request.id)))
         old = batch.renewed.get(request.renewal_of_id) if request.renewal_of_id else None
         if old is not None and old.renewing_request_id == request.id:
-            self._renewal_failed(session, old, request, app, error, now)
+            if old.status == CertificateStatus.REVOKED:
+                # revoked while its renewal was queued: renewals stop, nothing to retry or alert
+                old.renewing_request_id = None
+                old.updated_at = now
+                session.add(old)
+            else:
+                self._renewal_failed(session, old, request, app, error, now)
         log.info(
             "request failed: %s",
             error.detail,
@@ -429,6 +475,23 @@ class IssuanceService:
         )
         subject = self.subjects.event(app.slug, CertificateRenewalFailed.event_name)
         enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(old.id)))
+
+
+def _observe(issued: list[_Planned], failed: list[CertificateRequest]) -> None:
+    """Metrics of a committed batch: latency from request accepted to certificate stored."""
+    done = datetime.now(UTC)
+    for plan in issued:
+        kind = plan.request.kind
+        ISSUANCE_LATENCY.labels(kind).observe((done - plan.request.created_at).total_seconds())
+        CERTIFICATES_ISSUED.labels(
+            plan.template.key_algorithm.value, plan.request.method, kind
+        ).inc()
+        if kind == RENEW:
+            RENEWALS.labels("renewed").inc()
+    for request in failed:
+        REQUESTS_FAILED.labels(request.kind).inc()
+        if request.kind == RENEW:
+            RENEWALS.labels("failed").inc()
 
 
 def _csr_key(params: RequestParams, expected: KeyAlgorithm) -> PublicKey:

@@ -29,6 +29,7 @@ from certforge.common.crypto.revocation import Revoked, build_crl, build_ocsp_re
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import Certificate, CertificateAuthority, Crl, OcspResponder
 from certforge.common.domain import CertificateStatus, KeyAlgorithm, RevocationReason
+from certforge.common.metrics import CRL_AGE, CRL_BUILDS
 from certforge.issuer.ca_cache import SignerCache
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class RevocationPublisher:
                 if ca.crl_dirty or last is None or last + validity / 2 <= now:
                     await self._rebuild_crl(session, ca, now, validity)
                     built += 1
+                    last = now
+                CRL_AGE.labels(ca.name).set((now - last).total_seconds())
                 expiry = responders.get(ca.id)
                 lifetime = timedelta(days=self._settings.ocsp_responder_validity_days)
                 if ca.not_after > now and (expiry is None or expiry - lifetime / 3 <= now):
@@ -157,6 +160,7 @@ class RevocationPublisher:
         ca.crl_number = number
         ca.crl_dirty = False
         session.add(ca)
+        CRL_BUILDS.inc()
         log.info("CRL %d of CA %s: %d entries", number, ca.name, len(entries))
 
     def _issue_responder(

@@ -39,6 +39,7 @@ from certforge.common.db.tables import (
 )
 from certforge.common.domain import CAStatus, CertificateStatus, RequestStatus
 from certforge.common.durations import format_duration
+from certforge.common.metrics import CERTIFICATES_EXPIRED, RENEWALS_DUE
 from certforge.common.outbox import enqueue_many
 from certforge.renewer.settings import ScanSettings
 
@@ -157,6 +158,7 @@ class RenewalScanner:
             await session.exec(sa.update(Certificate), params=claims)
             await enqueue_many(session, commands)
         self._after_commit()
+        RENEWALS_DUE.inc(len(due))
         return len(due)
 
     async def mark_expired(self, now: datetime) -> int:
@@ -178,6 +180,7 @@ class RenewalScanner:
                 .where(col(Certificate.id).in_(expired))
                 .values(status=CertificateStatus.EXPIRED.value, updated_at=now)
             )
+            CERTIFICATES_EXPIRED.inc(result.rowcount)
             return int(result.rowcount)
 
     async def announce_expiring(self, now: datetime) -> int:
@@ -186,10 +189,7 @@ class RenewalScanner:
         if not thresholds:
             return 0
         crossed = sa.case(
-            *[
-                (col(Certificate.not_after) <= now + t, _days(t))
-                for t in thresholds
-            ],
+            *[(col(Certificate.not_after) <= now + t, _days(t)) for t in thresholds],
             else_=None,
         )
         async with self._sessions() as session, session.begin():

@@ -50,8 +50,10 @@ def build_crl(
     signature_hash: SignatureHash | None = None,
 ) -> x509.CertificateRevocationList:
     """A complete CRL of `issuer`, numbered `number` (monotonic per CA)."""
+    # All entries go to the constructor at once: the builder is immutable, and adding them
+    # one by one copies the list each time (quadratic: minutes for 100,000 entries).
     builder = (
-        x509.CertificateRevocationListBuilder()
+        x509.CertificateRevocationListBuilder(revoked_certificates=[_entry(e) for e in entries])
         .issuer_name(issuer.subject)
         .last_update(this_update.replace(microsecond=0))
         .next_update(next_update.replace(microsecond=0))
@@ -61,17 +63,19 @@ def build_crl(
             critical=False,
         )
     )
-    for entry in entries:
-        revoked = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(entry.serial_number)
-            .revocation_date(entry.revoked_at.replace(microsecond=0))
-        )
-        if entry.reason is not RevocationReason.UNSPECIFIED:
-            revoked = revoked.add_extension(x509.CRLReason(REASON_FLAGS[entry.reason]), False)
-        builder = builder.add_revoked_certificate(revoked.build())
     algorithm = hash_algorithm(signature_hash, key_algorithm_of(issuer_key))
     return builder.sign(issuer_key, algorithm)
+
+
+def _entry(entry: Revoked) -> x509.RevokedCertificate:
+    revoked = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(entry.serial_number)
+        .revocation_date(entry.revoked_at.replace(microsecond=0))
+    )
+    if entry.reason is not RevocationReason.UNSPECIFIED:
+        revoked = revoked.add_extension(x509.CRLReason(REASON_FLAGS[entry.reason]), False)
+    return revoked.build()
 
 
 def crl_to_pem(crl: x509.CertificateRevocationList) -> str:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from certforge.api.deps import ActorDep, AuditDep, ProductAdminDep, SessionDep
 from certforge.api.domain import applications
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.applications import (
     ApiEnrollment,
     ApplicationCreate,
@@ -16,7 +17,7 @@ from certforge.api.schemas.applications import (
     MemberPut,
 )
 
-router = APIRouter(tags=["applications"])
+router = APIRouter(prefix=API_PREFIX, tags=["applications"])
 
 
 @router.post("/applications", status_code=201, name="application.create")

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query
 
 from certforge.api.deps import ActorDep, SessionDep
 from certforge.api.domain.audit_log import AuditFilter, search
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.audit import AuditEventPublic
 from certforge.api.schemas.common import Page
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
 
 @router.get("/audit-events", name="audit.list")

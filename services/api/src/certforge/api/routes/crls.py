@@ -12,10 +12,11 @@ from fastapi import APIRouter, Response
 from sqlmodel import col, select
 
 from certforge.api.deps import SessionDep
+from certforge.api.routes import API_PREFIX
 from certforge.common.db.tables import CertificateAuthority, Crl
 from certforge.common.errors import NotFound, Unavailable
 
-router = APIRouter(tags=["certificate authorities"])
+router = APIRouter(prefix=API_PREFIX, tags=["certificate authorities"])
 
 DER = "application/pkix-crl"
 PEM = "application/x-pem-file"

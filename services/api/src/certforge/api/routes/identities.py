@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, Response
 
 from certforge.api.deps import ActorDep, AuditDep, ProductAdminDep, SessionDep
 from certforge.api.domain import identities
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.identities import (
     IdentityCreate,
     IdentityCreated,
@@ -15,7 +16,7 @@ from certforge.api.schemas.identities import (
     TokenCreate,
 )
 
-router = APIRouter(tags=["identities"])
+router = APIRouter(prefix=API_PREFIX, tags=["identities"])
 
 
 @router.post("/identities", status_code=201, name="identity.create")

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Request, Response
 from certforge.api import outcome_response
 from certforge.api.deps import AuditDep, ContextDep, SessionDep
 from certforge.api.domain import certificates, lifecycle, requests
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.certificates import CertificatePublic, CertificateRequestPublic
 from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody, RevokeBody
 from certforge.common.db.tables import Profile
 
-router = APIRouter(tags=["certificates"])
+router = APIRouter(prefix=API_PREFIX, tags=["certificates"])
 
 
 @router.post("/applications/{app}/certificates/{certificate_id}/revoke", name="certificate.revoke")

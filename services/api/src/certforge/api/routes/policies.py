@@ -6,9 +6,10 @@ from fastapi import APIRouter, Response
 
 from certforge.api.deps import AuditDep, ProductAdminDep, SessionDep
 from certforge.api.domain import policies
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.policies import PolicyCreate, PolicyPublic, PolicyUpdate
 
-router = APIRouter(tags=["policies"])
+router = APIRouter(prefix=API_PREFIX, tags=["policies"])
 
 
 @router.post("/policies", status_code=201, name="policy.create")

@@ -4,9 +4,10 @@ from fastapi import APIRouter, Response
 
 from certforge.api.deps import AuditDep, ProductAdminDep, SessionDep
 from certforge.api.domain import profiles
+from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.profiles import ProfileCreate, ProfilePublic, ProfileUpdate
 
-router = APIRouter(tags=["profiles"])
+router = APIRouter(prefix=API_PREFIX, tags=["profiles"])
 
 
 @router.post("/profiles", status_code=201, name="profile.create")
