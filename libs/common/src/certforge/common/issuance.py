@@ -192,9 +192,7 @@ def renewal_template(
         # certificate that was short-lived to begin with keeps its length).
         end = ca.not_after
         if end <= start + timedelta(minutes=1):
-            raise Unprocessable.on_field(
-                "ca", f"CA {ca.name!r} expires too soon to renew under it"
-            )
+            raise Unprocessable.on_field("ca", f"CA {ca.name!r} expires too soon to renew under it")
     algorithm = old.signature_hash_algorithm
     hash_name = algorithm.name.upper() if algorithm is not None else ""
     signature = None
