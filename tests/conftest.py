@@ -131,3 +131,26 @@ async def issuer(backends: Backends, env_for: None) -> AsyncIterator[object]:
     yield worker
     worker.stop()
     await asyncio.wait_for(task, timeout=30)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def syncer(backends: Backends, env_for: None, issuer: object) -> AsyncIterator[object]:
+    """The real syncer worker in this process, retrying failed pushes after at most 1 s."""
+    from certforge.syncer.main import build
+    from certforge.syncer.settings import SyncerSettings, SyncSettings
+
+    worker = build(
+        SyncerSettings.load(
+            syncer=SyncSettings(max_backoff_seconds=1, max_attempts=4, operation_timeout_seconds=5)
+        )
+    )
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)

@@ -35,6 +35,7 @@ def stream_configs(subjects: Subjects, settings: NatsSettings) -> list[StreamCon
 
     return [
         stream(subjects.commands_stream, subjects.commands_wildcard, RetentionPolicy.WORK_QUEUE, 0),
+        stream(subjects.sync_stream, subjects.sync_wildcard, RetentionPolicy.WORK_QUEUE, 0),
         stream(
             subjects.events_stream,
             subjects.events_wildcard,

@@ -32,6 +32,7 @@ from certforge.api.routes import (
     ocsp,
     policies,
     profiles,
+    syncs,
 )
 from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
@@ -117,6 +118,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifecycle,
         inventory,
         downloads,
+        syncs,
         audit,
     ):
         app.include_router(module.router)

@@ -369,6 +369,7 @@ class IssuanceService:
             renew_before_days=renew_before_days,
             renew_at=renew_at(not_before, not_after, renew_before_days),
             renewed_from_id=old.id if old else None,
+            lineage_id=(old.lineage_id or old.id) if old else certificate_id,
             created_at=now,
             updated_at=now,
         )

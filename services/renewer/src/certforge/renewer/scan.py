@@ -28,7 +28,7 @@ from sqlmodel import col, select
 
 from certforge.common.contracts.commands import RenewCertificate
 from certforge.common.contracts.envelope import CloudEvent, MessageData
-from certforge.common.contracts.events import CertificateExpiring
+from certforge.common.contracts.events import CertificateExpired, CertificateExpiring
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import (
@@ -162,6 +162,7 @@ class RenewalScanner:
         return len(due)
 
     async def mark_expired(self, now: datetime) -> int:
+        """Flip certificates past `not_after` to `expired` and announce `certificate.expired`."""
         async with self._sessions() as session, session.begin():
             expired = (
                 select(Certificate.id)
@@ -175,13 +176,49 @@ class RenewalScanner:
                 .with_for_update(skip_locked=True)
                 .scalar_subquery()
             )
-            result = await session.exec(
-                sa.update(Certificate)
-                .where(col(Certificate.id).in_(expired))
-                .values(status=CertificateStatus.EXPIRED.value, updated_at=now)
+            rows = (
+                await session.exec(
+                    sa.update(Certificate)
+                    .where(col(Certificate.id).in_(expired))
+                    .values(status=CertificateStatus.EXPIRED.value, updated_at=now)
+                    .returning(
+                        col(Certificate.id),
+                        col(Certificate.application_id),
+                        col(Certificate.not_after),
+                    )
+                )
+            ).all()
+            if not rows:
+                return 0
+            slugs = dict(
+                (
+                    await session.exec(
+                        select(Application.id, Application.slug).where(
+                            col(Application.id).in_({r[1] for r in rows})
+                        )
+                    )
+                ).all()
             )
-            CERTIFICATES_EXPIRED.inc(result.rowcount)
-            return int(result.rowcount)
+            notices: list[tuple[str, CloudEvent[MessageData]]] = []
+            for certificate_id, application_id, not_after in rows:
+                slug = slugs[application_id]
+                event = CertificateExpired(
+                    certificate_id=certificate_id,
+                    application_id=application_id,
+                    application=slug,
+                    not_after=not_after,
+                )
+                subject = self._subjects.event(slug, CertificateExpired.event_name)
+                notices.append(
+                    (
+                        subject,
+                        CloudEvent.wrap(event, source=SOURCE, subject=str(certificate_id), now=now),
+                    )
+                )
+            await enqueue_many(session, notices)
+        self._after_commit()
+        CERTIFICATES_EXPIRED.inc(len(rows))
+        return len(rows)
 
     async def announce_expiring(self, now: datetime) -> int:
         """One batch of `certificate.expiring` notices, each at the smallest threshold crossed."""

@@ -3,14 +3,88 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
+from certforge.common.consumer import PullConsumer
+from certforge.common.contracts.rpc import SyncTestReply, TestSync
+from certforge.common.crypto.envelope import KeyRing
+from certforge.common.db.tables import SyncDestination
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker
+from certforge.syncer.fanout import FanOut
+from certforge.syncer.plugins.base import SyncError
 from certforge.syncer.settings import SyncerSettings
+from certforge.syncer.tasks import SyncTasks
+
+log = logging.getLogger(__name__)
+
+QUEUE = "certforge-syncer"
 
 
 def build(settings: SyncerSettings) -> Worker:
-    return Worker("syncer", settings)
+    assert settings.leaf_keks is not None
+    worker = Worker("syncer", settings)
+    subjects = worker.subjects
+    fanout = FanOut(worker.sessions, subjects, worker.wake_relay)
+    tasks = SyncTasks(
+        worker.sessions,
+        KeyRing.parse(settings.leaf_keks.get_secret_value()),
+        subjects,
+        settings.syncer,
+        development=settings.is_development,
+        after_commit=worker.wake_relay,
+    )
+
+    async def consume_events(stopping: asyncio.Event) -> None:
+        await PullConsumer(
+            worker.broker.connection.jetstream(),
+            stream=subjects.events_stream,
+            subject=subjects.event("*", "certificate.*"),
+            durable=subjects.durable("syncer_events"),
+            handler=fanout.handle,
+            batch_size=settings.syncer.batch_size,
+        ).run(stopping)
+
+    async def consume_tasks(stopping: asyncio.Event) -> None:
+        await PullConsumer(
+            worker.broker.connection.jetstream(),
+            stream=subjects.sync_stream,
+            subject=subjects.sync_task,
+            durable=subjects.durable("syncer"),
+            handler=tasks.handle,
+            batch_size=settings.syncer.batch_size,
+            ack_wait_seconds=settings.syncer.operation_timeout_seconds * 2,
+        ).run(stopping)
+
+    @worker.broker.subscriber(subjects.rpc_sync_test, queue=QUEUE, title="sync.test")
+    async def on_test(body: dict[str, Any]) -> SyncTestReply:
+        """Check a destination's credentials and reachability; never writes."""
+        try:
+            request = TestSync.model_validate(body)
+        except ValueError:
+            return SyncTestReply(ok=False, detail="bad request")
+        async with worker.sessions() as session:
+            sync = await session.get(SyncDestination, request.sync_id)
+        if sync is None:
+            return SyncTestReply(ok=False, detail="no such sync")
+        try:
+            destination = tasks.destination(sync)
+            await asyncio.wait_for(
+                destination.check(), timeout=settings.syncer.operation_timeout_seconds
+            )
+        except SyncError as exc:
+            return SyncTestReply(ok=False, detail=str(exc))
+        except TimeoutError:
+            return SyncTestReply(ok=False, detail="the destination did not answer in time")
+        except Exception:
+            log.exception("testing sync %s failed", sync.id)
+            return SyncTestReply(ok=False, detail="internal error in the syncer")
+        return SyncTestReply(ok=True, detail=f"{sync.kind} destination reachable")
+
+    worker.add_loop(consume_events)
+    worker.add_loop(consume_tasks)
+    return worker
 
 
 def main() -> None:

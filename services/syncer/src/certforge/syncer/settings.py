@@ -1,9 +1,24 @@
-"""Settings of the syncer (`CERTFORGE_…`)."""
+"""Settings of the syncer (`CERTFORGE_…`; its own under `CERTFORGE_SYNCER__…`)."""
 
 from __future__ import annotations
 
-from certforge.common.settings import CommonSettings
+from pydantic import BaseModel, Field
+
+from certforge.common.settings import LeafKeySettings
 
 
-class SyncerSettings(CommonSettings):
-    pass
+class SyncSettings(BaseModel):
+    max_attempts: int = Field(
+        default=8, ge=1, le=100, description="tries of a failing push before it is `failed`"
+    )
+    max_backoff_seconds: float = Field(
+        default=300, gt=0, description="longest wait between two tries of one push"
+    )
+    batch_size: int = Field(default=32, ge=1, le=1000, description="tasks fetched at once")
+    operation_timeout_seconds: float = Field(
+        default=60, gt=0, description="a push that takes longer counts as a transient failure"
+    )
+
+
+class SyncerSettings(LeafKeySettings):
+    syncer: SyncSettings = SyncSettings()

@@ -25,17 +25,28 @@ from certforge.common.contracts.commands import (
     IssueCertificate,
     RenewCertificate,
     RevokeCertificate,
+    SyncCertificate,
 )
 from certforge.common.contracts.envelope import MessageData
 from certforge.common.contracts.events import (
+    CertificateExpired,
     CertificateExpiring,
     CertificateIssued,
     CertificateRenewalFailed,
     CertificateRenewed,
     CertificateRevoked,
     RequestFailed,
+    SyncFailed,
+    SyncSucceeded,
 )
-from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcReply
+from certforge.common.contracts.rpc import (
+    CAReply,
+    CreateCA,
+    ImportCA,
+    RpcReply,
+    SyncTestReply,
+    TestSync,
+)
 from certforge.common.contracts.subjects import Subjects
 
 __all__ = [
@@ -104,15 +115,16 @@ def command(
     publishers: tuple[str, ...],
     consumers: tuple[str, ...],
     description: str,
+    stream: str = SUBJECTS.commands_stream,
 ) -> Contract:
-    """A command on the work-queue stream: each message is consumed once, by one replica."""
+    """A command on a work-queue stream: each message is consumed once, by one replica."""
     return Contract(
         subject=subject,
         model=model,
         publishers=publishers,
         consumers=consumers,
         description=description,
-        stream=SUBJECTS.commands_stream,
+        stream=stream,
     )
 
 
@@ -178,8 +190,18 @@ CATALOG: tuple[Contract, ...] = (
         RevokeCertificate,
         publishers=(API,),
         consumers=(ISSUER,),
-        description="Revoke `certificate_id` with an RFC 5280 reason; the issuer records it "
-        "and rebuilds the CRL.",
+        description="`certificate_id` was revoked with an RFC 5280 reason (the api recorded "
+        "it); the issuer marks its CA's CRL dirty and signs the next one (coalesced).",
+    ),
+    command(
+        SUBJECTS.sync_task,
+        SyncCertificate,
+        publishers=(SYNCER, API),
+        consumers=(SYNCER,),
+        description="Push one certificate to one sync destination, or remove it there. The "
+        "syncer fans each certificate event out into one task per matching destination, so a "
+        "failing destination is retried (nack with backoff) without holding back the others.",
+        stream=SUBJECTS.sync_stream,
     ),
     # --- events: CERTFORGE_EVENTS (limits, kept 7 days) --------------------------------------
     event(
@@ -204,9 +226,17 @@ CATALOG: tuple[Contract, ...] = (
     ),
     event(
         CertificateRevoked,
-        publishers=(ISSUER,),
+        publishers=(API,),
         consumers=(SYNCER, OTHER_SYSTEMS),
-        description="A certificate was revoked; destinations remove it.",
+        description="A certificate was revoked (recorded by the api in the same transaction, "
+        "so OCSP answers `revoked` at once); destinations that remove on revoke remove it.",
+    ),
+    event(
+        CertificateExpired,
+        publishers=(RENEWER,),
+        consumers=(SYNCER, OTHER_SYSTEMS),
+        description="A certificate passed its `not_after` and is now `expired`; destinations "
+        "that remove on expiry remove it.",
     ),
     event(
         CertificateExpiring,
@@ -231,6 +261,27 @@ CATALOG: tuple[Contract, ...] = (
         description="Create a root or intermediate CA: the issuer generates the key, signs, "
         "and stores the CA with its key encrypted. Idempotent by `ca_id`, which the api "
         "chooses.",
+    ),
+    event(
+        SyncSucceeded,
+        publishers=(SYNCER,),
+        consumers=(OTHER_SYSTEMS,),
+        description="A certificate was pushed to (or removed from) a destination.",
+    ),
+    event(
+        SyncFailed,
+        publishers=(SYNCER,),
+        consumers=(OTHER_SYSTEMS,),
+        description="A destination refused a certificate, or kept failing until the retry "
+        "limit; `error` holds the destination's message.",
+    ),
+    rpc(
+        SUBJECTS.rpc_sync_test,
+        TestSync,
+        SyncTestReply,
+        publishers=(API,),
+        consumers=(SYNCER,),
+        description="Check a destination's credentials and reachability without writing.",
     ),
     rpc(
         SUBJECTS.rpc_ca_import,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -32,3 +33,16 @@ class RevokeCertificate(MessageData):
     application_id: UUID
     reason: str = Field(description="RFC 5280 CRLReason name, e.g. keyCompromise")
     requested_by: UUID | None = None
+
+
+class SyncCertificate(MessageData):
+    """Push the certificate `certificate_id` of lineage `lineage_id` to the destination
+    `sync_id`, or remove it from there. One task per destination, so each is retried alone."""
+
+    event_type = "io.certforge.command.sync.v1"
+    sync_id: UUID
+    lineage_id: UUID
+    certificate_id: UUID
+    application_id: UUID
+    action: Literal["push", "remove"]
+    reason: str = Field(default="", description="what caused it: issued, renewed, revoked, run")

@@ -69,6 +69,15 @@ class CertificateRevoked(MessageData):
     revoked_at: datetime
 
 
+class CertificateExpired(MessageData):
+    event_type = "io.certforge.certificate.expired.v1"
+    event_name = "certificate.expired"
+    certificate_id: UUID
+    application_id: UUID
+    application: str
+    not_after: datetime
+
+
 class CertificateExpiring(MessageData):
     event_type = "io.certforge.certificate.expiring.v1"
     event_name = "certificate.expiring"
@@ -87,3 +96,32 @@ class RequestFailed(MessageData):
     application: str
     reason: str
     errors: list[dict[str, str]] = []
+
+
+class SyncSucceeded(MessageData):
+    event_type = "io.certforge.sync.succeeded.v1"
+    event_name = "sync.succeeded"
+    sync_id: UUID
+    sync: str
+    kind: str
+    application_id: UUID
+    application: str
+    certificate_id: UUID
+    lineage_id: UUID
+    action: str
+    external_id: str | None = None
+
+
+class SyncFailed(MessageData):
+    event_type = "io.certforge.sync.failed.v1"
+    event_name = "sync.failed"
+    sync_id: UUID
+    sync: str
+    kind: str
+    application_id: UUID
+    application: str
+    certificate_id: UUID
+    lineage_id: UUID
+    action: str
+    error: str
+    attempts: int

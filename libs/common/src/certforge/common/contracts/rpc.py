@@ -76,3 +76,17 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 class RpcReply(BaseModel, Generic[ResultT]):
     result: ResultT | None = None
     error: RpcError | None = None
+
+
+class TestSync(BaseModel):
+    """Check a destination's credentials and reachability, writing nothing."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    __test__ = False  # not a pytest class
+    sync_id: UUID
+
+
+class SyncTestReply(BaseModel):
+    ok: bool
+    detail: str

@@ -23,6 +23,24 @@ class Subjects:
         return f"{self.namespace.upper()}_EVENTS"
 
     @property
+    def sync_stream(self) -> str:
+        """Work queue of per-destination sync tasks (its own stream: a work-queue stream
+        refuses overlapping consumers, and NATS 2.9 has no multi-subject consumer filters)."""
+        return f"{self.namespace.upper()}_SYNC"
+
+    @property
+    def sync_wildcard(self) -> str:
+        return f"{self.namespace}.sync.>"
+
+    @property
+    def sync_task(self) -> str:
+        return f"{self.namespace}.sync.task"
+
+    @property
+    def rpc_sync_test(self) -> str:
+        return self.rpc("sync.test")
+
+    @property
     def commands_wildcard(self) -> str:
         return f"{self.namespace}.cmd.>"
 

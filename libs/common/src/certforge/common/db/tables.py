@@ -269,6 +269,12 @@ class Certificate(SQLModel, table=True):
     auto_renew: bool = True
     renew_before_days: int = 30
     renew_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    lineage_id: UUID | None = Field(
+        default=None,
+        index=True,
+        description="the first certificate of the renewal chain (own id when not a renewal): "
+        "what sync destinations key their objects by, so a renewal replaces in place",
+    )
     renewed_from_id: UUID | None = _fk("certificates.id", nullable=True)
     renewed_by_id: UUID | None = Field(default=None)
     revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
@@ -371,3 +377,45 @@ class OcspResponder(SQLModel, table=True):
     not_before: datetime = Field(sa_type=sa.DateTime(timezone=True))
     not_after: datetime = Field(sa_type=sa.DateTime(timezone=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class SyncDestination(SQLModel, table=True):
+    """An external store an application's certificates are pushed to. Owner: api (config);
+    the syncer reads it."""
+
+    __tablename__ = "sync_destinations"
+    __table_args__ = (sa.UniqueConstraint("application_id", "name", name="uq_sync_name"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    application_id: UUID = _fk("applications.id", ondelete="CASCADE")
+    name: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    settings: dict[str, Any] = _json({})
+    encrypted_credentials: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    credentials_kek_id: str | None = Field(default=None, max_length=64)
+    selector: dict[str, Any] = _json({})
+    options: dict[str, Any] = _json({})
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class SyncState(SQLModel, table=True):
+    """Where one certificate lineage stands at one destination. Owner: syncer."""
+
+    __tablename__ = "sync_states"
+
+    sync_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey("sync_destinations.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    lineage_id: UUID = Field(sa_column=sa.Column(sa.Uuid, primary_key=True))
+    certificate_id: UUID = Field(index=True)
+    status: str = Field(max_length=16, description="pending, succeeded, failed, skipped, removed")
+    action: str = Field(default="push", max_length=16, description="push or remove")
+    external_id: str | None = Field(default=None, max_length=2048)
+    attempts: int = 0
+    last_error: str | None = None
+    last_synced_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
