@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, Self
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -126,6 +126,20 @@ class LeafKeySettings(CommonSettings):
         "the first one encrypts, all decrypt.",
     )
     required_secrets: ClassVar[tuple[str, ...]] = ("leaf_keks",)
+
+    @field_validator("leaf_keks")
+    @classmethod
+    def _leaf_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_key_ring(value)
+
+
+def check_key_ring(value: SecretStr | None) -> SecretStr | None:
+    """Refuse a malformed key ring at start-up; the message never contains key material."""
+    if value is not None and value.get_secret_value().strip():
+        from certforge.common.crypto.envelope import KeyRing
+
+        KeyRing.parse(value.get_secret_value())
+    return value
 
 
 def secret_is_set(value: SecretStr | None) -> bool:

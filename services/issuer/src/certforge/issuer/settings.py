@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from certforge.common.settings import LeafKeySettings
+from certforge.common.settings import LeafKeySettings, check_key_ring
 from certforge.issuer.consumer import ConsumerSettings
 from certforge.issuer.revocation import RevocationSettings
 
@@ -31,6 +31,11 @@ class IssuerSettings(LeafKeySettings):
     )
     consumer: ConsumerSettings = ConsumerSettings()
     revocation: RevocationSettings = RevocationSettings()
+
+    @field_validator("ca_keks")
+    @classmethod
+    def _ca_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_key_ring(value)
 
     @property
     def base_url(self) -> str:
