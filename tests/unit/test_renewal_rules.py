@@ -107,7 +107,5 @@ def test_successor_capped_by_policy_then_by_ca() -> None:
 def test_successor_refused_when_the_ca_expires_within_a_minute() -> None:
     old = _leaf(timedelta(days=30))
     with pytest.raises(Unprocessable) as raised:
-        renewal_template(
-            old, KeyAlgorithm.EC_P256, None, _ca(NOW + timedelta(seconds=59)), NOW
-        )
+        renewal_template(old, KeyAlgorithm.EC_P256, None, _ca(NOW + timedelta(seconds=59)), NOW)
     assert [e.field for e in raised.value.errors] == ["ca"]
