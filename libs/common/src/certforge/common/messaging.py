@@ -58,11 +58,16 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, settings: Nat
             await js.update_stream(config)
 
 
+def server_list(url: str) -> list[str]:
+    """`CERTFORGE_NATS_URL` may name several servers of a cluster, comma-separated."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, *, name: str) -> NatsClient:
     """A nats-py client that reconnects for ever: a NATS outage delays work, it loses none."""
     client = NatsClient()
     await client.connect(
-        servers=[url],
+        servers=server_list(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,

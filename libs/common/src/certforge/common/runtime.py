@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
-from certforge.common.messaging import ensure_streams
+from certforge.common.messaging import ensure_streams, server_list
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
 from certforge.common.settings import CommonSettings
@@ -43,7 +43,7 @@ class Worker:
         )
         self.sessions: SessionFactory = session_factory(self.engine)
         self.broker = NatsBroker(
-            settings.nats_url,
+            server_list(settings.nats_url),
             name=f"certforge-{name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,

@@ -22,6 +22,11 @@ class ApiSettings(LeafKeySettings):
         "product admin's token.",
     )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="larger bodies get 413")
+    sync_ambient_credentials: bool = Field(
+        default=False,
+        description="let syncs act with the syncer's own cloud identity (AWS default chain, "
+        "in-cluster service account, Azure managed identity) instead of their own credentials",
+    )
     issuer_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     ocsp_response_validity_seconds: int = Field(
         default=3600,

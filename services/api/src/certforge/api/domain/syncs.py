@@ -57,7 +57,11 @@ def public(sync: SyncDestination, app: Application) -> SyncPublic:
 
 
 async def _validated(
-    kind: str, settings: dict[str, Any], credentials: dict[str, Any] | None, development: bool
+    kind: str,
+    settings: dict[str, Any],
+    credentials: dict[str, Any] | None,
+    development: bool,
+    allow_ambient: bool,
 ) -> dict[str, Any]:
     """The settings as the plugin normalises them; 422 naming the field otherwise. Builds the
     destination once (no network) so rules like https-only webhooks apply at creation."""
@@ -89,7 +93,15 @@ async def _validated(
         destination = build(kind, settings, credentials, development=development)
     except SyncError as exc:
         raise Unprocessable.on_field("settings", str(exc)) from exc
+    ambient = destination.uses_ambient_credentials()
     await destination.close()
+    if ambient and not allow_ambient:
+        raise Unprocessable.on_field(
+            "credentials",
+            "give credentials: acting with the syncer's own identity (default AWS chain, "
+            "in-cluster account, managed identity) is off; an operator enables it with "
+            "CERTFORGE_SYNC_AMBIENT_CREDENTIALS=true",
+        )
     assert validated_settings is not None
     return validated_settings.model_dump(mode="json")
 
@@ -118,7 +130,11 @@ async def create(
     if existing.first() is not None:
         raise Conflict.on_field(*duplicate)
     settings = await _validated(
-        body.kind, body.settings, body.credentials, context.settings.is_development
+        body.kind,
+        body.settings,
+        body.credentials,
+        context.settings.is_development,
+        context.settings.sync_ambient_credentials,
     )
     sync = SyncDestination(
         application_id=app.id,
@@ -179,7 +195,11 @@ async def update(
             )
         settings = body.settings if body.settings is not None else sync.settings
         sync.settings = await _validated(
-            sync.kind, settings, credentials, context.settings.is_development
+            sync.kind,
+            settings,
+            credentials,
+            context.settings.is_development,
+            context.settings.sync_ambient_credentials,
         )
         if body.credentials is not None:
             sync.encrypted_credentials = _encrypt(context, sync.id, body.credentials)

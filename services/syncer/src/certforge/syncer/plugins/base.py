@@ -104,6 +104,12 @@ class Destination(ABC, Generic[SettingsT, CredentialsT]):
     async def check(self) -> None:
         """Verify credentials and reachability without writing; raise SyncError if not."""
 
+    def uses_ambient_credentials(self) -> bool:
+        """Whether the destination acts with the syncer's own identity (AWS default chain,
+        in-cluster service account, managed identity) rather than credentials of the sync:
+        the api allows that only where the operator enabled it."""
+        return False
+
     def wants_private_key(self) -> bool:
         """Whether the key is sent at all (a webhook sends one only when explicitly enabled)."""
         return True

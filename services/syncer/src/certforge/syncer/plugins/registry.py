@@ -7,11 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from certforge.syncer.plugins.aws_acm import AwsAcm
+from certforge.syncer.plugins.aws_secrets import AwsSecretsManager
 from certforge.syncer.plugins.base import Destination
 from certforge.syncer.plugins.directory import DirectoryDestination
 from certforge.syncer.plugins.webhook import WebhookDestination
 
 _KINDS: tuple[type[Destination[Any, Any]], ...] = (
+    AwsAcm,
+    AwsSecretsManager,
     DirectoryDestination,
     WebhookDestination,
 )
