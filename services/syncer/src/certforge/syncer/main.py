@@ -14,6 +14,7 @@ from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker
 from certforge.syncer.fanout import FanOut
 from certforge.syncer.plugins.base import SyncError
+from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
 from certforge.syncer.settings import SyncerSettings
 from certforge.syncer.tasks import SyncTasks
 
@@ -82,8 +83,14 @@ def build(settings: SyncerSettings) -> Worker:
             return SyncTestReply(ok=False, detail="internal error in the syncer")
         return SyncTestReply(ok=True, detail=f"{sync.kind} destination reachable")
 
+    async def consume_tasks_warm(stopping: asyncio.Event) -> None:
+        # The Kubernetes client's first call costs seconds of CPU holding the GIL: pay it on a
+        # thread before taking tasks, not in the event loop in the middle of a batch.
+        await asyncio.to_thread(KubernetesTlsSecret.warm_up)
+        await consume_tasks(stopping)
+
     worker.add_loop(consume_events)
-    worker.add_loop(consume_tasks)
+    worker.add_loop(consume_tasks_warm)
     return worker
 
 

@@ -148,6 +148,9 @@ class CertificatePublic(BaseModel):
     metadata: dict[str, str]
     auto_renew: bool
     renew_before_days: int
+    renew_at: datetime = Field(description="when the renewer renews it (if auto-renew is on)")
+    renewal_error: str | None = Field(default=None, description="why the last renewal failed")
+    renewal_attempts: int = Field(default=0, description="failed renewals since the last success")
     has_private_key: bool
     renewed_from_id: UUID | None
     renewed_by_id: UUID | None

@@ -409,7 +409,7 @@ class AwsDestination(Destination[AwsSettingsT, AwsCredentials]):
         self._client_lock = asyncio.Lock()
 
     def uses_ambient_credentials(self) -> bool:
-        return self.credentials.uses_default_chain()
+        return self.credentials.uses_default_chain
 
     @property
     def _deadline(self) -> float:

@@ -11,12 +11,16 @@ from certforge.syncer.plugins.aws_acm import AwsAcm
 from certforge.syncer.plugins.aws_secrets import AwsSecretsManager
 from certforge.syncer.plugins.base import Destination
 from certforge.syncer.plugins.directory import DirectoryDestination
+from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
+from certforge.syncer.plugins.vault_kv import VaultKv
 from certforge.syncer.plugins.webhook import WebhookDestination
 
 _KINDS: tuple[type[Destination[Any, Any]], ...] = (
     AwsAcm,
     AwsSecretsManager,
     DirectoryDestination,
+    KubernetesTlsSecret,
+    VaultKv,
     WebhookDestination,
 )
 KINDS: dict[str, type[Destination[Any, Any]]] = {cls.kind: cls for cls in _KINDS}
