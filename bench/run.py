@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 import lifecycle  # noqa: E402 - bench/ is not a package
 
 BIN = Path(sys.executable).parent
+SERVICES = ("api", "issuer", "renewer", "syncer")
 
 
 def main() -> None:
@@ -164,20 +165,28 @@ class System:
             "CERTFORGE_LOG_LEVEL": "WARNING",
         }
         self.log = open(self.state / "system.log", "wb")
-        self.process = subprocess.Popen(
-            [str(BIN / "certforge-dev"), "run"], env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("the system did not become healthy; see " + str(self.state))
-        self.token = (self.state / "secrets" / "bootstrap_token").read_text().strip()
+        try:
+            self.process = subprocess.Popen(
+                [str(BIN / "certforge-dev"), "run"],
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                log = (self.state / "system.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError("the system did not become healthy; its log ends:\n" + log)
+            self.token = (self.state / "secrets" / "bootstrap_token").read_text().strip()
+        except BaseException:  # Ctrl-C or a failed start: stop what started, then re-raise
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -187,6 +196,8 @@ class System:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
+            self.process = None
         self.log.close()
         shutil.rmtree(self.state, ignore_errors=True)
 
@@ -357,15 +368,61 @@ class System:
         return database, nats
 
     def memory(self) -> dict[str, int]:
-        """Resident set size (KiB) of each service process."""
-        out = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True).stdout
+        """Resident set size (KiB) of each service (summed over its processes)."""
         sizes: dict[str, int] = {}
-        for line in out.splitlines():
-            rss, _, command = line.strip().partition(" ")
-            for service in ("api", "issuer", "renewer", "syncer"):
-                if f"certforge-{service}" in command and str(BIN) in command:
-                    sizes[service] = sizes.get(service, 0) + int(rss)
+        for role, found in self.processes().items():
+            if role in SERVICES:
+                sizes[role] = sum(rss for _, rss in found)
         return sizes
+
+    def processes(self) -> dict[str, list[tuple[int, int]]]:
+        """(pid, RSS KiB) of this system's processes by role: each service, `nats`, `postgres`.
+
+        Found through the process tree of this run, so other Certforge instances on the machine
+        (tests, `make run`, from the same venv) are never counted. The embedded PostgreSQL
+        detaches from its parent: it is the postmaster on this run's data directory, with its
+        children.
+        """
+        out = subprocess.run(
+            ["ps", "-eo", "pid=,ppid=,rss=,args="], capture_output=True, text=True, check=True
+        ).stdout
+        parent: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        command: dict[int, str] = {}
+        for line in out.splitlines():
+            fields = line.split(None, 3)
+            if len(fields) < 4:
+                continue
+            pid, ppid = int(fields[0]), int(fields[1])
+            parent[pid], rss[pid], command[pid] = ppid, int(fields[2]), fields[3]
+        pgdata = f"-D {self.state.resolve() / 'pgdata'}"
+        roots = [self.process.pid] if self.process is not None else []
+        roots += [pid for pid, args in command.items() if pgdata in args]
+        children: dict[int, list[int]] = {}
+        for pid, ppid in parent.items():
+            children.setdefault(ppid, []).append(pid)
+
+        def own_role(args: str) -> str | None:
+            for service in SERVICES:
+                if f"certforge-{service}" in args:
+                    return service
+            if "nats-server" in args:
+                return "nats"
+            return "postgres" if pgdata in args else None
+
+        found: dict[str, list[tuple[int, int]]] = {}
+        seen: set[int] = set()
+        todo: list[tuple[int, str | None]] = [(pid, None) for pid in roots if pid in command]
+        while todo:  # a process without a role of its own belongs to its parent's
+            pid, inherited = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            role = own_role(command[pid]) or inherited
+            if role is not None:
+                found.setdefault(role, []).append((pid, rss[pid]))
+            todo.extend((child, role) for child in children.get(pid, []))
+        return found
 
 
 def scenarios(setup: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -6,9 +6,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from certforge.api import outcome_response
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, SessionDep
 from certforge.api.domain import certificates, requests
-from certforge.api.problems import problem_response
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.certificates import (
     CertificatePublic,
@@ -17,16 +17,11 @@ from certforge.api.schemas.certificates import (
 )
 from certforge.api.schemas.common import Page
 from certforge.common.domain import RequestStatus
-from certforge.common.errors import FieldError
 
 router = APIRouter(prefix=API_PREFIX, tags=["certificates"])
 
 PEM = "application/x-pem-file"
 _PEM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PEM: {}}, "description": "PEM"}}
-
-
-def _location(app: str, request_id: UUID) -> str:
-    return f"/api/v1/applications/{app}/certificate-requests/{request_id}"
 
 
 @router.post(
@@ -62,33 +57,12 @@ async def create_certificate_request(
     (N ≤ 60) was sent and it was issued in time. The private key of a managed certificate is in
     the response (PKCS#8 PEM); keep it secret.
     """
-    wait = requests.prefer_wait(prefer)
     submitted = await requests.submit(
         session, context, audit, app, body, idempotency_key, datetime.now(UTC)
     )
-    if wait and submitted.request.status == RequestStatus.PENDING:
-        future = context.outcomes.expect(submitted.request.id)
-        await requests.reload(session, submitted)
-        if submitted.request.status == RequestStatus.PENDING:
-            await context.outcomes.wait(submitted.request.id, future, wait)
-            await session.commit()  # end the snapshot, so the reload sees the issuer's commit
-            await requests.reload(session, submitted)
-    view = await certificates.request_view(session, context, submitted, with_key=True)
-    await certificates.audit_key_delivery(session, audit, view)
-    headers = {"Location": _location(submitted.application.slug, submitted.request.id)}
-    if wait:
-        headers["Preference-Applied"] = f"wait={wait}"
-    if view.status is RequestStatus.FAILED or view.status is RequestStatus.REJECTED:
-        return problem_response(
-            request,
-            422,
-            "issuance-failed",
-            f"the issuer refused the request: {view.error}",
-            [FieldError(e["field"], e["message"]) for e in view.errors],
-            headers=headers,
-        )
-    status = 201 if view.status is RequestStatus.ISSUED else 202
-    return Response(view.model_dump_json(), status, headers=headers, media_type="application/json")
+    return await outcome_response.respond(
+        request, session, context, audit, submitted, requests.prefer_wait(prefer)
+    )
 
 
 @router.get("/applications/{app}/certificate-requests/{request_id}", name="certificate_request.get")
