@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 from uuid import UUID
 
+from cryptography import x509
 from pydantic import BaseModel, ConfigDict
 
 
@@ -35,6 +36,19 @@ class TransientSyncError(SyncError):
 
 class PermanentSyncError(SyncError):
     pass
+
+
+def check_ca_pem(value: str | None) -> str | None:
+    """Settings validator for a trust anchor given as PEM (`ca_pem` of several plugins)."""
+    if value is None:
+        return None
+    try:
+        certificates = x509.load_pem_x509_certificates(value.encode())
+    except ValueError as exc:
+        raise ValueError("ca_pem must hold one or more PEM certificates") from exc
+    if not certificates:
+        raise ValueError("ca_pem must hold one or more PEM certificates")
+    return value
 
 
 class NoCredentials(BaseModel):

@@ -59,6 +59,7 @@ from certforge.syncer.plugins.base import (
     SyncError,
     SyncItem,
     TransientSyncError,
+    check_ca_pem,
 )
 
 k8s: Any = _k8s_client
@@ -107,18 +108,6 @@ def _check_key(key: str, what: str) -> None:
         raise ValueError(f"{what} key {key!r} is set by Certforge")
 
 
-def _check_ca_pem(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        certificates = x509.load_pem_x509_certificates(value.encode())
-    except ValueError as exc:
-        raise ValueError("ca_pem must hold one or more PEM certificates") from exc
-    if not certificates:
-        raise ValueError("ca_pem must hold one or more PEM certificates")
-    return value
-
-
 class KubernetesTlsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -148,7 +137,7 @@ class KubernetesTlsSettings(BaseModel):
     @field_validator("ca_pem")
     @classmethod
     def _ca(cls, value: str | None) -> str | None:
-        return _check_ca_pem(value)
+        return check_ca_pem(value)
 
     @field_validator("labels")
     @classmethod

@@ -29,7 +29,6 @@ from typing import Any, ClassVar, TypeVar
 import hvac  # type: ignore[import-untyped, unused-ignore]
 import hvac.exceptions  # type: ignore[import-untyped, unused-ignore]
 import requests
-from cryptography import x509
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,6 +45,7 @@ from certforge.syncer.plugins.base import (
     SyncError,
     SyncItem,
     TransientSyncError,
+    check_ca_pem,
 )
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._@*+=,~-]+$")
@@ -68,18 +68,6 @@ def _check_path(value: str, *, what: str, allow_empty: bool) -> str:
             raise ValueError(
                 f"{what} {value!r}: each segment may hold only letters, digits and ._@*+=,~-"
             )
-    return value
-
-
-def _check_ca_pem(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        certificates = x509.load_pem_x509_certificates(value.encode())
-    except ValueError as exc:
-        raise ValueError("ca_pem must hold one or more PEM certificates") from exc
-    if not certificates:
-        raise ValueError("ca_pem must hold one or more PEM certificates")
     return value
 
 
@@ -120,7 +108,7 @@ class VaultKvSettings(BaseModel):
     @field_validator("ca_pem")
     @classmethod
     def _ca(cls, value: str | None) -> str | None:
-        return _check_ca_pem(value)
+        return check_ca_pem(value)
 
 
 class VaultKvCredentials(BaseModel):
