@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import CAStatus, KeyAlgorithm, SignatureHash
 from certforge.common.errors import FieldError, Unprocessable
 
@@ -24,6 +25,18 @@ class ParentFacts:
     not_before: datetime
     not_after: datetime
     key_algorithm: KeyAlgorithm
+
+    @classmethod
+    def of(cls, ca: CertificateAuthority) -> ParentFacts:
+        return cls(
+            id=ca.id,
+            name=ca.name,
+            status=ca.status,
+            max_path_length=ca.max_path_length,
+            not_before=ca.not_before,
+            not_after=ca.not_after,
+            key_algorithm=KeyAlgorithm(ca.key_algorithm),
+        )
 
 
 @dataclass(frozen=True)

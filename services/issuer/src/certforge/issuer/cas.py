@@ -37,7 +37,7 @@ from certforge.common.crypto.keys import (
 )
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import CertificateAuthority
-from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash
+from certforge.common.domain import CAStatus, CAType, SignatureHash
 from certforge.common.errors import Conflict, NotFound, Unprocessable
 from certforge.issuer.ca_keys import seal, unseal
 from certforge.issuer.urls import ca_urls
@@ -65,7 +65,7 @@ class CAService:
                 if parent is None:
                     raise NotFound.on_field("parent_ca_id", f"no CA {command.parent_ca_id}")
             window = plan_ca(
-                parent=_facts(parent) if parent else None,
+                parent=ParentFacts.of(parent) if parent else None,
                 validity=command.validity,
                 max_path_length=command.max_path_length,
                 not_before=command.not_before,
@@ -125,18 +125,6 @@ class CAService:
             ca.encrypted_private_key, ca.key_kek_id = seal(self.ca_keys, ca.id, key)
             await _store(session, ca)
         return CAReply(ca_id=command.ca_id, created=True)
-
-
-def _facts(ca: CertificateAuthority) -> ParentFacts:
-    return ParentFacts(
-        id=ca.id,
-        name=ca.name,
-        status=ca.status,
-        max_path_length=ca.max_path_length,
-        not_before=ca.not_before,
-        not_after=ca.not_after,
-        key_algorithm=KeyAlgorithm(ca.key_algorithm),
-    )
 
 
 async def _refuse_duplicate_name(session: AsyncSession, name: str) -> None:

@@ -39,18 +39,6 @@ def public(ca: CertificateAuthority) -> CAPublic:
     )
 
 
-def parent_facts(ca: CertificateAuthority) -> ParentFacts:
-    return ParentFacts(
-        id=ca.id,
-        name=ca.name,
-        status=ca.status,
-        max_path_length=ca.max_path_length,
-        not_before=ca.not_before,
-        not_after=ca.not_after,
-        key_algorithm=KeyAlgorithm(ca.key_algorithm),
-    )
-
-
 async def _refuse_duplicate_name(session: AsyncSession, name: str) -> None:
     if (
         await session.exec(select(CertificateAuthority).where(CertificateAuthority.name == name))
@@ -68,7 +56,7 @@ async def create(
             session, CertificateAuthority, body.parent_ca_id, "CA", "parent_ca_id"
         )
     plan_ca(
-        parent=parent_facts(parent) if parent else None,
+        parent=ParentFacts.of(parent) if parent else None,
         validity=body.validity,
         max_path_length=body.max_path_length,
         not_before=body.not_before,
