@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from certforge.syncer.plugins.aws_acm import AwsAcm
 from certforge.syncer.plugins.aws_secrets import AwsSecretsManager
+from certforge.syncer.plugins.azure_keyvault import AzureKeyVault
 from certforge.syncer.plugins.base import Destination
 from certforge.syncer.plugins.directory import DirectoryDestination
 from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
@@ -18,6 +19,7 @@ from certforge.syncer.plugins.webhook import WebhookDestination
 _KINDS: tuple[type[Destination[Any, Any]], ...] = (
     AwsAcm,
     AwsSecretsManager,
+    AzureKeyVault,
     DirectoryDestination,
     KubernetesTlsSecret,
     VaultKv,
