@@ -64,16 +64,18 @@ def bearer_token(authorization: str | None) -> str:
 
 async def authenticate(session: AsyncSession, authorization: str | None, now: datetime) -> Actor:
     token = bearer_token(authorization)
-    row = (
+    # one round trip: the token, its identity and every membership (one row per membership)
+    rows = (
         await session.exec(
-            select(ApiToken, Identity)
+            select(ApiToken, Identity, Membership)
             .join(Identity, col(Identity.id) == col(ApiToken.identity_id))
+            .outerjoin(Membership, col(Membership.identity_id) == col(Identity.id))
             .where(ApiToken.token_hash == hash_token(token))
         )
-    ).first()
-    if row is None:
+    ).all()
+    if not rows:
         raise Unauthenticated("invalid token")
-    api_token, identity = row
+    api_token, identity, _ = rows[0]
     if api_token.revoked_at is not None:
         raise Unauthenticated("token has been revoked")
     if api_token.expires_at is not None and api_token.expires_at <= now:
@@ -85,12 +87,9 @@ async def authenticate(session: AsyncSession, authorization: str | None, now: da
             update(ApiToken).where(col(ApiToken.id) == api_token.id).values(last_used_at=now)
         )
         await session.commit()
-    memberships = (
-        await session.exec(select(Membership).where(Membership.identity_id == identity.id))
-    ).all()
     return Actor(
         identity_id=identity.id,
         name=identity.name,
         is_product_admin=identity.is_product_admin,
-        roles={m.application_id: Role(m.role) for m in memberships},
+        roles={m.application_id: Role(m.role) for _, _, m in rows if m is not None},
     )

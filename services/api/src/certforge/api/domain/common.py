@@ -51,6 +51,12 @@ async def get_or_404(
     return row
 
 
+def is_reference(ref: str) -> bool:
+    """Whether `ref` can name a row at all (an id or a well-formed slug); anything else, NUL
+    bytes included, names nothing and need not reach the database."""
+    return as_uuid(ref) is not None or _SLUG.fullmatch(ref) is not None
+
+
 async def by_slug_or_id(
     session: AsyncSession, model: type[Application] | type[Profile], ref: str, what: str, field: str
 ) -> Any:
@@ -59,9 +65,7 @@ async def by_slug_or_id(
     # A reference that is neither an id nor a slug names nothing (and may hold a NUL that
     # PostgreSQL would refuse): not found, without asking the database.
     row = (
-        (await session.exec(select(model).where(condition))).first()
-        if row_id or _SLUG.fullmatch(ref)
-        else None
+        (await session.exec(select(model).where(condition))).first() if is_reference(ref) else None
     )
     if row is None:
         raise NotFound.on_field(field, f"no {what} {ref!r}")

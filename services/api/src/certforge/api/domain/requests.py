@@ -21,7 +21,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor
 from certforge.api.context import ApiContext
-from certforge.api.domain.common import OPERATE_ROLES, READ_ROLES, application_for, by_slug_or_id
+from certforge.api.domain.common import (
+    OPERATE_ROLES,
+    READ_ROLES,
+    application_for,
+    as_uuid,
+    by_slug_or_id,
+    is_reference,
+)
 from certforge.api.schemas.certificates import CertificateRequestCreate
 from certforge.api.schemas.common import decode_cursor, encode_cursor
 from certforge.common.contracts.commands import IssueCertificate
@@ -89,11 +96,7 @@ async def submit(
         previous = await _by_idempotency_key(session, app_id, idempotency_key, fingerprint)
         if previous is not None:
             return previous
-    profile, attachment = await _usable_profile(session, app, body.profile)
-    ca = await session.get(CertificateAuthority, profile.ca_id)
-    policy = await session.get(Policy, profile.policy_id)
-    assert ca is not None
-    assert policy is not None
+    profile, attachment, ca, policy = await _usable_profile(session, app, body.profile)
     if ca.status != CAStatus.ACTIVE:
         raise Unprocessable.on_field("profile", f"the CA of profile {profile.slug!r} is disabled")
     params = _params(body)
@@ -183,12 +186,28 @@ async def _by_idempotency_key(
 
 async def _usable_profile(
     session: AsyncSession, app: Application, ref: str
-) -> tuple[Profile, ProfileAttachment]:
-    try:
-        profile: Profile = await by_slug_or_id(session, Profile, ref, "profile", "profile")
-    except NotFound as exc:
-        raise Unprocessable.on_field("profile", f"no profile {ref!r}") from exc
-    attachment = await session.get(ProfileAttachment, (app.id, profile.id))
+) -> tuple[Profile, ProfileAttachment, CertificateAuthority, Policy]:
+    """The profile `ref` with its attachment to `app`, its CA and its policy: one round trip."""
+    if not is_reference(ref):
+        raise Unprocessable.on_field("profile", f"no profile {ref!r}")
+    profile_id = as_uuid(ref)
+    match = col(Profile.id) == profile_id if profile_id else col(Profile.slug) == ref
+    row = (
+        await session.exec(
+            select(Profile, ProfileAttachment, CertificateAuthority, Policy)
+            .join(CertificateAuthority, col(CertificateAuthority.id) == col(Profile.ca_id))
+            .join(Policy, col(Policy.id) == col(Profile.policy_id))
+            .outerjoin(
+                ProfileAttachment,
+                (col(ProfileAttachment.profile_id) == col(Profile.id))
+                & (col(ProfileAttachment.application_id) == app.id),
+            )
+            .where(match)
+        )
+    ).first()
+    if row is None:
+        raise Unprocessable.on_field("profile", f"no profile {ref!r}")
+    profile, attachment, ca, policy = row
     if attachment is None:
         raise Unprocessable.on_field(
             "profile", f"profile {profile.slug!r} is not attached to application {app.slug!r}"
@@ -197,7 +216,7 @@ async def _usable_profile(
         raise Unprocessable.on_field(
             "profile", f"API enrollment is disabled for profile {profile.slug!r} in {app.slug!r}"
         )
-    return profile, attachment
+    return profile, attachment, ca, policy
 
 
 def _params(body: CertificateRequestCreate) -> RequestParams:
