@@ -45,5 +45,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    # per-request chatter of libraries: FastStream's "Received/Processed", the Azure SDK's
+    # request logs (with headers), uvicorn's access log (the api has metrics instead)
+    for noisy in ("uvicorn.access", "faststream", "azure", "azure.identity"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

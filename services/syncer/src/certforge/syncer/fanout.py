@@ -49,7 +49,7 @@ class FanOut:
 
     async def handle(self, messages: list[Msg]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        wanted: list[tuple[str, UUID]] = []
+        wanted: list[tuple[str, UUID, str | None]] = []
         for msg in messages:
             try:
                 envelope: dict[str, Any] = orjson.loads(msg.data)
@@ -61,14 +61,16 @@ class FanOut:
                 continue
             outcomes.append(ACK)
             if event_type in _PUSH or event_type in _REMOVE:
-                wanted.append((event_type, certificate_id))
+                traceparent = (msg.headers or {}).get("traceparent")
+                wanted.append((event_type, certificate_id, traceparent))
         if wanted:
             await self._fan_out(wanted)
         return outcomes
 
-    async def _fan_out(self, wanted: list[tuple[str, UUID]]) -> None:
+    async def _fan_out(self, wanted: list[tuple[str, UUID, str | None]]) -> None:
+        """Tasks carry the trace of the event that caused them."""
         async with self._sessions() as session, session.begin():
-            ids = {certificate_id for _, certificate_id in wanted}
+            ids = {certificate_id for _, certificate_id, _ in wanted}
             certificates = {
                 c.id: c
                 for c in await session.exec(select(Certificate).where(col(Certificate.id).in_(ids)))
@@ -83,7 +85,7 @@ class FanOut:
                 )
             )
             tasks: list[tuple[str, CloudEvent[MessageData]]] = []
-            for event_type, certificate_id in wanted:
+            for event_type, certificate_id, traceparent in wanted:
                 certificate = certificates.get(certificate_id)
                 if certificate is None:
                     continue
@@ -99,7 +101,12 @@ class FanOut:
                         action=action,
                         reason=_PUSH.get(event_type) or _REMOVE[event_type],
                     )
-                    tasks.append((self._subjects.sync_task, CloudEvent.wrap(task, source=SOURCE)))
+                    tasks.append(
+                        (
+                            self._subjects.sync_task,
+                            CloudEvent.wrap(task, source=SOURCE, traceparent=traceparent),
+                        )
+                    )
             await enqueue_many(session, tasks)
         if tasks:
             self._after_commit()

@@ -1,8 +1,9 @@
 """Carrying out one sync task: push a certificate to one destination, or remove it there.
 
 Steps: load the sync, the certificate and the lineage's state; skip a stale task (a newer
-certificate of the lineage superseded it) or one the destination cannot take (it needs a key
-Certforge does not hold); build the item (chain per the sync's options, key only where wanted);
+certificate of the lineage superseded it: it is not pushed, and when the replaced certificate
+is revoked or expires nothing is removed, since the object holds the renewal) or one the
+destination cannot take (it needs a key Certforge does not hold); build the item (chain per the sync's options, key only where wanted);
 call the plugin within a time limit; record the outcome. A transient failure is retried by
 redelivery with a growing delay until `max_attempts`, then the state is `failed`; a permanent
 one fails at once. Every final outcome is an event (`sync.succeeded` / `sync.failed`).
@@ -44,6 +45,7 @@ from certforge.common.db.tables import (
 )
 from certforge.common.metrics import SYNC_RESULTS
 from certforge.common.outbox import enqueue
+from certforge.common.tracing import continued
 from certforge.syncer.config import SyncOptions, render_name
 from certforge.syncer.plugins.base import (
     Destination,
@@ -94,6 +96,10 @@ class SyncTasks:
         return list(await asyncio.gather(*(self._one(m) for m in messages)))
 
     async def _one(self, msg: Msg) -> Outcome:
+        with continued("sync certificate", msg.headers):
+            return await self._carry_out(msg)
+
+    async def _carry_out(self, msg: Msg) -> Outcome:
         try:
             task = SyncCertificate.model_validate(orjson.loads(msg.data)["data"])
         except (ValueError, KeyError, TypeError):
@@ -103,7 +109,9 @@ class SyncTasks:
         loaded = await self._load(task)
         if loaded is None:
             return ACK  # the sync or the certificate was deleted meanwhile
-        if task.action == "push" and await self._superseded(task):
+        if await self._superseded(task):
+            # A push: the newer certificate's own task pushes it. A removal (the replaced
+            # certificate revoked or expired): the object holds the renewal now; keep it.
             return ACK
         if not loaded.sync.enabled:
             await self._record(loaded, task, "skipped", error="the sync is disabled")

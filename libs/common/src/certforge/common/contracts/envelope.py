@@ -50,6 +50,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
         subject: str | None = None,
         event_id: UUID | None = None,
         now: datetime | None = None,
+        traceparent: str | None = None,
     ) -> CloudEvent[DataT]:
         return CloudEvent[DataT](
             id=event_id or uuid4(),
@@ -57,6 +58,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
             type=data.event_type,
             subject=subject,
             time=now or datetime.now(UTC),
+            traceparent=traceparent,
             data=data,
         )
 

@@ -291,12 +291,12 @@ async def test(
     session: AsyncSession, context: ApiContext, audit: AuditScope, app_ref: str, sync_id: UUID
 ) -> SyncTestResult:
     app = await application_for(session, audit.actor, app_ref, ADMIN_ROLES)
-    sync = await _get(session, app, sync_id)
-    await session.rollback()
+    await _get(session, app, sync_id)
+    await session.rollback()  # release the snapshot while the syncer works (expires the rows)
     try:
         message = await context.nats.request(
             context.subjects.rpc_sync_test,
-            TestSync(sync_id=sync.id).model_dump_json().encode(),
+            TestSync(sync_id=sync_id).model_dump_json().encode(),
             timeout=context.settings.issuer_timeout_seconds + 60,
         )
     except NoRespondersError as exc:

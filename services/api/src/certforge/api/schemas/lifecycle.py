@@ -1,15 +1,28 @@
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, model_validator
 
 from certforge.api.schemas.common import Strict
 from certforge.common.domain import RenewalKey, RevocationReason
 from certforge.common.issuance import Metadata
 
 
+def _reason_name(value: object) -> object:
+    """Accept the RFC 5280 names (`keyCompromise`) and their snake_case (`key_compromise`),
+    like the rest of the API's values."""
+    if isinstance(value, str) and "_" in value:
+        head, *rest = value.split("_")
+        camel = head + "".join(part[:1].upper() + part[1:] for part in rest)
+        return {"aaCompromise": "aACompromise"}.get(camel, camel)
+    return value
+
+
 class RevokeBody(Strict):
-    reason: RevocationReason = Field(
-        default=RevocationReason.UNSPECIFIED, description="RFC 5280 CRLReason name"
+    reason: Annotated[RevocationReason, BeforeValidator(_reason_name)] = Field(
+        default=RevocationReason.UNSPECIFIED,
+        description="RFC 5280 CRLReason name (keyCompromise) or its snake_case (key_compromise)",
     )
 
 
