@@ -1,4 +1,7 @@
-"""FastAPI dependencies as `Annotated` aliases: the session, the caller, the audit scope."""
+"""FastAPI dependencies as `Annotated` aliases: the session, the caller, the audit scope.
+
+All are `async def`: FastAPI runs a plain `def` dependency on a worker thread, a thread hop per
+dependency per request for what is a dictionary lookup."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from certforge.api.context import ApiContext
 from certforge.common.errors import Forbidden
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
     context: ApiContext = request.app.state.certforge
     return context
 
@@ -44,7 +47,7 @@ async def get_actor(
 ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
-def get_product_admin(actor: ActorDep) -> Actor:
+async def get_product_admin(actor: ActorDep) -> Actor:
     if not actor.is_product_admin:
         raise Forbidden("this action needs the product-admin role")
     return actor
@@ -53,7 +56,7 @@ def get_product_admin(actor: ActorDep) -> Actor:
 ProductAdminDep = Annotated[Actor, Depends(get_product_admin)]
 
 
-def get_audit(request: Request, actor: ActorDep) -> AuditScope:
+async def get_audit(request: Request, actor: ActorDep) -> AuditScope:
     return AuditScope(
         actor=actor,
         action=route_action(request) or request.url.path,

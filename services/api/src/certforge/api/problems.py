@@ -111,6 +111,10 @@ _UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        # a pooled connection died (database restarted); the pool has dropped it
+        detail = "the database connection was lost; retry"
+        return problem_response(request, 503, "unavailable", detail, headers={"Retry-After": "1"})
     if isinstance(exc, DBAPIError) and _sqlstate(exc) in _UNSTORABLE_TEXT:
         detail = "the request contains characters that cannot be stored (e.g. NUL)"
         await record_refusal(request, 400, "invalid-text", detail)

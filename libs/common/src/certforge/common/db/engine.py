@@ -21,7 +21,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. A connection that died is
+        # discarded when its use fails (a transient error the callers retry: nack, 503).
+        pool_pre_ping=False,
         pool_recycle=1800,
     )
 
