@@ -1,6 +1,9 @@
 """The answer to a POST that queued a request for the issuer (issue or renew): wait for the
 outcome when `Prefer: wait` asks for it, then 201 with the certificate, 202 while pending, or a
-422 problem when the issuer refused it. Shared by issuance and renewal routes."""
+422 problem when the issuer refused it. Shared by issuance and renewal routes.
+
+Call it right after the request's state was read or written, with no `await` in between: that
+is what makes registering the waiter race-free (see `respond`)."""
 
 from __future__ import annotations
 
@@ -28,12 +31,13 @@ async def respond(
     wait: int,
 ) -> Response:
     if wait and submitted.request.status == RequestStatus.PENDING:
+        # Registered before any await since the request was read: the outcome event is
+        # delivered by this event loop, so it cannot arrive before the waiter exists. While
+        # waiting no transaction is open and no connection is held.
         future = context.outcomes.expect(submitted.request.id)
+        await context.outcomes.wait(submitted.request.id, future, wait)
+        # READ COMMITTED: this statement sees the issuer's commit, no new transaction needed
         await requests.reload(session, submitted)
-        if submitted.request.status == RequestStatus.PENDING:
-            await context.outcomes.wait(submitted.request.id, future, wait)
-            await session.commit()  # end the snapshot, so the reload sees the issuer's commit
-            await requests.reload(session, submitted)
     view = await certificates.request_view(session, context, submitted, with_key=True)
     await certificates.audit_key_delivery(session, audit, view)
     headers = {"Location": location(submitted.application.slug, submitted.request.id)}

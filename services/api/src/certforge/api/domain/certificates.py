@@ -43,11 +43,21 @@ def private_key_pem(keys: KeyRing, certificate: Certificate) -> str:
     return private_key_to_pkcs8_pem(load_private_key_der(der))
 
 
+_CHAINS: dict[UUID, str] = {}
+"""CA id -> its certificate and issuers in PEM. A CA's certificate and chain are written once,
+when it is created or imported, and never change: safe to keep for the process's life."""
+
+
 async def chain_pem(session: AsyncSession, ca_id: UUID) -> str:
     """The issuing CA's certificate and its issuers: issuing CA first, root last."""
-    ca = await session.get(CertificateAuthority, ca_id)
-    assert ca is not None
-    return ca.certificate_pem + ca.chain_pem
+    chain = _CHAINS.get(ca_id)
+    if chain is None:
+        ca = await session.get(CertificateAuthority, ca_id)
+        assert ca is not None
+        chain = ca.certificate_pem + ca.chain_pem
+        if len(_CHAINS) < 4096:
+            _CHAINS[ca_id] = chain
+    return chain
 
 
 async def issued(
