@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import lifecycle  # noqa: E402 - bench/ is not a package
+import sync  # noqa: E402 - bench/sync.py: syncs to moto ACM and a directory
 
 BIN = Path(sys.executable).parent
 SERVICES = ("api", "issuer", "renewer", "syncer")
@@ -85,8 +86,14 @@ def main() -> None:
             f"CRL with {lifecycle_results['crl_entries']} entries: "
             f"{lifecycle_results['crl_seconds']:.1f} s, {lifecycle_results['crl_bytes']} bytes"
         )
+        # --- syncs (bench/sync.py): the system's syncer pushing to moto ACM and a directory
+        sync_results = asyncio.run(
+            sync.sync_bench(system.base, system.token, nats_url, setup["profile"])
+        )
+        sync.report(sync_results)
     if not args.no_record:
         record(results, lint, memory, args, lifecycle_results)
+        sync.record(sync_results, HERE / "RESULTS.md")  # appended to the section just written
 
 
 def lint_cost(n: int = 300) -> dict[str, float]:

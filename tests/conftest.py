@@ -97,7 +97,7 @@ async def _cleanup(backends: Backends) -> None:
     client = await nats.connect(backends.nats_url)
     try:
         js = client.jetstream()
-        for stream in (subjects.commands_stream, subjects.events_stream):
+        for stream in (subjects.commands_stream, subjects.events_stream, subjects.sync_stream):
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(stream)
     finally:

@@ -21,13 +21,13 @@ import httpx
 import nats
 import pytest
 import pytest_asyncio
-from harness import Backends
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import async_url
 from certforge.devstack import create_database, drop_database, free_port
+from harness import Backends
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -108,17 +108,41 @@ async def api(stack: Stack, backends: Backends) -> AsyncIterator[httpx.AsyncClie
 
 
 async def _setup(api: httpx.AsyncClient) -> None:
-    root = (await api.post("/api/v1/cas", json={
-        "name": "crash-root", "type": "root", "subject": {"common_name": "Crash Root"},
-        "key_algorithm": "EC_P256", "validity": "5y"})).json()
-    inter = (await api.post("/api/v1/cas", json={
-        "name": "crash-issuing", "type": "intermediate", "parent_ca_id": root["id"],
-        "subject": {"common_name": "Crash Issuing"}, "key_algorithm": "EC_P256",
-        "validity": "2y", "max_path_length": 0})).json()
-    policy = (await api.post("/api/v1/policies", json={
-        "name": "crash", "sans": {"dns": {"allowed": ["**.example.com"]}}})).json()
-    created = await api.post("/api/v1/profiles", json={
-        "slug": "crash", "ca_id": inter["id"], "policy_id": policy["id"]})
+    root = (
+        await api.post(
+            "/api/v1/cas",
+            json={
+                "name": "crash-root",
+                "type": "root",
+                "subject": {"common_name": "Crash Root"},
+                "key_algorithm": "EC_P256",
+                "validity": "5y",
+            },
+        )
+    ).json()
+    inter = (
+        await api.post(
+            "/api/v1/cas",
+            json={
+                "name": "crash-issuing",
+                "type": "intermediate",
+                "parent_ca_id": root["id"],
+                "subject": {"common_name": "Crash Issuing"},
+                "key_algorithm": "EC_P256",
+                "validity": "2y",
+                "max_path_length": 0,
+            },
+        )
+    ).json()
+    policy = (
+        await api.post(
+            "/api/v1/policies",
+            json={"name": "crash", "sans": {"dns": {"allowed": ["**.example.com"]}}},
+        )
+    ).json()
+    created = await api.post(
+        "/api/v1/profiles", json={"slug": "crash", "ca_id": inter["id"], "policy_id": policy["id"]}
+    )
     assert created.status_code == 201, created.text
     await api.post("/api/v1/applications", json={"slug": "crash", "name": "Crash"})
     await api.put("/api/v1/applications/crash/profiles/crash")
@@ -133,13 +157,18 @@ async def _count(database_url: str) -> dict[str, int]:
     engine = create_async_engine(async_url(database_url))
     try:
         async with engine.connect() as conn:
-            rows = (await conn.execute(text(
-                "SELECT status, count(*) FROM certificate_requests GROUP BY status"))).all()
-            counts = {status: n for status, n in rows}
-            counts["certificates"] = (await conn.execute(
-                text("SELECT count(*) FROM certificates"))).scalar_one()
-            counts["distinct_requests"] = (await conn.execute(
-                text("SELECT count(DISTINCT request_id) FROM certificates"))).scalar_one()
+            rows = (
+                await conn.execute(
+                    text("SELECT status, count(*) FROM certificate_requests GROUP BY status")
+                )
+            ).all()
+            counts: dict[str, int] = {str(status): int(n) for status, n in rows}
+            counts["certificates"] = (
+                await conn.execute(text("SELECT count(*) FROM certificates"))
+            ).scalar_one()
+            counts["distinct_requests"] = (
+                await conn.execute(text("SELECT count(DISTINCT request_id) FROM certificates"))
+            ).scalar_one()
             return counts
     finally:
         await engine.dispose()
@@ -153,9 +182,14 @@ async def test_killing_the_issuer_loses_and_duplicates_nothing(
 
     async def submit(i: int) -> None:
         async with semaphore:
-            response = await api.post("/api/v1/applications/crash/certificate-requests", json={
-                "profile": "crash", "common_name": f"host{i}.example.com",
-                "sans": [{"type": "dns", "value": f"host{i}.example.com"}]})
+            response = await api.post(
+                "/api/v1/applications/crash/certificate-requests",
+                json={
+                    "profile": "crash",
+                    "common_name": f"host{i}.example.com",
+                    "sans": [{"type": "dns", "value": f"host{i}.example.com"}],
+                },
+            )
             assert response.status_code == 202, response.text
 
     first = asyncio.gather(*(submit(i) for i in range(TOTAL // 2)))
@@ -170,7 +204,7 @@ async def test_killing_the_issuer_loses_and_duplicates_nothing(
 
     database_url = stack.env["CERTFORGE_DATABASE_URL"]
     deadline = time.monotonic() + 120
-    while (counts := await _count(database_url)).get("pending", 0) and time.monotonic() < deadline:
+    while (counts := await _count(database_url)).get("pending", 0) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the database
         await asyncio.sleep(1)
     assert counts.get("pending", 0) == 0, counts
     assert counts == {"issued": TOTAL, "certificates": TOTAL, "distinct_requests": TOTAL}, counts

@@ -3,6 +3,14 @@
 Fetches in batches (returning as soon as some messages are there), gives the batch to one
 handler, then acks, nacks with a delay, or terminates each message as the handler said. Any
 number of replicas share the durable. Consumer lag is exported as metrics.
+
+With `max_in_flight`, messages are handled one by one instead, up to that many at once, each
+settled as soon as its own handling ends, and fetching goes on while some are in flight: one
+slow message (a destination that hangs until its timeout) then holds one slot, not the whole
+batch and every message behind it.
+
+Creating the consumer is retried until it works (NATS restarting, a slow answer at start-up):
+a consumer loop that gave up there would leave the service running and consuming nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
@@ -55,6 +64,7 @@ class PullConsumer:
         handler: BatchHandler,
         batch_size: int = 32,
         ack_wait_seconds: float = 60.0,
+        max_in_flight: int | None = None,
     ) -> None:
         self._js = js
         self._stream = stream
@@ -63,49 +73,96 @@ class PullConsumer:
         self._handler = handler
         self._batch_size = batch_size
         self._ack_wait = ack_wait_seconds
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        subscription = await self._js.pull_subscribe(
-            self._subject,
-            durable=self._durable,
-            stream=self._stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self._ack_wait,
-                max_ack_pending=self._batch_size * 16,
-            ),
-        )
+        subscription = await self._subscribe(stopping)
+        if subscription is None:
+            return
         last_measure = 0.0
+        try:
+            while not stopping.is_set():
+                if time.monotonic() - last_measure > 5:
+                    last_measure = time.monotonic()
+                    await self._measure_lag()
+                wanted = self._batch_size
+                if self._max_in_flight is not None:
+                    free = self._max_in_flight - len(self._in_flight)
+                    if free <= 0:
+                        await asyncio.wait(
+                            self._in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        continue
+                    wanted = min(wanted, free)
+                try:
+                    messages = await subscription.fetch(wanted, timeout=1.0)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                except ConnectionClosedError:
+                    return
+                except Exception as exc:  # NATS reconnecting: wait, keep going
+                    log.warning("fetch on %s failed: %s", self._durable, exc)
+                    await asyncio.sleep(1)
+                    continue
+                if self._max_in_flight is None:
+                    await self._handle(messages)
+                    continue
+                for msg in messages:
+                    task = asyncio.create_task(self._handle([msg]))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        finally:
+            # What is in flight finishes and is settled (each is bounded by its handler).
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _subscribe(self, stopping: asyncio.Event) -> Any:
+        """The pull subscription, retried until NATS answers (None if stopped first)."""
+        delay = 0.5
         while not stopping.is_set():
-            if time.monotonic() - last_measure > 5:
-                last_measure = time.monotonic()
-                await self._measure_lag()
             try:
-                messages = await subscription.fetch(self._batch_size, timeout=1.0)
-            except (TimeoutError, NatsTimeoutError):
-                continue
+                return await self._js.pull_subscribe(
+                    self._subject,
+                    durable=self._durable,
+                    stream=self._stream,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.ALL,
+                        ack_wait=self._ack_wait,
+                        max_ack_pending=max(self._batch_size * 16, self._max_in_flight or 0),
+                    ),
+                )
             except ConnectionClosedError:
-                return
-            except Exception as exc:  # NATS reconnecting: wait, keep going
-                log.warning("fetch on %s failed: %s", self._durable, exc)
-                await asyncio.sleep(1)
-                continue
-            try:
-                outcomes = await self._handler(messages)
-            except Exception:
-                log.exception("handler of %s failed; the batch is redelivered", self._durable)
-                outcomes = [nak(5.0)] * len(messages)
-            for msg, outcome in zip(messages, outcomes, strict=True):
-                with contextlib.suppress(Exception):
-                    if outcome.action == "ack":
-                        await msg.ack()
-                    elif outcome.action == "nak":
-                        await msg.nak(delay=outcome.delay)
-                    else:
-                        await msg.term()
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+                return None
+            except Exception as exc:
+                log.warning(
+                    "creating consumer %s failed (%s); retrying in %.1f s",
+                    self._durable,
+                    type(exc).__name__,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
+                delay = min(delay * 2, 10.0)
+        return None
+
+    async def _handle(self, messages: list[Msg]) -> None:
+        try:
+            outcomes = await self._handler(messages)
+        except Exception:
+            log.exception("handler of %s failed; the messages are redelivered", self._durable)
+            outcomes = [nak(5.0)] * len(messages)
+        for msg, outcome in zip(messages, outcomes, strict=True):
+            with contextlib.suppress(Exception):
+                if outcome.action == "ack":
+                    await msg.ack()
+                elif outcome.action == "nak":
+                    await msg.nak(delay=outcome.delay)
+                else:
+                    await msg.term()
 
     async def _measure_lag(self) -> None:
         with contextlib.suppress(Exception):

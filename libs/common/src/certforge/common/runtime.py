@@ -94,6 +94,8 @@ class Worker:
         self.relay = OutboxRelay(self.sessions, js, self.settings.outbox)
         relay = asyncio.create_task(self.relay.run(), name="outbox-relay")
         loops = [asyncio.create_task(fn(self._stopping), name=fn.__name__) for fn in self._loops]
+        for task in loops:
+            task.add_done_callback(self._loop_ended)
         health = self._health_server()
         probes = asyncio.create_task(health.serve(), name="health") if health is not None else None
         log.info("%s started", self.name)
@@ -123,6 +125,18 @@ class Worker:
                 await asyncio.wait_for(asyncio.gather(probes, return_exceptions=True), timeout=5)
         await self.engine.dispose()
         log.info("%s stopped", self.name)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A background loop that dies before the worker stops leaves it serving nothing of
+        that loop's work: say so loudly, with the exception."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        log.error(
+            "%s: loop %s ended before the service stopped; its work stops until a restart",
+            self.name,
+            task.get_name(),
+            exc_info=task.exception(),
+        )
 
     def _health_server(self) -> uvicorn.Server | None:
         if self.settings.health_port is None:

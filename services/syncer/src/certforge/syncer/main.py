@@ -56,6 +56,9 @@ def build(settings: SyncerSettings) -> Worker:
             handler=tasks.handle,
             batch_size=settings.syncer.batch_size,
             ack_wait_seconds=settings.syncer.operation_timeout_seconds * 2,
+            # One by one, settled as each ends: a destination hanging until the timeout holds
+            # its own tasks only, not a whole batch of other destinations' tasks.
+            max_in_flight=settings.syncer.batch_size * 4,
         ).run(stopping)
 
     @worker.broker.subscriber(subjects.rpc_sync_test, queue=QUEUE, title="sync.test")

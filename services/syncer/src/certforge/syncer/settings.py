@@ -14,7 +14,12 @@ class SyncSettings(BaseModel):
     max_backoff_seconds: float = Field(
         default=300, gt=0, description="longest wait between two tries of one push"
     )
-    batch_size: int = Field(default=32, ge=1, le=1000, description="tasks fetched at once")
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="tasks fetched at once; up to 4 times as many are carried out at once",
+    )
     operation_timeout_seconds: float = Field(
         default=60, gt=0, description="a push that takes longer counts as a transient failure"
     )

@@ -1,12 +1,13 @@
 """Carrying out one sync task: push a certificate to one destination, or remove it there.
 
-Steps: load the sync, the certificate and the lineage's state; skip a stale task (a newer
-certificate of the lineage superseded it: it is not pushed, and when the replaced certificate
-is revoked or expires nothing is removed, since the object holds the renewal) or one the
-destination cannot take (it needs a key Certforge does not hold); build the item (chain per the sync's options, key only where wanted);
-call the plugin within a time limit; record the outcome. A transient failure is retried by
-redelivery with a growing delay until `max_attempts`, then the state is `failed`; a permanent
-one fails at once. Every final outcome is an event (`sync.succeeded` / `sync.failed`).
+Steps: load the sync, the certificate and the lineage's state; skip a stale task (the
+certificate was renewed since: it is not pushed, and when the replaced certificate is revoked
+or expires nothing is removed, since the object holds the renewal) or one the destination
+cannot take (it needs a key Certforge does not hold); build the item (chain per the sync's
+options, key only where wanted); call the plugin within a time limit; record the outcome. A
+transient failure is retried by redelivery with a growing delay until `max_attempts`, then
+the state is `failed`; a permanent one fails at once. Every final outcome is an event
+(`sync.succeeded` / `sync.failed`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from nats.aio.msg import Msg
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.consumer import ACK, TERM, Outcome, nak
@@ -109,9 +109,10 @@ class SyncTasks:
         loaded = await self._load(task)
         if loaded is None:
             return ACK  # the sync or the certificate was deleted meanwhile
-        if await self._superseded(task):
-            # A push: the newer certificate's own task pushes it. A removal (the replaced
-            # certificate revoked or expired): the object holds the renewal now; keep it.
+        if loaded.certificate.renewed_by_id is not None:
+            # Superseded by its renewal. A push: the renewal's own task pushes that one. A
+            # removal (the replaced certificate revoked or expired): the object holds the
+            # renewal now; keep it.
             return ACK
         if not loaded.sync.enabled:
             await self._record(loaded, task, "skipped", error="the sync is disabled")
@@ -201,19 +202,6 @@ class SyncTasks:
             assert profile is not None
             assert ca is not None
             return _Loaded(sync, certificate, application, profile, ca, state)
-
-    async def _superseded(self, task: SyncCertificate) -> bool:
-        """Whether a newer certificate of the lineage exists (its own task pushes it)."""
-        async with self._sessions() as session:
-            newest = (
-                await session.exec(
-                    select(Certificate.id)
-                    .where(Certificate.lineage_id == task.lineage_id)
-                    .order_by(col(Certificate.created_at).desc(), col(Certificate.id).desc())
-                    .limit(1)
-                )
-            ).first()
-        return newest is not None and newest != task.certificate_id
 
     def _item(self, loaded: _Loaded, destination: Destination[Any, Any]) -> SyncItem:
         options = SyncOptions.model_validate(loaded.sync.options)

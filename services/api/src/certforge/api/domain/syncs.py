@@ -34,7 +34,7 @@ from certforge.common.domain import CertificateStatus
 from certforge.common.errors import Conflict, FieldError, NotFound, Unavailable, Unprocessable
 from certforge.common.outbox import enqueue_many
 from certforge.syncer.config import SyncOptions, SyncSelector
-from certforge.syncer.plugins.base import SyncError
+from certforge.syncer.plugins.base import Destination, SyncError
 from certforge.syncer.plugins.registry import KINDS, build
 
 SOURCE = "/certforge/api"
@@ -92,7 +92,7 @@ async def _validated(
     try:
         destination = build(kind, settings, credentials, development=development)
     except SyncError as exc:
-        raise Unprocessable.on_field("settings", str(exc)) from exc
+        raise Unprocessable.on_field(_field_of(str(exc), cls), str(exc)) from exc
     ambient = destination.uses_ambient_credentials()
     await destination.close()
     if ambient and not allow_ambient:
@@ -104,6 +104,17 @@ async def _validated(
         )
     assert validated_settings is not None
     return validated_settings.model_dump(mode="json")
+
+
+def _field_of(message: str, cls: type[Destination[Any, Any]]) -> str:
+    """The field a plugin's refusal is about: plugins start such a message with the field's
+    name (`url: https is required outside development mode`); `settings` otherwise."""
+    head = message.split(":", 1)[0].strip()
+    if head in cls.settings_model.model_fields:
+        return f"settings.{head}"
+    if head in cls.credentials_model.model_fields:
+        return f"credentials.{head}"
+    return "credentials" if head == "credentials" else "settings"
 
 
 async def _get(session: AsyncSession, app: Application, sync_id: UUID) -> SyncDestination:

@@ -74,7 +74,7 @@ class WebhookDestination(Destination[WebhookSettings, WebhookCredentials]):
     ) -> None:
         super().__init__(settings, credentials, development=development)
         if settings.url.scheme != "https" and not development:
-            raise PermanentSyncError("webhook URLs must use https outside development mode")
+            raise PermanentSyncError("url: https is required outside development mode")
         self._client = httpx.AsyncClient(timeout=settings.timeout_seconds)
 
     def wants_private_key(self) -> bool:
