@@ -120,34 +120,15 @@ class PullConsumer:
                 await subscription.unsubscribe()
 
     async def _subscribe(self, stopping: asyncio.Event) -> Any:
-        """The pull subscription, retried until NATS answers (None if stopped first)."""
-        delay = 0.5
-        while not stopping.is_set():
-            try:
-                return await self._js.pull_subscribe(
-                    self._subject,
-                    durable=self._durable,
-                    stream=self._stream,
-                    config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT,
-                        deliver_policy=DeliverPolicy.ALL,
-                        ack_wait=self._ack_wait,
-                        max_ack_pending=max(self._batch_size * 16, self._max_in_flight or 0),
-                    ),
-                )
-            except ConnectionClosedError:
-                return None
-            except Exception as exc:
-                log.warning(
-                    "creating consumer %s failed (%s); retrying in %.1f s",
-                    self._durable,
-                    type(exc).__name__,
-                    delay,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), timeout=delay)
-                delay = min(delay * 2, 10.0)
-        return None
+        return await subscribe_durable(
+            self._js,
+            stopping,
+            subject=self._subject,
+            stream=self._stream,
+            durable=self._durable,
+            ack_wait=self._ack_wait,
+            max_ack_pending=max(self._batch_size * 16, self._max_in_flight or 0),
+        )
 
     async def _handle(self, messages: list[Msg]) -> None:
         try:
@@ -169,3 +150,44 @@ class PullConsumer:
             info = await self._js.consumer_info(self._stream, self._durable)
             CONSUMER_PENDING.labels(self._durable).set(info.num_pending or 0)
             CONSUMER_ACK_PENDING.labels(self._durable).set(info.num_ack_pending or 0)
+
+
+async def subscribe_durable(
+    js: JetStreamContext,
+    stopping: asyncio.Event,
+    *,
+    subject: str,
+    stream: str,
+    durable: str,
+    ack_wait: float,
+    max_ack_pending: int,
+) -> Any:
+    """A durable pull subscription, retried until NATS answers (None if stopped first): a
+    consumer that failed to start must not leave its service running without consuming."""
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            return await js.pull_subscribe(
+                subject,
+                durable=durable,
+                stream=stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=ack_wait,
+                    max_ack_pending=max_ack_pending,
+                ),
+            )
+        except ConnectionClosedError:
+            return None
+        except Exception as exc:
+            log.warning(
+                "creating consumer %s failed (%s); retrying in %.1f s",
+                durable,
+                type(exc).__name__,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
+    return None

@@ -24,9 +24,9 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, Field
 
+from certforge.common.consumer import subscribe_durable
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 
@@ -64,17 +64,17 @@ class CommandConsumer:
         self.durable = subjects.durable("issuer")
 
     async def run(self, stopping: asyncio.Event) -> None:
-        subscription = await self._js.pull_subscribe(
-            self._subjects.commands_wildcard,
-            durable=self.durable,
+        subscription = await subscribe_durable(
+            self._js,
+            stopping,
+            subject=self._subjects.commands_wildcard,
             stream=self._subjects.commands_stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self._settings.ack_wait_seconds,
-                max_ack_pending=self._settings.batch_size * 16,
-            ),
+            durable=self.durable,
+            ack_wait=self._settings.ack_wait_seconds,
+            max_ack_pending=self._settings.batch_size * 16,
         )
+        if subscription is None:
+            return
         last_measure = 0.0
         while not stopping.is_set():
             if time.monotonic() - last_measure > 5:

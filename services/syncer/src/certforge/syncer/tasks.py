@@ -90,6 +90,7 @@ class SyncTasks:
         self._development = development
         self._after_commit = after_commit
         self._destinations: dict[UUID, tuple[datetime, Destination[Any, Any]]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def handle(self, messages: list[Msg]) -> list[Outcome]:
         """All tasks of a batch at once: destinations are independent."""
@@ -175,8 +176,24 @@ class SyncTasks:
             )
         except ValueError as exc:  # includes pydantic's ValidationError
             raise PermanentSyncError(f"invalid {sync.kind} configuration: {exc}") from exc
+        if cached is not None:
+            self._retire(cached[1])
         self._destinations[sync.id] = (sync.updated_at, destination)
         return destination
+
+    def _retire(self, destination: Destination[Any, Any]) -> None:
+        """Close a replaced destination once tasks still using it are past their time limit."""
+
+        async def close_later() -> None:
+            await asyncio.sleep(self._settings.operation_timeout_seconds)
+            try:
+                await destination.close()
+            except Exception:
+                log.warning("closing a replaced %s destination failed", destination.kind)
+
+        task = asyncio.create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _call(
         self, destination: Destination[Any, Any], task: SyncCertificate, item: SyncItem
