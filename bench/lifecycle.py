@@ -27,7 +27,7 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
     from certforge.common.crypto.envelope import KeyRing
     from certforge.common.db.engine import async_url, session_factory
     from certforge.common.db.migrations import upgrade
-    from certforge.common.messaging import connect, ensure_streams
+    from certforge.common.messaging import connect, delete_streams, ensure_streams
     from certforge.common.outbox import OutboxRelay
     from certforge.common.settings import NatsSettings, OutboxSettings
     from certforge.devstack import create_database, drop_database
@@ -120,6 +120,7 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
         results["crl_entries"], results["crl_bytes"] = row
         assert built == 1
     finally:
+        await delete_streams(nats.jetstream(), subjects, NatsSettings())
         await nats.close()
         await engine.dispose()
         await drop_database(server_url, name)

@@ -10,7 +10,6 @@ names), so runs never collide, and drops the database at the end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import shutil
@@ -29,7 +28,7 @@ from certforge.devstack import (
     start_postgres,
     url_reachable,
 )
-from harness import Backends
+from harness import Backends, delete_namespace
 
 
 def _first_env(*names: str, default: str) -> str:
@@ -87,21 +86,8 @@ def backends() -> Iterator[Backends]:
 
 
 async def _cleanup(backends: Backends) -> None:
-    import nats
-    from nats.js.errors import NotFoundError
-
-    from certforge.common.contracts.subjects import Subjects
-
     await drop_database(backends.server_url, backends.database_name)
-    subjects = Subjects(backends.namespace)
-    client = await nats.connect(backends.nats_url)
-    try:
-        js = client.jetstream()
-        for stream in (subjects.commands_stream, subjects.events_stream, subjects.sync_stream):
-            with contextlib.suppress(NotFoundError):
-                await js.delete_stream(stream)
-    finally:
-        await client.close()
+    await delete_namespace(backends.nats_url, backends.namespace)
 
 
 @pytest.fixture(scope="session")

@@ -32,3 +32,18 @@ class Backends:
             "CERTFORGE_STATE_DIR": str(self.state_dir),
             **extra,
         }
+
+
+async def delete_namespace(nats_url: str, namespace: str) -> None:
+    """Delete the streams of a test namespace from the shared NATS."""
+    import nats
+
+    from certforge.common.contracts.subjects import Subjects
+    from certforge.common.messaging import delete_streams
+    from certforge.common.settings import NatsSettings
+
+    client = await nats.connect(nats_url)
+    try:
+        await delete_streams(client.jetstream(), Subjects(namespace), NatsSettings())
+    finally:
+        await client.close()

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import async_url
 from certforge.devstack import create_database, drop_database, free_port
-from harness import Backends
+from harness import Backends, delete_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -88,6 +88,7 @@ def stack(backends: Backends) -> Iterator[Stack]:
     finally:
         stack.stop_all()
         aio.run(drop_database(backends.server_url, name))
+        aio.run(delete_namespace(backends.nats_url, stack.env["CERTFORGE_NATS__NAMESPACE"]))
 
 
 @pytest_asyncio.fixture(loop_scope="session")

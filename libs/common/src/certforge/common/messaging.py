@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from nats.aio.client import Client as NatsClient
@@ -56,6 +57,14 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, settings: Nat
             log.info("created stream %s", config.name)
         else:
             await js.update_stream(config)
+
+
+async def delete_streams(js: JetStreamContext, subjects: Subjects, settings: NatsSettings) -> None:
+    """Remove a namespace's streams (test sessions and benchmarks clean up after themselves)."""
+    for config in stream_configs(subjects, settings):
+        assert config.name is not None
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(config.name)
 
 
 def server_list(url: str) -> list[str]:
