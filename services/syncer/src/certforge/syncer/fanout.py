@@ -50,11 +50,13 @@ class FanOut:
     async def handle(self, messages: list[Msg]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         wanted: list[tuple[str, UUID, str | None]] = []
+        applications: set[UUID] = set()
         for msg in messages:
             try:
                 envelope: dict[str, Any] = orjson.loads(msg.data)
                 event_type = envelope["type"]
                 certificate_id = UUID(envelope["data"]["certificate_id"])
+                application_id = UUID(envelope["data"]["application_id"])
             except (ValueError, KeyError, TypeError):
                 log.error("ignoring an undecodable event on %s", msg.subject)
                 outcomes.append(TERM)
@@ -63,27 +65,32 @@ class FanOut:
             if event_type in _PUSH or event_type in _REMOVE:
                 traceparent = (msg.headers or {}).get("traceparent")
                 wanted.append((event_type, certificate_id, traceparent))
+                applications.add(application_id)
         if wanted:
-            await self._fan_out(wanted)
+            await self._fan_out(wanted, applications)
         return outcomes
 
-    async def _fan_out(self, wanted: list[tuple[str, UUID, str | None]]) -> None:
-        """Tasks carry the trace of the event that caused them."""
+    async def _fan_out(
+        self, wanted: list[tuple[str, UUID, str | None]], applications: set[UUID]
+    ) -> None:
+        """Tasks carry the trace of the event that caused them. The syncs are looked up first:
+        most certificates belong to applications without any, and then nothing else is read."""
         async with self._sessions() as session, session.begin():
+            syncs = list(
+                await session.exec(
+                    select(SyncDestination).where(
+                        col(SyncDestination.application_id).in_(applications),
+                        col(SyncDestination.enabled),
+                    )
+                )
+            )
+            if not syncs:
+                return
             ids = {certificate_id for _, certificate_id, _ in wanted}
             certificates = {
                 c.id: c
                 for c in await session.exec(select(Certificate).where(col(Certificate.id).in_(ids)))
             }
-            app_ids = {c.application_id for c in certificates.values()}
-            syncs = list(
-                await session.exec(
-                    select(SyncDestination).where(
-                        col(SyncDestination.application_id).in_(app_ids),
-                        col(SyncDestination.enabled),
-                    )
-                )
-            )
             tasks: list[tuple[str, CloudEvent[MessageData]]] = []
             for event_type, certificate_id, traceparent in wanted:
                 certificate = certificates.get(certificate_id)
