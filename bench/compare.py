@@ -461,7 +461,7 @@ def wrk(
     work: Path,
     cpu_pids: Any = None,
 ) -> Run:
-    """One wrk run through compare.lua; with `cpu_pids`, also the system's CPU time per answer."""
+    """One wrk run through load.lua; with `cpu_pids`, also the system's CPU time per answer."""
     body_file = work / "body.json"
     body_file.write_text(json.dumps(target.body))
     env = dict(
@@ -471,7 +471,7 @@ def wrk(
         PACE_MS=str(load.pace_ms),
     )
     command = ["wrk", "-t", str(load.threads), "-c", str(load.connections)]
-    command += ["-d", f"{seconds}s", "--timeout", "60s", "-s", str(HERE / "compare.lua")]
+    command += ["-d", f"{seconds}s", "--timeout", "60s", "-s", str(HERE / "load.lua")]
     pids = cpu_pids() if cpu_pids else []
     cpu_before = {pid: _cpu_ticks(pid) for pid in pids}
     ticks = 0
@@ -523,7 +523,7 @@ def render(
         f"{args.rounds} round(s) alternating OpenBao, Certforge; figures are medians over the "
         f"rounds. Before each run: {args.pause:g} s rest, then until both systems are idle "
         f"(< 0.1 core), then {args.warmup} s warm-up at the same load. Paced: wrk -t1 "
-        f"-c{PACED_CONNECTIONS} at {PACED_RATE} req/s (compare.lua's delay()). OpenBao: raft, "
+        f"-c{PACED_CONNECTIONS} at {PACED_RATE} req/s (load.lua's delay()). OpenBao: raft, "
         "single node, issuing from its EC P-256 root, roles with `no_store=false`, no audit "
         "device. Certforge: `certforge-dev run`, root → intermediate, `Prefer: wait=30`. CPU "
         "ms/cert: the system's processes' CPU time during the run over the answers counted.",

@@ -1,16 +1,27 @@
--- wrk script for `make bench-compare`, the same for OpenBao and Certforge: POST one JSON body with
--- the given headers to the URL on wrk's command line. Any answer that is not a 2xx whose body holds
--- a certificate counts as an error; the first such answer is printed for diagnosis.
--- Env: BODY_FILE (the JSON body), HEADERS (one "Name: value" a line),
+-- The one wrk script of the benchmarks (`make bench`, `make bench-compare`; the same for OpenBao
+-- and Certforge): send one request, again and again, to the URL on wrk's command line. Any answer
+-- that is not a 2xx whose body holds the expected bytes counts as an error; the first such answer
+-- is printed for diagnosis.
+-- Env: METHOD (default POST), BODY_FILE (optional: the JSON body), HEADERS (one "Name: value" a
+--      line), EXPECT_HEX (optional: the bytes a good answer holds, in hex, e.g. 0a0100 for a
+--      successful OCSP response; default: a certificate, "BEGIN CERTIFICATE"),
 --      PACE_MS (optional): start one request every PACE_MS ms per thread, on a schedule shared by
 --      the thread's connections (wrk cannot pace by itself; wrk2 is not in Debian). A request whose
 --      turn came while every connection was busy starts as soon as one is free, and the schedule
 --      restarts from there rather than bursting to catch up.
-local body_file = assert(io.open(os.getenv("BODY_FILE"), "r"))
-wrk.method = "POST"
-wrk.body = body_file:read("*a")
-body_file:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.method = os.getenv("METHOD") or "POST"
+if os.getenv("BODY_FILE") then
+  local body_file = assert(io.open(os.getenv("BODY_FILE"), "r"))
+  wrk.body = body_file:read("*a")
+  body_file:close()
+  wrk.headers["Content-Type"] = "application/json"
+end
+local expect = "BEGIN CERTIFICATE"
+if os.getenv("EXPECT_HEX") then
+  expect = string.gsub(os.getenv("EXPECT_HEX"), "%x%x", function(h)
+    return string.char(tonumber(h, 16))
+  end)
+end
 for name, value in string.gmatch(os.getenv("HEADERS") or "", "([^:\n]+):%s*([^\n]*)") do
   wrk.headers[name] = value
 end
@@ -53,7 +64,7 @@ function init(args)
 end
 
 function response(status, headers, body)
-  if status < 200 or status > 299 or not string.find(body, "BEGIN CERTIFICATE", 1, true) then
+  if status < 200 or status > 299 or not string.find(body, expect, 1, true) then
     bad = bad + 1
     if first_bad == "" then
       first_bad = status .. " " .. string.sub(body, 1, 300)
