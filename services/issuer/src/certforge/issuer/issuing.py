@@ -100,6 +100,7 @@ from certforge.common.template import CertificateTemplate
 from certforge.common.tracing import continued
 from certforge.issuer import lint
 from certforge.issuer.ca_cache import SignerCache
+from certforge.issuer.keypool import KeyPool
 from certforge.issuer.urls import ca_urls
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ class IssuanceService:
     lint_before_signing: bool = True
     after_commit: Callable[[], None] = lambda: None
     """Called once a batch's transaction has committed (the worker wakes its outbox relay)."""
+    key_pool: KeyPool | None = None
+    """Pre-generated keys for slow key types; claimed in the batch's transaction."""
 
     async def issue(
         self,
@@ -186,7 +189,7 @@ class IssuanceService:
                     except CertforgeError as exc:
                         self._fail(session, request, batch, exc, now)
                         failed.append(request)
-            await _generate_keys([p for p in planned if p.public_key is None])
+            await self._obtain_keys(session, [p for p in planned if p.public_key is None])
             for plan in planned:
                 request_id = str(plan.request.id)
                 with continued(
@@ -217,6 +220,18 @@ class IssuanceService:
         self.after_commit()
         _observe(issued, failed)
         return len(issued)
+
+    async def _obtain_keys(self, session: AsyncSession, plans: list[_Planned]) -> None:
+        """New managed keys: from the pool where it holds the type, generated otherwise."""
+        if self.key_pool is not None:
+            by_algorithm: dict[KeyAlgorithm, list[_Planned]] = {}
+            for plan in plans:
+                by_algorithm.setdefault(plan.template.key_algorithm, []).append(plan)
+            for algorithm, group in by_algorithm.items():
+                keys = await self.key_pool.claim(session, algorithm, len(group))
+                for plan, key in zip(group, keys, strict=False):
+                    plan.private_key, plan.public_key = key, key.public_key()
+        await _generate_keys([p for p in plans if p.public_key is None])
 
     def _plan(self, request: CertificateRequest, batch: _Batch, now: datetime) -> _Planned:
         """Steps 1-4 (new keys are generated afterwards, for the whole batch at once)."""

@@ -13,6 +13,7 @@ from certforge.issuer.cas import CAService
 from certforge.issuer.consumer import CommandConsumer
 from certforge.issuer.handlers import register_ca_handlers, request_handler, revoke_handler
 from certforge.issuer.issuing import IssuanceService
+from certforge.issuer.keypool import KeyPool
 from certforge.issuer.revocation import RevocationPublisher
 from certforge.issuer.settings import IssuerSettings
 
@@ -27,6 +28,7 @@ def build(settings: IssuerSettings) -> Worker:
     register_ca_handlers(
         worker, CAService(sessions=worker.sessions, ca_keys=ca_keys, base_url=settings.base_url)
     )
+    key_pool = KeyPool(worker.sessions, leaf_keys, settings.key_pool)
     issuance = IssuanceService(
         sessions=worker.sessions,
         signers=signers,
@@ -35,6 +37,7 @@ def build(settings: IssuerSettings) -> Worker:
         base_url=settings.base_url,
         lint_before_signing=settings.lint_before_signing,
         after_commit=worker.wake_relay,
+        key_pool=key_pool,
     )
     revocation = RevocationPublisher(worker.sessions, signers, leaf_keys, settings.revocation)
     subjects = worker.subjects
@@ -52,6 +55,7 @@ def build(settings: IssuerSettings) -> Worker:
 
     worker.add_loop(consume)
     worker.add_loop(revocation.run)
+    worker.add_loop(key_pool.run)
     return worker
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from certforge.common.settings import LeafKeySettings, check_key_ring
 from certforge.issuer.consumer import ConsumerSettings
+from certforge.issuer.keypool import KeyPoolSettings
 from certforge.issuer.revocation import RevocationSettings
 
 
@@ -31,6 +32,7 @@ class IssuerSettings(LeafKeySettings):
     )
     consumer: ConsumerSettings = ConsumerSettings()
     revocation: RevocationSettings = RevocationSettings()
+    key_pool: KeyPoolSettings = KeyPoolSettings()
 
     @field_validator("ca_keks")
     @classmethod

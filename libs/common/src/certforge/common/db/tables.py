@@ -419,3 +419,18 @@ class SyncState(SQLModel, table=True):
     last_error: str | None = None
     last_synced_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class PooledKey(SQLModel, table=True):
+    """A pre-generated managed key waiting to be used, encrypted under the leaf key ring (AAD =
+    its id). Claimed with DELETE … RETURNING in the transaction that stores the certificate,
+    so a key is handed out once or not at all. Owner: issuer."""
+
+    __tablename__ = "key_pool"
+    __table_args__ = (sa.Index("ix_key_pool_algorithm", "key_algorithm", "created_at"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    key_algorithm: str = Field(max_length=16)
+    encrypted_key: bytes = Field(sa_type=sa.LargeBinary)
+    key_kek_id: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
