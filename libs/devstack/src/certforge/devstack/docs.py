@@ -23,6 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -34,6 +35,7 @@ from pydantic_settings import BaseSettings
 
 from certforge.common.contracts.catalog import CATALOG, SUBJECTS, Contract, catalog_problems
 from certforge.common.contracts.envelope import CloudEvent, MessageData
+from certforge.common.durations import format_duration
 from certforge.common.settings import CommonSettings
 
 __all__ = [
@@ -282,11 +284,23 @@ def _required(cls: type[BaseSettings]) -> set[str]:
     return required | set(getattr(cls, "required_secrets", ()))
 
 
+def _show_item(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    return str(value)
+
+
 def _show_default(value: Any) -> str:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if isinstance(value, Enum):
         value = value.value
+    if isinstance(value, list | tuple):  # list settings are read from the environment as JSON
+        value = json.dumps([_show_item(v) for v in value])
+    if isinstance(value, timedelta):
+        value = format_duration(value)
     if isinstance(value, bool):
         value = str(value).lower()
     if value is None:
