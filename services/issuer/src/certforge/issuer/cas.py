@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,6 +25,7 @@ from certforge.common.crypto.certificates import (
     key_identifier_of,
     load_certificate_chain_pem,
     load_certificate_pem,
+    same_public_key,
     verify_issued_by,
 )
 from certforge.common.crypto.envelope import KeyRing
@@ -197,8 +197,7 @@ def _check_importable(
         pass
     if cert.not_valid_after_utc <= now:
         raise Unprocessable.on_field("certificate", "the CA certificate has expired")
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+    if not same_public_key(cert.public_key(), key.public_key()):
         raise Unprocessable.on_field("private_key", "does not match the certificate's public key")
     self_signed = cert.issuer == cert.subject and verify_issued_by(cert, cert)
     if self_signed and chain:

@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,6 +48,7 @@ from certforge.common.crypto.certificates import (
     fingerprint_sha256,
     load_certificate_pem,
     new_serial,
+    same_public_key,
 )
 from certforge.common.crypto.csr import parse_csr
 from certforge.common.crypto.envelope import KeyRing
@@ -108,7 +108,6 @@ log = logging.getLogger(__name__)
 SOURCE = "/certforge/issuer"
 RENEW = "renew"
 _HASHES = {h.value.lower(): h for h in SignatureHash}
-_SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 
 
 @dataclass
@@ -283,9 +282,7 @@ class IssuanceService:
         if key_mode is RenewalKey.CSR:
             csr = parse_csr(params.csr or "")
             public_key, key_algorithm = csr.public_key, csr.key_algorithm
-            if params.same_key and public_key.public_bytes(
-                *_SPKI
-            ) != old_cert.public_key().public_bytes(*_SPKI):
+            if params.same_key and not same_public_key(public_key, old_cert.public_key()):
                 raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
         elif old.encrypted_private_key is None:
             raise Unprocessable.on_field(

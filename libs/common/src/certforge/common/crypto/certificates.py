@@ -167,7 +167,8 @@ def _key_usage_extension(usages: list[KeyUsage]) -> x509.KeyUsage:
     )
 
 
-def _same_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
+def same_public_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
+    """Whether two public keys are the same key (compared by their DER SubjectPublicKeyInfo)."""
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     return a.public_bytes(*spki) == b.public_bytes(*spki)
 
@@ -207,7 +208,7 @@ def build_certificate(
     _check_template(template, usages)
 
     subject = subject_to_name(template.subject)
-    self_signed = _same_key(issuer_key.public_key(), public_key)
+    self_signed = same_public_key(issuer_key.public_key(), public_key)
     if self_signed and issuer_name != subject:
         raise ValueError("a self-signed certificate's issuer name must equal its subject")
     ski = key_identifier(public_key)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from cryptography.hazmat.primitives import serialization
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,7 +22,7 @@ from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody
 from certforge.common.contracts.commands import RenewCertificate, RevokeCertificate
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import CertificateRevoked
-from certforge.common.crypto.certificates import load_certificate_pem
+from certforge.common.crypto.certificates import load_certificate_pem, same_public_key
 from certforge.common.crypto.csr import parse_csr
 from certforge.common.db.tables import (
     Application,
@@ -49,7 +48,6 @@ from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument, enforce
 
 SOURCE = "/certforge/api"
-_SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 
 
 async def _locked(
@@ -152,9 +150,9 @@ async def renew(
         assert body.csr is not None
         csr = parse_csr(body.csr)
         key_algorithm = csr.key_algorithm
-        if body.same_key and csr.public_key.public_bytes(*_SPKI) != load_certificate_pem(
-            certificate.certificate_pem
-        ).public_key().public_bytes(*_SPKI):
+        if body.same_key and not same_public_key(
+            csr.public_key, load_certificate_pem(certificate.certificate_pem).public_key()
+        ):
             raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
     document = PolicyDocument.model_validate(policy.document)
     template = renewal_template(
