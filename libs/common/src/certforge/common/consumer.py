@@ -146,10 +146,7 @@ class PullConsumer:
                     await msg.term()
 
     async def _measure_lag(self) -> None:
-        with contextlib.suppress(Exception):
-            info = await self._js.consumer_info(self._stream, self._durable)
-            CONSUMER_PENDING.labels(self._durable).set(info.num_pending or 0)
-            CONSUMER_ACK_PENDING.labels(self._durable).set(info.num_ack_pending or 0)
+        await measure_lag(self._js, self._stream, self._durable)
 
 
 async def subscribe_durable(
@@ -191,3 +188,11 @@ async def subscribe_durable(
                 await asyncio.wait_for(stopping.wait(), timeout=delay)
             delay = min(delay * 2, 10.0)
     return None
+
+
+async def measure_lag(js: JetStreamContext, stream: str, durable: str) -> None:
+    """Export a durable consumer's lag (undelivered, unacknowledged); never raises."""
+    with contextlib.suppress(Exception):
+        info = await js.consumer_info(stream, durable)
+        CONSUMER_PENDING.labels(durable).set(info.num_pending or 0)
+        CONSUMER_ACK_PENDING.labels(durable).set(info.num_ack_pending or 0)

@@ -26,9 +26,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field
 
-from certforge.common.consumer import subscribe_durable
+from certforge.common.consumer import measure_lag, subscribe_durable
 from certforge.common.contracts.subjects import Subjects
-from certforge.common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class CommandConsumer:
         while not stopping.is_set():
             if time.monotonic() - last_measure > 5:
                 last_measure = time.monotonic()
-                await self._measure_lag()
+                await measure_lag(self._js, self._subjects.commands_stream, self.durable)
             try:
                 messages = await subscription.fetch(self._settings.batch_size, timeout=1.0)
             except (TimeoutError, NatsTimeoutError):
@@ -121,12 +120,6 @@ class CommandConsumer:
             for msg in group:
                 with contextlib.suppress(Exception):
                     await msg.ack()
-
-    async def _measure_lag(self) -> None:
-        with contextlib.suppress(Exception):
-            info = await self._js.consumer_info(self._subjects.commands_stream, self.durable)
-            CONSUMER_PENDING.labels(self.durable).set(info.num_pending or 0)
-            CONSUMER_ACK_PENDING.labels(self.durable).set(info.num_ack_pending or 0)
 
     def _backoff(self, group: list[Msg]) -> float:
         deliveries = max(m.metadata.num_delivered for m in group)
