@@ -23,10 +23,10 @@ import asyncpg
 import nats
 import pytest
 
+from certforge.common.db.pool import plain_url
 from certforge.devstack.nats import start_nats
 from certforge.devstack.ports import free_port, tcp_reachable, url_reachable
 from certforge.devstack.postgres import (
-    asyncpg_dsn,
     create_database,
     database_exists,
     drop_database,
@@ -54,7 +54,7 @@ def test_url_reachable_understands_our_schemes() -> None:
     assert not url_reachable(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x")
     with pytest.raises(ValueError, match="unsupported"):
         url_reachable("http://127.0.0.1:1")
-    assert asyncpg_dsn("postgresql+asyncpg://u@h:1/d?x=1") == "postgresql://u@h:1/d?x=1"
+    assert plain_url("postgresql+asyncpg://u@h:1/d?x=1") == "postgresql://u@h:1/d?x=1"
 
 
 async def test_nats_jetstream_survives_restart(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import delete, func, insert, update
@@ -37,13 +37,24 @@ from certforge.common.tracing import current_traceparent
 log = logging.getLogger(__name__)
 
 
-def enqueue(session: AsyncSession, subject: str, event: CloudEvent[MessageData]) -> OutboxMessage:
-    """Add `event` to the session's transaction; it is published after the commit. The current
-    trace travels with it (CloudEvents `traceparent` extension and a NATS header)."""
+def message_row(subject: str, event: CloudEvent[MessageData]) -> dict[str, Any]:
+    """The outbox row that publishes `event` on `subject`. The current trace travels with it
+    (CloudEvents `traceparent` extension and a NATS header)."""
     if event.traceparent is None:
         event.traceparent = current_traceparent()
-    headers = {"traceparent": event.traceparent} if event.traceparent else {}
-    row = OutboxMessage(id=event.id, subject=subject, payload=event.to_json(), headers=headers)
+    return {
+        "id": event.id,
+        "subject": subject,
+        "payload": event.to_json(),
+        "headers": {"traceparent": event.traceparent} if event.traceparent else {},
+        "created_at": event.time,
+        "attempts": 0,
+    }
+
+
+def enqueue(session: AsyncSession, subject: str, event: CloudEvent[MessageData]) -> OutboxMessage:
+    """Add `event` to the session's transaction; it is published after the commit."""
+    row = OutboxMessage(**message_row(subject, event))
     session.add(row)
     return row
 
@@ -52,21 +63,10 @@ async def enqueue_many(
     session: AsyncSession, messages: list[tuple[str, CloudEvent[MessageData]]]
 ) -> None:
     """`enqueue` for thousands of messages at once: one multi-row INSERT, no ORM objects."""
-    if not messages:
-        return
-    traceparent = current_traceparent()
-    rows = [
-        {
-            "id": event.id,
-            "subject": subject,
-            "payload": event.to_json(),
-            "headers": {"traceparent": tp} if (tp := event.traceparent or traceparent) else {},
-            "created_at": event.time,
-            "attempts": 0,
-        }
-        for subject, event in messages
-    ]
-    await session.exec(insert(OutboxMessage), params=rows)
+    if messages:
+        await session.exec(
+            insert(OutboxMessage), params=[message_row(s, event) for s, event in messages]
+        )
 
 
 class OutboxPublishError(RuntimeError):

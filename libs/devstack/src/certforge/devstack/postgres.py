@@ -29,13 +29,13 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
+from certforge.common.db.pool import plain_url
 from certforge.devstack.ports import free_port, tcp_reachable
 from certforge.devstack.process import pid_alive, process_cmdline, read_pid_file, tail
 
 __all__ = [
     "PG_SYSTEM_USER",
     "ManagedPostgres",
-    "asyncpg_dsn",
     "create_database",
     "database_exists",
     "drop_database",
@@ -362,13 +362,6 @@ def start_postgres(
 # --- database helpers (async: the test harness and the CLI both have an event loop handy) ---
 
 
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg accepts only `postgresql://`/`postgres://`; drop a SQLAlchemy `+driver` suffix."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+", 1)[0]
-    return urlunsplit(parts._replace(scheme=scheme))
-
-
 def with_database(url: str, database: str) -> str:
     """The same server URL pointing at another database (keeps scheme, user, host and query)."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
@@ -380,9 +373,9 @@ def _quote_ident(name: str) -> str:
 
 
 async def _connect(url: str) -> Any:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
-    return await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+    return await asyncpg.connect(plain_url(url), timeout=10)
 
 
 async def database_exists(url: str, name: str) -> bool:

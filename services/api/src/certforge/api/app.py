@@ -38,6 +38,7 @@ from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import create_engine, session_factory
+from certforge.common.db.pool import open_pool
 from certforge.common.messaging import connect, ensure_streams
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
@@ -61,6 +62,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
         )
         sessions = session_factory(engine)
+        db = await open_pool(
+            settings.database_url.get_secret_value(), max_size=settings.database_pool_size
+        )
         subjects = Subjects(settings.nats.namespace)
         nats = await connect(settings.nats_url, name="certforge-api")
         js = nats.jetstream()
@@ -74,6 +78,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings=settings,
             engine=engine,
             sessions=sessions,
+            db=db,
             nats=nats,
             relay=relay,
             subjects=subjects,
@@ -95,6 +100,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relay_task, timeout=10)
             await nats.drain()
+            await db.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from certforge.common.db.tables import ApiToken, Identity, Membership
+from certforge.common.db.pool import Database
+from certforge.common.db.tables import ApiToken
 from certforge.common.domain import Role
 from certforge.common.errors import Unauthenticated
 
@@ -62,34 +60,39 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def authenticate(session: AsyncSession, authorization: str | None, now: datetime) -> Actor:
+_ACTOR_SQL = """
+SELECT t.id AS token_id, t.revoked_at, t.expires_at, t.last_used_at,
+       i.id AS identity_id, i.name, i.is_product_admin, i.disabled_at,
+       m.application_id, m.role
+FROM api_tokens t
+JOIN identities i ON i.id = t.identity_id
+LEFT JOIN memberships m ON m.identity_id = i.id
+WHERE t.token_hash = $1
+"""
+"""The token, its identity and every membership (a row per membership): one round trip."""
+
+
+async def authenticate(db: Database, authorization: str | None, now: datetime) -> Actor:
+    """The caller of every request, so plain SQL on the pool (see certforge.common.db.pool)."""
     token = bearer_token(authorization)
-    # one round trip: the token, its identity and every membership (one row per membership)
-    rows = (
-        await session.exec(
-            select(ApiToken, Identity, Membership)
-            .join(Identity, col(Identity.id) == col(ApiToken.identity_id))
-            .outerjoin(Membership, col(Membership.identity_id) == col(Identity.id))
-            .where(ApiToken.token_hash == hash_token(token))
-        )
-    ).all()
+    rows = await db.fetch(_ACTOR_SQL, hash_token(token))
     if not rows:
         raise Unauthenticated("invalid token")
-    api_token, identity, _ = rows[0]
-    if api_token.revoked_at is not None:
+    first = rows[0]
+    if first["revoked_at"] is not None:
         raise Unauthenticated("token has been revoked")
-    if api_token.expires_at is not None and api_token.expires_at <= now:
+    if first["expires_at"] is not None and first["expires_at"] <= now:
         raise Unauthenticated("token has expired")
-    if identity.disabled_at is not None:
+    if first["disabled_at"] is not None:
         raise Unauthenticated("identity is disabled")
-    if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
-        await session.exec(
-            update(ApiToken).where(col(ApiToken.id) == api_token.id).values(last_used_at=now)
+    last_used = first["last_used_at"]
+    if last_used is None or now - last_used > _LAST_USED_GRANULARITY:
+        await db.execute(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", first["token_id"], now
         )
-        await session.commit()
     return Actor(
-        identity_id=identity.id,
-        name=identity.name,
-        is_product_admin=identity.is_product_admin,
-        roles={m.application_id: Role(m.role) for _, _, m in rows if m is not None},
+        identity_id=first["identity_id"],
+        name=first["name"],
+        is_product_admin=first["is_product_admin"],
+        roles={r["application_id"]: Role(r["role"]) for r in rows if r["role"] is not None},
     )

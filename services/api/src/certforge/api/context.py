@@ -14,6 +14,7 @@ from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import SessionFactory
+from certforge.common.db.pool import Database
 from certforge.common.outbox import OutboxRelay
 
 
@@ -22,6 +23,8 @@ class ApiContext:
     settings: ApiSettings
     engine: AsyncEngine
     sessions: SessionFactory
+    db: Database
+    """Plain asyncpg for the hot paths (authentication, issuance); the ORM elsewhere."""
     nats: NatsClient
     relay: OutboxRelay
     subjects: Subjects

@@ -36,10 +36,10 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 async def get_actor(
     request: Request,
-    session: SessionDep,
+    context: ContextDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Actor:
-    actor = await authenticate(session, authorization, datetime.now(UTC))
+    actor = await authenticate(context.db, authorization, datetime.now(UTC))
     request.state.actor = actor
     return actor
 

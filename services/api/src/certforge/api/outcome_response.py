@@ -8,7 +8,6 @@ is what makes registering the waiter race-free (see `respond`)."""
 from __future__ import annotations
 
 from fastapi import Request, Response
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.context import ApiContext
@@ -24,7 +23,6 @@ def location(app: str, request_id: object) -> str:
 
 async def respond(
     request: Request,
-    session: AsyncSession,
     context: ApiContext,
     audit: AuditScope,
     submitted: requests.Submitted,
@@ -36,11 +34,11 @@ async def respond(
         # waiting no transaction is open and no connection is held.
         future = context.outcomes.expect(submitted.request.id)
         await context.outcomes.wait(submitted.request.id, future, wait)
-        # READ COMMITTED: this statement sees the issuer's commit, no new transaction needed
-        await requests.reload(session, submitted)
-    view = await certificates.request_view(session, context, submitted, with_key=True)
-    await certificates.audit_key_delivery(session, audit, view)
-    headers = {"Location": location(submitted.application.slug, submitted.request.id)}
+    if wait or submitted.replayed:
+        view = await certificates.outcome_view(context, audit, submitted)
+    else:  # just written, pending: nothing to read back
+        view = certificates.request_public(submitted, submitted.request, None)
+    headers = {"Location": location(submitted.application, submitted.request.id)}
     if wait:
         headers["Preference-Applied"] = f"wait={wait}"
     if view.status is RequestStatus.FAILED or view.status is RequestStatus.REJECTED:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -111,11 +112,11 @@ _UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if _connection_lost(exc):
         # a pooled connection died (database restarted); the pool has dropped it
         detail = "the database connection was lost; retry"
         return problem_response(request, 503, "unavailable", detail, headers={"Retry-After": "1"})
-    if isinstance(exc, DBAPIError) and _sqlstate(exc) in _UNSTORABLE_TEXT:
+    if _sqlstate(exc) in _UNSTORABLE_TEXT:
         detail = "the request contains characters that cannot be stored (e.g. NUL)"
         await record_refusal(request, 400, "invalid-text", detail)
         return problem_response(request, 400, "invalid-text", detail)
@@ -128,8 +129,21 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(request, 500, "internal", "internal error; quote the request_id")
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    original = exc.orig
+def _connection_lost(exc: Exception) -> bool:
+    """Through the ORM (SQLAlchemy invalidated the connection) or on the plain asyncpg pool."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | ConnectionError,
+    )
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
     return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 

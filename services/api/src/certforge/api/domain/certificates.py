@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlmodel import col, select
@@ -19,7 +20,8 @@ from certforge.api.schemas.certificates import (
 )
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.crypto.keys import load_private_key_der, private_key_to_pkcs8_pem
-from certforge.common.db.tables import Application, Certificate, CertificateAuthority, Profile
+from certforge.common.db.pool import Database
+from certforge.common.db.tables import Application, Certificate, CertificateRequest, Profile
 from certforge.common.domain import (
     CertificateStatus,
     KeyAlgorithm,
@@ -48,20 +50,21 @@ _CHAINS: dict[UUID, str] = {}
 when it is created or imported, and never change: safe to keep for the process's life."""
 
 
-async def chain_pem(session: AsyncSession, ca_id: UUID) -> str:
+async def chain_pem(db: Database, ca_id: UUID) -> str:
     """The issuing CA's certificate and its issuers: issuing CA first, root last."""
     chain = _CHAINS.get(ca_id)
     if chain is None:
-        ca = await session.get(CertificateAuthority, ca_id)
-        assert ca is not None
-        chain = ca.certificate_pem + ca.chain_pem
+        chain = await db.fetchval(
+            "SELECT certificate_pem || chain_pem FROM certificate_authorities WHERE id = $1", ca_id
+        )
+        assert chain is not None
         if len(_CHAINS) < 4096:
             _CHAINS[ca_id] = chain
     return chain
 
 
 async def issued(
-    session: AsyncSession, keys: KeyRing, certificate: Certificate, *, with_key: bool
+    context: ApiContext, certificate: Certificate, *, with_key: bool
 ) -> IssuedCertificate:
     return IssuedCertificate(
         id=certificate.id,
@@ -69,9 +72,9 @@ async def issued(
         not_before=certificate.not_before,
         not_after=certificate.not_after,
         certificate=certificate.certificate_pem,
-        chain=await chain_pem(session, certificate.ca_id),
+        chain=await chain_pem(context.db, certificate.ca_id),
         private_key=(
-            private_key_pem(keys, certificate)
+            private_key_pem(context.leaf_keys, certificate)
             if with_key and certificate.encrypted_private_key is not None
             else None
         ),
@@ -86,11 +89,17 @@ async def request_view(
     if request.status == RequestStatus.ISSUED and request.certificate_id is not None:
         row = await session.get(Certificate, request.certificate_id)
         if row is not None:
-            certificate = await issued(session, context.leaf_keys, row, with_key=with_key)
+            certificate = await issued(context, row, with_key=with_key)
+    return request_public(submitted, request, certificate)
+
+
+def request_public(
+    submitted: Submitted, request: CertificateRequest, certificate: IssuedCertificate | None
+) -> CertificateRequestPublic:
     return CertificateRequestPublic(
         id=request.id,
-        application=submitted.application.slug,
-        profile=submitted.profile.slug,
+        application=submitted.application,
+        profile=submitted.profile,
         method=RequestMethod(request.method),
         kind=request.kind,
         status=RequestStatus(request.status),
@@ -101,6 +110,56 @@ async def request_view(
         certificate_id=request.certificate_id,
         certificate=certificate,
     )
+
+
+_OUTCOME_SQL = """
+WITH request AS (
+    SELECT * FROM certificate_requests WHERE id = $1
+), issued AS (
+    SELECT c.id, c.application_id, c.serial_number, c.not_before, c.not_after,
+           c.certificate_pem, c.ca_id, c.encrypted_private_key
+    FROM certificates c JOIN request r ON c.id = r.certificate_id
+    WHERE r.status = 'issued'
+), key_read AS (
+    INSERT INTO audit_events (occurred_at, actor_id, actor_name, action, resource_type,
+                              resource_id, application_id, outcome, status_code, details,
+                              request_id)
+    SELECT $2, $3, $4, $5, 'certificate', i.id::text, i.application_id, 'success', 200,
+           jsonb_build_object('private_key', 'read', 'serial_number', i.serial_number), $6
+    FROM issued i WHERE i.encrypted_private_key IS NOT NULL
+)
+SELECT r.*, i.id AS c_id, i.application_id AS c_application_id, i.serial_number AS c_serial_number,
+       i.not_before AS c_not_before, i.not_after AS c_not_after,
+       i.certificate_pem AS c_certificate_pem, i.ca_id AS c_ca_id,
+       i.encrypted_private_key AS c_encrypted_private_key
+FROM request r LEFT JOIN issued i ON true
+"""
+"""A request's state with its certificate and, when the certificate's managed key is in it, the
+audit entry of that key read: one statement, so the key is never handed out unaudited."""
+
+
+async def outcome_view(
+    context: ApiContext, audit: AuditScope, submitted: Submitted
+) -> CertificateRequestPublic:
+    """The answer to the caller that submitted (or renewed): the request as it is now, with the
+    certificate and its managed private key once issued (the caller holds an operating role)."""
+    row = await context.db.fetchrow(
+        _OUTCOME_SQL,
+        submitted.request.id,
+        datetime.now(UTC),
+        audit.actor.identity_id,
+        audit.actor.name,
+        audit.action,
+        audit.request_id,
+    )
+    assert row is not None
+    values = dict(row)
+    fields = {k[2:]: values.pop(k) for k in list(values) if k.startswith("c_")}
+    request = CertificateRequest(**values)
+    certificate = None
+    if fields["id"] is not None:
+        certificate = await issued(context, Certificate(**fields), with_key=True)
+    return request_public(submitted, request, certificate)
 
 
 def certificate_view(
@@ -184,8 +243,8 @@ async def read_private_key(
 async def audit_key_delivery(
     session: AsyncSession, audit: AuditScope, view: CertificateRequestPublic
 ) -> None:
-    """Audit a request view that hands out a managed private key (a 201, a replayed POST, a
-    GET of the request): every response that carries a key is a key read."""
+    """Audit a request view that hands out a managed private key (a replayed POST, a GET of
+    the request): every response that carries a key is a key read."""
     if view.certificate is None or view.certificate.private_key is None:
         return
     certificate = await session.get(Certificate, view.certificate.id)

@@ -77,14 +77,20 @@ async def application_for(
 ) -> Application:
     """The application `ref` if `actor` may act on it with one of `roles`; else 404 or 403."""
     app: Application = await by_slug_or_id(session, Application, ref, "application", "app")
+    check_access(actor, app.id, app.slug, ref, roles)
+    return app
+
+
+def check_access(actor: Actor, app_id: UUID, slug: str, ref: str, roles: Iterable[Role]) -> None:
+    """Whether `actor` may act on application `app_id` (named `ref`) with one of `roles`:
+    404 to a non-member, as if it did not exist; 403 to a member whose role is too weak."""
     if actor.is_product_admin:
-        return app
-    role = actor.role_in(app.id)
+        return
+    role = actor.role_in(app_id)
     if role is None:
         raise NotFound.on_field("app", f"no application {ref!r}")
     if role not in set(roles):
-        raise Forbidden(f"your role {role.value!r} in {app.slug!r} does not allow this action")
-    return app
+        raise Forbidden(f"your role {role.value!r} in {slug!r} does not allow this action")
 
 
 async def commit(session: AsyncSession, *, duplicate: tuple[str, str] | None = None) -> None:

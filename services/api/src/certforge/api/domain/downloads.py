@@ -48,7 +48,7 @@ async def pkcs12_bundle(
         context.leaf_keys.decrypt(certificate.encrypted_private_key, certificate.id.bytes)
     )
     cas = (
-        load_certificate_chain_pem(await chain_pem(session, certificate.ca_id))
+        load_certificate_chain_pem(await chain_pem(context.db, certificate.ca_id))
         if (body.include_chain)
         else None
     )

@@ -198,7 +198,7 @@ async def renew(
     )
     await session.commit()
     context.relay.wake()
-    return Submitted(request, app, profile, replayed=False)
+    return Submitted(request, app.id, app.slug, profile.slug, replayed=False)
 
 
 def _check_renewable(certificate: Certificate, body: RenewBody) -> None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg
 import orjson
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +27,7 @@ from certforge.api.domain.common import (
     application_for,
     as_uuid,
     by_slug_or_id,
+    check_access,
     is_reference,
 )
 from certforge.api.schemas.certificates import CertificateRequestCreate
@@ -34,13 +35,11 @@ from certforge.api.schemas.common import decode_cursor, encode_cursor
 from certforge.common.contracts.commands import IssueCertificate
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.crypto.csr import parse_csr
+from certforge.common.db.pool import Database, Row
 from certforge.common.db.tables import (
     Application,
-    CertificateAuthority,
     CertificateRequest,
-    Policy,
     Profile,
-    ProfileAttachment,
 )
 from certforge.common.domain import CAStatus, KeyAlgorithm, RequestMethod, RequestStatus
 from certforge.common.errors import (
@@ -51,7 +50,7 @@ from certforge.common.errors import (
     Unprocessable,
 )
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
-from certforge.common.outbox import enqueue
+from certforge.common.outbox import message_row
 from certforge.common.policy import PolicyDocument, evaluate
 
 MAX_WAIT_SECONDS = 60
@@ -74,14 +73,65 @@ def body_fingerprint(body: CertificateRequestCreate) -> str:
 
 @dataclass(frozen=True)
 class Submitted:
+    """A request as its answer shows it: the row, and the slugs of its application and profile."""
+
     request: CertificateRequest
-    application: Application
-    profile: Profile
+    application_id: UUID
+    application: str
+    profile: str
     replayed: bool
 
 
+def _target_sql(app_column: str, profile_column: str) -> str:
+    return f"""
+SELECT a.id AS app_id, a.slug AS app_slug,
+       p.id AS profile_id, p.slug AS profile_slug, p.defaults,
+       ap.application_id IS NOT NULL AS attached, ap.api_enabled, ap.api_auto_renew,
+       ca.name AS ca_name, ca.status AS ca_status, ca.key_algorithm AS ca_key_algorithm,
+       ca.not_after AS ca_not_after,
+       pol.name AS policy_name, pol.document AS policy_document
+FROM applications a
+LEFT JOIN profiles p ON p.{profile_column} = $2
+LEFT JOIN certificate_authorities ca ON ca.id = p.ca_id
+LEFT JOIN policies pol ON pol.id = p.policy_id
+LEFT JOIN application_profiles ap ON ap.application_id = a.id AND ap.profile_id = p.id
+WHERE a.{app_column} = $1
+"""  # noqa: S608 - names from literals in this module; values are parameters
+
+
+_TARGET_SQL = {(a, p): _target_sql(a, p) for a in ("id", "slug") for p in ("id", "slug")}
+"""The application, and the profile with its attachment to it, its CA and its policy: one
+round trip. One statement per way of naming them, so each is planned on its unique index."""
+
+_REQUEST_COLUMNS = (
+    "id, application_id, profile_id, method, kind, status, params, error, error_details, "
+    "idempotency_key, body_fingerprint, certificate_id, renewal_of_id, requested_by, "
+    "created_at, completed_at"
+)
+
+_SUBMIT_SQL = f"""
+WITH request AS (
+    INSERT INTO certificate_requests ({_REQUEST_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+), command AS (
+    INSERT INTO outbox (id, subject, payload, headers, created_at, attempts)
+    VALUES ($17, $18, $19, $20, $21, $22)
+)
+INSERT INTO audit_events (occurred_at, actor_id, actor_name, action, resource_type,
+                          resource_id, application_id, outcome, status_code, details, request_id)
+VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)
+"""  # noqa: S608 - column names from the literal above; values are parameters
+"""The request, the issue command (outbox) and the audit entry: one statement, so they commit
+together with no BEGIN/COMMIT round trips."""
+
+_BY_IDEMPOTENCY_KEY_SQL = f"""
+SELECT {", ".join("r." + c.strip() for c in _REQUEST_COLUMNS.split(","))}, p.slug AS profile_slug
+FROM certificate_requests r JOIN profiles p ON p.id = r.profile_id
+WHERE r.application_id = $1 AND r.idempotency_key = $2
+"""  # noqa: S608 - column names from the literal above; values are parameters
+
+
 async def submit(
-    session: AsyncSession,
     context: ApiContext,
     audit: AuditScope,
     app_ref: str,
@@ -89,37 +139,39 @@ async def submit(
     idempotency_key: str | None,
     now: datetime,
 ) -> Submitted:
-    app = await application_for(session, audit.actor, app_ref, OPERATE_ROLES)
-    app_id = app.id  # still readable after a rollback expires `app`
+    db = context.db
+    target = await _target(db, audit.actor, app_ref, body.profile)
     fingerprint = body_fingerprint(body)
     if idempotency_key is not None:
-        previous = await _by_idempotency_key(session, app_id, idempotency_key, fingerprint)
+        previous = await _by_idempotency_key(db, target, idempotency_key, fingerprint)
         if previous is not None:
             return previous
-    profile, attachment, ca, policy = await _usable_profile(session, app, body.profile)
-    if ca.status != CAStatus.ACTIVE:
-        raise Unprocessable.on_field("profile", f"the CA of profile {profile.slug!r} is disabled")
+    profile = _usable_profile(target, body.profile)
     params = _params(body)
     template = resolve_template(
         params,
-        ProfileDefaults.model_validate(profile.defaults),
-        IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after),
+        ProfileDefaults.model_validate(target["defaults"]),
+        IssuingCA(
+            target["ca_name"], KeyAlgorithm(target["ca_key_algorithm"]), target["ca_not_after"]
+        ),
         now,
     )
+    policy = target["policy_name"]
     violations = evaluate(
-        PolicyDocument.model_validate(policy.document), template, policy_name=policy.name
+        PolicyDocument.model_validate(target["policy_document"]), template, policy_name=policy
     )
     if violations:
         errors = [FieldError(_request_field(v.field, params), v.message) for v in violations]
         raise PolicyViolation(
-            detail=f"{len(errors)} violation(s) of policy {policy.name!r}: "
+            detail=f"{len(errors)} violation(s) of policy {policy!r}: "
             + "; ".join(e.message for e in errors),
             errors=errors,
         )
 
+    app_id: UUID = target["app_id"]
     request = CertificateRequest(
-        application_id=app.id,
-        profile_id=profile.id,
+        application_id=app_id,
+        profile_id=target["profile_id"],
         method=params.method.value,
         status=RequestStatus.PENDING.value,
         params=params.model_dump(mode="json", exclude_none=True),
@@ -128,95 +180,89 @@ async def submit(
         requested_by=audit.actor.identity_id,
         created_at=now,
     )
-    session.add(request)
-    command = IssueCertificate(request_id=request.id, application_id=app.id)
-    enqueue(session, context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
-    audit.record(
-        session,
+    command = IssueCertificate(request_id=request.id, application_id=app_id)
+    outbox = message_row(context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
+    entry = audit.entry(
         resource_type="certificate_request",
         resource_id=request.id,
-        application_id=app.id,
+        application_id=app_id,
         details={
-            "profile": profile.slug,
+            "profile": profile,
             "method": params.method.value,
             "common_name": template.subject.common_name,
             "sans": [s.value for s in template.sans][:20],
-            "auto_renew_default": attachment.api_auto_renew,
+            "auto_renew_default": target["api_auto_renew"],
         },
         status_code=202,
     )
     try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
+        await db.execute(
+            _SUBMIT_SQL,
+            *(getattr(request, c.strip()) for c in _REQUEST_COLUMNS.split(",")),
+            *outbox.values(),
+            *entry.values(),
+        )
+    except asyncpg.UniqueViolationError:
         if idempotency_key is None:
             raise
         # A concurrent POST with the same key committed first: answer with its request.
-        previous = await _by_idempotency_key(session, app_id, idempotency_key, fingerprint)
+        previous = await _by_idempotency_key(db, target, idempotency_key, fingerprint)
         if previous is None:
             raise
         return previous
     context.relay.wake()
-    return Submitted(request, app, profile, replayed=False)
+    return Submitted(request, app_id, target["app_slug"], profile, replayed=False)
+
+
+async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) -> Row:
+    """The application (if `actor` may operate it: else 404 or 403) with the profile's rows."""
+    app_id = as_uuid(app_ref)
+    if app_id is None and not is_reference(app_ref):
+        raise NotFound.on_field("app", f"no application {app_ref!r}")
+    profile_id = as_uuid(profile_ref)
+    # a reference that names nothing (it may hold a NUL) never reaches the database
+    profile_key: object = profile_id if profile_id or not is_reference(profile_ref) else profile_ref
+    sql = _TARGET_SQL["id" if app_id else "slug", "slug" if isinstance(profile_key, str) else "id"]
+    row = await db.fetchrow(sql, app_id or app_ref, profile_key)
+    if row is None:
+        raise NotFound.on_field("app", f"no application {app_ref!r}")
+    check_access(actor, row["app_id"], row["app_slug"], app_ref, OPERATE_ROLES)
+    return row
+
+
+def _usable_profile(target: Row, ref: str) -> str:
+    """The profile's slug, if it may issue for the application now; else a 422."""
+    slug = target["profile_slug"]
+    app = target["app_slug"]
+    if slug is None:
+        raise Unprocessable.on_field("profile", f"no profile {ref!r}")
+    if not target["attached"]:
+        raise Unprocessable.on_field(
+            "profile", f"profile {slug!r} is not attached to application {app!r}"
+        )
+    if not target["api_enabled"]:
+        raise Unprocessable.on_field(
+            "profile", f"API enrollment is disabled for profile {slug!r} in {app!r}"
+        )
+    if target["ca_status"] != CAStatus.ACTIVE:
+        raise Unprocessable.on_field("profile", f"the CA of profile {slug!r} is disabled")
+    return str(slug)
 
 
 async def _by_idempotency_key(
-    session: AsyncSession, application_id: UUID, key: str, fingerprint: str
+    db: Database, target: Row, key: str, fingerprint: str
 ) -> Submitted | None:
-    row = (
-        await session.exec(
-            select(CertificateRequest, Application, Profile)
-            .join(Application, col(Application.id) == col(CertificateRequest.application_id))
-            .join(Profile, col(Profile.id) == col(CertificateRequest.profile_id))
-            .where(
-                CertificateRequest.application_id == application_id,
-                CertificateRequest.idempotency_key == key,
-            )
-        )
-    ).first()
+    row = await db.fetchrow(_BY_IDEMPOTENCY_KEY_SQL, target["app_id"], key)
     if row is None:
         return None
-    request, app, profile = row
-    if request.body_fingerprint != fingerprint:
+    if row["body_fingerprint"] != fingerprint:
         raise Unprocessable.on_field(
             "Idempotency-Key", "this key was used with a different request body"
         )
-    return Submitted(request, app, profile, replayed=True)
-
-
-async def _usable_profile(
-    session: AsyncSession, app: Application, ref: str
-) -> tuple[Profile, ProfileAttachment, CertificateAuthority, Policy]:
-    """The profile `ref` with its attachment to `app`, its CA and its policy: one round trip."""
-    if not is_reference(ref):
-        raise Unprocessable.on_field("profile", f"no profile {ref!r}")
-    profile_id = as_uuid(ref)
-    match = col(Profile.id) == profile_id if profile_id else col(Profile.slug) == ref
-    row = (
-        await session.exec(
-            select(Profile, ProfileAttachment, CertificateAuthority, Policy)
-            .join(CertificateAuthority, col(CertificateAuthority.id) == col(Profile.ca_id))
-            .join(Policy, col(Policy.id) == col(Profile.policy_id))
-            .outerjoin(
-                ProfileAttachment,
-                (col(ProfileAttachment.profile_id) == col(Profile.id))
-                & (col(ProfileAttachment.application_id) == app.id),
-            )
-            .where(match)
-        )
-    ).first()
-    if row is None:
-        raise Unprocessable.on_field("profile", f"no profile {ref!r}")
-    profile, attachment, ca, policy = row
-    if attachment is None:
-        raise Unprocessable.on_field(
-            "profile", f"profile {profile.slug!r} is not attached to application {app.slug!r}"
-        )
-    if not attachment.api_enabled:
-        raise Unprocessable.on_field(
-            "profile", f"API enrollment is disabled for profile {profile.slug!r} in {app.slug!r}"
-        )
-    return profile, attachment, ca, policy
+    values = dict(row)
+    profile = values.pop("profile_slug")
+    request = CertificateRequest(**values)
+    return Submitted(request, target["app_id"], target["app_slug"], profile, replayed=True)
 
 
 def _params(body: CertificateRequestCreate) -> RequestParams:
@@ -296,12 +342,7 @@ async def get(session: AsyncSession, actor: Actor, app_ref: str, request_id: UUI
             "request_id", f"no certificate request {request_id} in {app.slug!r}"
         )
     request, profile = row
-    return Submitted(request, app, profile, replayed=True)
-
-
-async def reload(session: AsyncSession, submitted: Submitted) -> Submitted:
-    await session.refresh(submitted.request)
-    return submitted
+    return Submitted(request, app.id, app.slug, profile.slug, replayed=True)
 
 
 @dataclass(frozen=True)

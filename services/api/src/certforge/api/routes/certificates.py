@@ -37,7 +37,6 @@ async def create_certificate_request(
     app: str,
     body: CertificateRequestCreate,
     request: Request,
-    session: SessionDep,
     audit: AuditDep,
     context: ContextDep,
     prefer: Annotated[str | None, Header(description="RFC 7240, e.g. `wait=10`")] = None,
@@ -57,11 +56,9 @@ async def create_certificate_request(
     (N ≤ 60) was sent and it was issued in time. The private key of a managed certificate is in
     the response (PKCS#8 PEM); keep it secret.
     """
-    submitted = await requests.submit(
-        session, context, audit, app, body, idempotency_key, datetime.now(UTC)
-    )
+    submitted = await requests.submit(context, audit, app, body, idempotency_key, datetime.now(UTC))
     return await outcome_response.respond(
-        request, session, context, audit, submitted, requests.prefer_wait(prefer)
+        request, context, audit, submitted, requests.prefer_wait(prefer)
     )
 
 
@@ -71,7 +68,7 @@ async def get_certificate_request(
 ) -> CertificateRequestPublic:
     """The request and, once issued, its certificate (with the managed key for operators)."""
     submitted = await requests.get(session, audit.actor, app, request_id)
-    with_key = certificates.may_read_keys(audit.actor, submitted.application.id)
+    with_key = certificates.may_read_keys(audit.actor, submitted.application_id)
     view = await certificates.request_view(session, context, submitted, with_key=with_key)
     await certificates.audit_key_delivery(session, audit, view)
     return view
@@ -99,7 +96,10 @@ async def list_certificate_requests(
     )
     items = [
         await certificates.request_view(
-            session, context, requests.Submitted(r, application, p, True), with_key=False
+            session,
+            context,
+            requests.Submitted(r, application.id, application.slug, p.slug, True),
+            with_key=False,
         )
         for r, p in rows
     ]
@@ -134,11 +134,11 @@ async def certificate_pem(
     responses=_PEM_RESPONSE,
 )
 async def certificate_chain(
-    app: str, certificate_id: UUID, session: SessionDep, actor: ActorDep
+    app: str, certificate_id: UUID, session: SessionDep, actor: ActorDep, context: ContextDep
 ) -> Response:
     """The issuing CA's certificate first, the root last."""
     certificate, _, _ = await certificates.get(session, actor, app, certificate_id)
-    return Response(await certificates.chain_pem(session, certificate.ca_id), media_type=PEM)
+    return Response(await certificates.chain_pem(context.db, certificate.ca_id), media_type=PEM)
 
 
 @router.get(
@@ -148,11 +148,11 @@ async def certificate_chain(
     responses=_PEM_RESPONSE,
 )
 async def certificate_bundle(
-    app: str, certificate_id: UUID, session: SessionDep, actor: ActorDep
+    app: str, certificate_id: UUID, session: SessionDep, actor: ActorDep, context: ContextDep
 ) -> Response:
     """The certificate followed by its chain (what a TLS server sends)."""
     certificate, _, _ = await certificates.get(session, actor, app, certificate_id)
-    chain = await certificates.chain_pem(session, certificate.ca_id)
+    chain = await certificates.chain_pem(context.db, certificate.ca_id)
     return Response(certificate.certificate_pem + chain, media_type=PEM)
 
 

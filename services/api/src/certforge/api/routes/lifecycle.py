@@ -62,7 +62,7 @@ async def renew_certificate(
         session, context, audit, app, certificate_id, body or RenewBody(), datetime.now(UTC)
     )
     return await outcome_response.respond(
-        request, session, context, audit, submitted, requests.prefer_wait(prefer)
+        request, context, audit, submitted, requests.prefer_wait(prefer)
     )
 
 
