@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import uvicorn
+import uvloop
 from faststream.nats import NatsBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,12 @@ from certforge.common.tracing import setup_tracing
 log = logging.getLogger(__name__)
 
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def serve(worker: Worker) -> None:
+    """Run `worker` until it stops, on uvloop: libuv's event loop costs less per iteration and
+    per socket write than asyncio's own, which showed in the issuer's profile."""
+    uvloop.run(worker.run())
 
 
 class Worker:

@@ -51,8 +51,8 @@ def lint_key(algorithm: KeyAlgorithm) -> PrivateKey:
 
 def lint_errors(cert: x509.Certificate) -> list[str]:
     """Codes of pkilint ERROR-or-worse findings, less the tolerated false positive."""
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    document = loader.RFC5280CertificateDocumentLoader().load_pem_document(pem, "tbs")
+    der = cert.public_bytes(serialization.Encoding.DER)
+    document = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
     results = _validator().validate(document.root)
     codes = [
         found.finding.code

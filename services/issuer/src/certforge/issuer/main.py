@@ -7,7 +7,7 @@ import asyncio
 from certforge.common.contracts.commands import IssueCertificate, RenewCertificate
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.logs import configure_logging
-from certforge.common.runtime import Worker
+from certforge.common.runtime import Worker, serve
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.cas import CAService
 from certforge.issuer.consumer import CommandConsumer
@@ -62,4 +62,4 @@ def build(settings: IssuerSettings) -> Worker:
 def main() -> None:
     settings = IssuerSettings.load_or_exit("certforge-issuer")
     configure_logging("issuer", settings.log_level)
-    asyncio.run(build(settings).run())
+    serve(build(settings))

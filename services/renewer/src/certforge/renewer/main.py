@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from certforge.common.logs import configure_logging
-from certforge.common.runtime import Worker
+from certforge.common.runtime import Worker, serve
 from certforge.renewer.scan import RenewalScanner
 from certforge.renewer.settings import RenewerSettings
 
@@ -22,4 +20,4 @@ def build(settings: RenewerSettings) -> Worker:
 def main() -> None:
     settings = RenewerSettings.load_or_exit("certforge-renewer")
     configure_logging("renewer", settings.log_level)
-    asyncio.run(build(settings).run())
+    serve(build(settings))

@@ -11,7 +11,7 @@ from certforge.common.contracts.rpc import SyncTestReply, TestSync
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.tables import SyncDestination
 from certforge.common.logs import configure_logging
-from certforge.common.runtime import Worker
+from certforge.common.runtime import Worker, serve
 from certforge.syncer.fanout import FanOut
 from certforge.syncer.plugins.base import SyncError
 from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
@@ -100,4 +100,4 @@ def build(settings: SyncerSettings) -> Worker:
 def main() -> None:
     settings = SyncerSettings.load_or_exit("certforge-syncer")
     configure_logging("syncer", settings.log_level)
-    asyncio.run(build(settings).run())
+    serve(build(settings))
