@@ -6,7 +6,7 @@ import functools
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from certforge.common.crypto.keys import (
@@ -17,6 +17,7 @@ from certforge.common.crypto.keys import (
     key_algorithm_of,
     load_private_key_der,
     load_private_key_pem,
+    load_stored_private_key,
     private_key_to_der,
     private_key_to_pkcs8_pem,
 )
@@ -37,8 +38,19 @@ def test_generated_key_has_its_algorithm_and_round_trips(alg: KeyAlgorithm) -> N
     pem = private_key_to_pkcs8_pem(private)
     assert pem.startswith("-----BEGIN PRIVATE KEY-----")
     der = private_key_to_der(private)
-    for loaded in (load_private_key_pem(pem), load_private_key_der(der)):
+    loaders = (load_private_key_pem(pem), load_private_key_der(der), load_stored_private_key(der))
+    for loaded in loaders:
         assert private_key_to_der(loaded) == der
+
+
+def test_a_stored_key_still_signs_and_matches_its_public_key() -> None:
+    """The stored-key loader skips only RSA's consistency check: the key is the same key."""
+    private = key(KeyAlgorithm.RSA_2048)
+    loaded = load_stored_private_key(private_key_to_der(private))
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+    assert loaded.public_key().public_numbers() == private.public_key().public_numbers()
+    signature = loaded.sign(b"x", padding.PKCS1v15(), hashes.SHA256())
+    private.public_key().verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
 
 
 def _rsa_public(bits: int, exponent: int = 65537) -> rsa.RSAPublicKey:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.crypto.keys import PrivateKey, load_private_key_der, private_key_to_der
+from certforge.common.crypto.keys import PrivateKey, load_stored_private_key, private_key_to_der
 from certforge.common.db.tables import CertificateAuthority
 
 
@@ -18,4 +18,4 @@ def seal(ring: KeyRing, ca_id: UUID, key: PrivateKey) -> tuple[bytes, str]:
 
 
 def unseal(ring: KeyRing, ca: CertificateAuthority) -> PrivateKey:
-    return load_private_key_der(ring.decrypt(ca.encrypted_private_key, ca.id.bytes))
+    return load_stored_private_key(ring.decrypt(ca.encrypted_private_key, ca.id.bytes))

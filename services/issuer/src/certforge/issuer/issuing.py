@@ -56,7 +56,7 @@ from certforge.common.crypto.keys import (
     PrivateKey,
     PublicKey,
     generate_private_key,
-    load_private_key_der,
+    load_stored_private_key,
     private_key_to_der,
 )
 from certforge.common.db.engine import SessionFactory
@@ -290,7 +290,7 @@ class IssuanceService:
             )
         elif key_mode is RenewalKey.REUSE:
             der = self.leaf_keys.decrypt(old.encrypted_private_key, old.id.bytes)
-            private_key = load_private_key_der(der)
+            private_key = load_stored_private_key(der)
             public_key = private_key.public_key()
         template = renewal_template(old_cert, key_algorithm, policy.max_validity, ca, now)
         return _Planned(

@@ -25,7 +25,7 @@ from certforge.common.crypto.envelope import KeyRing
 from certforge.common.crypto.keys import (
     PrivateKey,
     generate_private_key,
-    load_private_key_der,
+    load_stored_private_key,
     private_key_to_der,
 )
 from certforge.common.db.engine import SessionFactory
@@ -79,7 +79,7 @@ class KeyPool:
         ).all()
         self._claimed.set()
         return [
-            load_private_key_der(self._leaf_keys.decrypt(blob, entry_id.bytes))
+            load_stored_private_key(self._leaf_keys.decrypt(blob, entry_id.bytes))
             for entry_id, blob in rows
         ]
 

@@ -33,7 +33,7 @@ from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import SyncFailed, SyncSucceeded
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.crypto.keys import load_private_key_der, private_key_to_pkcs8_pem
+from certforge.common.crypto.keys import load_stored_private_key, private_key_to_pkcs8_pem
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import (
     Application,
@@ -226,7 +226,7 @@ class SyncTasks:
         private_key = None
         if certificate.encrypted_private_key is not None and destination.wants_private_key():
             der = self._leaf_keys.decrypt(certificate.encrypted_private_key, certificate.id.bytes)
-            private_key = private_key_to_pkcs8_pem(load_private_key_der(der))
+            private_key = private_key_to_pkcs8_pem(load_stored_private_key(der))
         lineage_id = certificate.lineage_id or certificate.id
         return SyncItem(
             name=render_name(

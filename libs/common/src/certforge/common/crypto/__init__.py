@@ -39,6 +39,7 @@ from certforge.common.crypto.keys import (
     key_algorithm_of,
     load_private_key_der,
     load_private_key_pem,
+    load_stored_private_key,
     private_key_to_der,
     private_key_to_pkcs8_pem,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "load_certificate_pem",
     "load_private_key_der",
     "load_private_key_pem",
+    "load_stored_private_key",
     "name_to_subject",
     "new_serial",
     "parse_csr",

@@ -174,6 +174,20 @@ def load_private_key_der(data: bytes, *, field: str = "private_key") -> PrivateK
     return as_supported_private_key(key, field=field)
 
 
+def load_stored_private_key(der: bytes) -> PrivateKey:
+    """A key just decrypted from Certforge's own storage, without re-validating it.
+
+    The envelope's AES-GCM tag (bound to the row) proves these are the bytes written when the
+    key was generated or imported, and validated, here. Validating again on every read costs,
+    for RSA, the primality tests of p and q: about 55 ms for RSA-2048, as much as generating
+    a key, on every issuance from the key pool and every delivery of a key.
+    """
+    key = serialization.load_der_private_key(
+        der, password=None, unsafe_skip_rsa_key_validation=True
+    )
+    return as_supported_private_key(key, field="private_key")
+
+
 def load_private_key_pem(text: str | bytes, *, field: str = "private_key") -> PrivateKey:
     """A key from unencrypted PEM (PKCS#8, PKCS#1 or SEC1), supported types only.
 

@@ -19,7 +19,7 @@ from certforge.api.schemas.certificates import (
     IssuedCertificate,
 )
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.crypto.keys import load_private_key_der, private_key_to_pkcs8_pem
+from certforge.common.crypto.keys import load_stored_private_key, private_key_to_pkcs8_pem
 from certforge.common.db.pool import Database
 from certforge.common.db.tables import Application, Certificate, CertificateRequest, Profile
 from certforge.common.domain import (
@@ -42,7 +42,7 @@ def private_key_pem(keys: KeyRing, certificate: Certificate) -> str:
     """Decrypt a managed key; the AAD binds the blob to this certificate's row."""
     assert certificate.encrypted_private_key is not None
     der = keys.decrypt(certificate.encrypted_private_key, certificate.id.bytes)
-    return private_key_to_pkcs8_pem(load_private_key_der(der))
+    return private_key_to_pkcs8_pem(load_stored_private_key(der))
 
 
 _CHAINS: dict[UUID, str] = {}

@@ -18,7 +18,7 @@ from certforge.common.crypto.certificates import (
     load_certificate_chain_pem,
     load_certificate_pem,
 )
-from certforge.common.crypto.keys import load_private_key_der
+from certforge.common.crypto.keys import load_stored_private_key
 from certforge.common.errors import Unprocessable
 
 
@@ -44,7 +44,7 @@ async def pkcs12_bundle(
         raise Unprocessable.on_field(
             "certificate_id", "this certificate's key was never held by Certforge (CSR method)"
         )
-    key = load_private_key_der(
+    key = load_stored_private_key(
         context.leaf_keys.decrypt(certificate.encrypted_private_key, certificate.id.bytes)
     )
     cas = (

@@ -32,7 +32,7 @@ from certforge.api.ocsp import (
 )
 from certforge.common.crypto.certificates import load_certificate_pem
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.crypto.keys import load_private_key_der
+from certforge.common.crypto.keys import load_stored_private_key
 from certforge.common.db.tables import Certificate, CertificateAuthority, OcspResponder
 from certforge.common.domain import CertificateStatus, RevocationReason
 
@@ -92,7 +92,7 @@ async def current_responder(
     responder = Responder(
         id=row.id,
         certificate=load_certificate_pem(row.certificate_pem),
-        key=load_private_key_der(key_der),
+        key=load_stored_private_key(key_der),
         not_after=row.not_after,
     )
     cache.responders[ca_id] = responder
