@@ -112,6 +112,12 @@ def main() -> None:
         default=",".join(SCENARIOS),
         help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
     )
+    parser.add_argument(
+        "--no-lint",
+        action="store_true",
+        help="Certforge without pre-issuance linting (CERTFORGE_LINT_BEFORE_SIGNING=false), "
+        "like for like with OpenBao, which does not lint; linting is on by default",
+    )
     parser.add_argument("--label", default="", help="a note for RESULTS.md (what changed, load)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
@@ -136,7 +142,8 @@ def main() -> None:
         bao.configure()
         print(f"  OpenBao {bao.version} at {bao.base}", flush=True)
         print("starting Certforge (certforge-dev run) …", flush=True)
-        certforge = stack.enter_context(System())
+        lint = {"CERTFORGE_LINT_BEFORE_SIGNING": "false"} if args.no_lint else {}
+        certforge = stack.enter_context(System(lint))
         versions = {  # the commit now: the services loaded the code of this moment
             "OpenBao": bao.version,
             "Certforge": _git_commit(),
@@ -525,7 +532,13 @@ def render(
         f"(< 0.1 core), then {args.warmup} s warm-up at the same load. Paced: wrk -t1 "
         f"-c{PACED_CONNECTIONS} at {PACED_RATE} req/s (load.lua's delay()). OpenBao: raft, "
         "single node, issuing from its EC P-256 root, roles with `no_store=false`, no audit "
-        "device. Certforge: `certforge-dev run`, root → intermediate, `Prefer: wait=30`. CPU "
+        "device. Certforge: `certforge-dev run`, root → intermediate, `Prefer: wait=30`, "
+        + (
+            "**pre-issuance lint off** (`CERTFORGE_LINT_BEFORE_SIGNING=false`). "
+            if args.no_lint
+            else "pre-issuance lint on (the default). "
+        )
+        + "CPU "
         "ms/cert: the system's processes' CPU time during the run over the answers counted.",
         "",
         "| scenario | OpenBao req/s | Certforge req/s | ratio CF/OB | p50 ms OB / CF "

@@ -157,7 +157,9 @@ def lint_cost(n: int = 300) -> dict[str, float]:
 class System:
     """The whole system started by `certforge-dev run` in a temporary state directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        """`settings`: extra `CERTFORGE_*` variables for the services."""
+        self.settings = settings or {}
         self.state = Path(tempfile.mkdtemp(prefix="cf-bench-", dir="/tmp"))
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -170,7 +172,7 @@ class System:
             "CERTFORGE_STATE_DIR": str(self.state),
             "CERTFORGE_API_PORT": str(self.port),
             "CERTFORGE_LOG_LEVEL": "WARNING",
-        }
+        } | self.settings
         self.log = open(self.state / "system.log", "wb")
         try:
             self.process = subprocess.Popen(
