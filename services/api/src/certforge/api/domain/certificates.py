@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import UUID
 
 from sqlmodel import col, select
@@ -12,7 +14,7 @@ from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor
 from certforge.api.context import ApiContext
 from certforge.api.domain.common import OPERATE_ROLES, READ_ROLES, application_for
-from certforge.api.domain.requests import Submitted
+from certforge.api.domain.requests import RequestRecord, Submitted
 from certforge.api.schemas.certificates import (
     CertificatePublic,
     CertificateRequestPublic,
@@ -21,7 +23,7 @@ from certforge.api.schemas.certificates import (
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.crypto.keys import load_stored_private_key, private_key_to_pkcs8_pem
 from certforge.common.db.pool import Database
-from certforge.common.db.tables import Application, Certificate, CertificateRequest, Profile
+from certforge.common.db.tables import Application, Certificate, Profile
 from certforge.common.domain import (
     CertificateStatus,
     KeyAlgorithm,
@@ -38,7 +40,33 @@ def may_read_keys(actor: Actor, application_id: UUID) -> bool:
     return actor.is_product_admin or actor.role_in(application_id) in OPERATE_ROLES
 
 
-def private_key_pem(keys: KeyRing, certificate: Certificate) -> str:
+class HoldsKey(Protocol):
+    """A certificate's row as far as its managed key goes (an ORM object or a record)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def encrypted_private_key(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    """What a request's answer shows of its certificate: plain values (see RequestRecord)."""
+
+    id: UUID
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+    certificate_pem: str
+    ca_id: UUID
+    encrypted_private_key: bytes | None
+
+    @classmethod
+    def of(cls, certificate: Certificate) -> CertificateRecord:
+        return cls(*(getattr(certificate, name) for name in cls.__slots__))
+
+
+def private_key_pem(keys: KeyRing, certificate: HoldsKey) -> str:
     """Decrypt a managed key; the AAD binds the blob to this certificate's row."""
     assert certificate.encrypted_private_key is not None
     der = keys.decrypt(certificate.encrypted_private_key, certificate.id.bytes)
@@ -64,7 +92,7 @@ async def chain_pem(db: Database, ca_id: UUID) -> str:
 
 
 async def issued(
-    context: ApiContext, certificate: Certificate, *, with_key: bool
+    context: ApiContext, certificate: CertificateRecord, *, with_key: bool
 ) -> IssuedCertificate:
     return IssuedCertificate(
         id=certificate.id,
@@ -89,12 +117,12 @@ async def request_view(
     if request.status == RequestStatus.ISSUED and request.certificate_id is not None:
         row = await session.get(Certificate, request.certificate_id)
         if row is not None:
-            certificate = await issued(context, row, with_key=with_key)
+            certificate = await issued(context, CertificateRecord.of(row), with_key=with_key)
     return request_public(submitted, request, certificate)
 
 
 def request_public(
-    submitted: Submitted, request: CertificateRequest, certificate: IssuedCertificate | None
+    submitted: Submitted, request: RequestRecord, certificate: IssuedCertificate | None
 ) -> CertificateRequestPublic:
     return CertificateRequestPublic(
         id=request.id,
@@ -114,7 +142,9 @@ def request_public(
 
 _OUTCOME_SQL = """
 WITH request AS (
-    SELECT * FROM certificate_requests WHERE id = $1
+    SELECT id, method, kind, status, error, error_details, created_at, completed_at,
+           certificate_id
+    FROM certificate_requests WHERE id = $1
 ), issued AS (
     SELECT c.id, c.application_id, c.serial_number, c.not_before, c.not_after,
            c.certificate_pem, c.ca_id, c.encrypted_private_key
@@ -128,9 +158,8 @@ WITH request AS (
            jsonb_build_object('private_key', 'read', 'serial_number', i.serial_number), $6
     FROM issued i WHERE i.encrypted_private_key IS NOT NULL
 )
-SELECT r.*, i.id AS c_id, i.application_id AS c_application_id, i.serial_number AS c_serial_number,
-       i.not_before AS c_not_before, i.not_after AS c_not_after,
-       i.certificate_pem AS c_certificate_pem, i.ca_id AS c_ca_id,
+SELECT r.*, i.id AS c_id, i.serial_number AS c_serial_number, i.not_before AS c_not_before,
+       i.not_after AS c_not_after, i.certificate_pem AS c_certificate_pem, i.ca_id AS c_ca_id,
        i.encrypted_private_key AS c_encrypted_private_key
 FROM request r LEFT JOIN issued i ON true
 """
@@ -153,13 +182,11 @@ async def outcome_view(
         audit.request_id,
     )
     assert row is not None
-    values = dict(row)
-    fields = {k[2:]: values.pop(k) for k in list(values) if k.startswith("c_")}
-    request = CertificateRequest(**values)
     certificate = None
-    if fields["id"] is not None:
-        certificate = await issued(context, Certificate(**fields), with_key=True)
-    return request_public(submitted, request, certificate)
+    if row["c_id"] is not None:
+        stored = CertificateRecord(*(row["c_" + name] for name in CertificateRecord.__slots__))
+        certificate = await issued(context, stored, with_key=True)
+    return request_public(submitted, RequestRecord.of_row(row), certificate)
 
 
 def certificate_view(

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from certforge.api.audit import AuditScope
 from certforge.api.context import ApiContext
 from certforge.api.domain.common import OPERATE_ROLES, application_for
-from certforge.api.domain.requests import Submitted
+from certforge.api.domain.requests import RequestRecord, Submitted
 from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody
 from certforge.common.contracts.commands import RenewCertificate, RevokeCertificate
 from certforge.common.contracts.envelope import CloudEvent
@@ -198,7 +198,7 @@ async def renew(
     )
     await session.commit()
     context.relay.wake()
-    return Submitted(request, app.id, app.slug, profile.slug, replayed=False)
+    return Submitted(RequestRecord.of(request), app.id, app.slug, profile.slug, replayed=False)
 
 
 def _check_renewable(certificate: Certificate, body: RenewBody) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
@@ -71,11 +73,35 @@ def body_fingerprint(body: CertificateRequestCreate) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What an answer shows of a certificate request: plain values, read from a row or an ORM
+    object (an ORM object costs more to build than the hot path spends in PostgreSQL)."""
+
+    id: UUID
+    method: str
+    kind: str
+    status: str
+    error: str | None
+    error_details: list[Any]
+    created_at: datetime
+    completed_at: datetime | None
+    certificate_id: UUID | None
+
+    @classmethod
+    def of(cls, request: CertificateRequest) -> RequestRecord:
+        return cls(*(getattr(request, name) for name in cls.__slots__))
+
+    @classmethod
+    def of_row(cls, row: Row | Mapping[str, Any]) -> RequestRecord:
+        return cls(*(row[name] for name in cls.__slots__))
+
+
 @dataclass(frozen=True)
 class Submitted:
     """A request as its answer shows it: the row, and the slugs of its application and profile."""
 
-    request: CertificateRequest
+    request: RequestRecord
     application_id: UUID
     application: str
     profile: str
@@ -169,22 +195,29 @@ async def submit(
         )
 
     app_id: UUID = target["app_id"]
-    request = CertificateRequest(
-        application_id=app_id,
-        profile_id=target["profile_id"],
-        method=params.method.value,
-        status=RequestStatus.PENDING.value,
-        params=params.model_dump(mode="json", exclude_none=True),
-        idempotency_key=idempotency_key,
-        body_fingerprint=fingerprint,
-        requested_by=audit.actor.identity_id,
-        created_at=now,
-    )
-    command = IssueCertificate(request_id=request.id, application_id=app_id)
+    request = {
+        "id": uuid4(),
+        "application_id": app_id,
+        "profile_id": target["profile_id"],
+        "method": params.method.value,
+        "kind": "issue",
+        "status": RequestStatus.PENDING.value,
+        "params": params.model_dump(mode="json", exclude_none=True),
+        "error": None,
+        "error_details": [],
+        "idempotency_key": idempotency_key,
+        "body_fingerprint": fingerprint,
+        "certificate_id": None,
+        "renewal_of_id": None,
+        "requested_by": audit.actor.identity_id,
+        "created_at": now,
+        "completed_at": None,
+    }
+    command = IssueCertificate(request_id=request["id"], application_id=app_id)
     outbox = message_row(context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
     entry = audit.entry(
         resource_type="certificate_request",
-        resource_id=request.id,
+        resource_id=request["id"],
         application_id=app_id,
         details={
             "profile": profile,
@@ -198,7 +231,7 @@ async def submit(
     try:
         await db.execute(
             _SUBMIT_SQL,
-            *(getattr(request, c.strip()) for c in _REQUEST_COLUMNS.split(",")),
+            *(request[c.strip()] for c in _REQUEST_COLUMNS.split(",")),
             *outbox.values(),
             *entry.values(),
         )
@@ -211,7 +244,8 @@ async def submit(
             raise
         return previous
     context.relay.wake()
-    return Submitted(request, app_id, target["app_slug"], profile, replayed=False)
+    record = RequestRecord.of_row(request)
+    return Submitted(record, app_id, target["app_slug"], profile, replayed=False)
 
 
 async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) -> Row:
@@ -259,10 +293,8 @@ async def _by_idempotency_key(
         raise Unprocessable.on_field(
             "Idempotency-Key", "this key was used with a different request body"
         )
-    values = dict(row)
-    profile = values.pop("profile_slug")
-    request = CertificateRequest(**values)
-    return Submitted(request, target["app_id"], target["app_slug"], profile, replayed=True)
+    record = RequestRecord.of_row(row)
+    return Submitted(record, target["app_id"], target["app_slug"], row["profile_slug"], True)
 
 
 def _params(body: CertificateRequestCreate) -> RequestParams:
@@ -342,7 +374,7 @@ async def get(session: AsyncSession, actor: Actor, app_ref: str, request_id: UUI
             "request_id", f"no certificate request {request_id} in {app.slug!r}"
         )
     request, profile = row
-    return Submitted(request, app.id, app.slug, profile.slug, replayed=True)
+    return Submitted(RequestRecord.of(request), app.id, app.slug, profile.slug, replayed=True)
 
 
 @dataclass(frozen=True)

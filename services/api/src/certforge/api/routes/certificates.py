@@ -98,7 +98,9 @@ async def list_certificate_requests(
         await certificates.request_view(
             session,
             context,
-            requests.Submitted(r, application.id, application.slug, p.slug, True),
+            requests.Submitted(
+                requests.RequestRecord.of(r), application.id, application.slug, p.slug, True
+            ),
             with_key=False,
         )
         for r, p in rows
