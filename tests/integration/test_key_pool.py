@@ -42,13 +42,15 @@ async def test_pooled_keys_are_sealed_and_claimed_once(api_app: Any) -> None:
             context.leaf_keys.decrypt(row.encrypted_key, rows[0 if row is rows[1] else 1].id.bytes)
         load_private_key_der(context.leaf_keys.decrypt(row.encrypted_key, row.id.bytes))
 
-    async with context.sessions() as session:  # a claim that rolls back hands out nothing
-        assert len(await pool.claim(session, ALGORITHM, 5)) == 2
-        await session.rollback()
+    async with context.db.acquire() as conn:  # a claim that rolls back hands out nothing
+        transaction = conn.transaction()
+        await transaction.start()
+        assert len(await pool.claim(conn, ALGORITHM, 5)) == 2
+        await transaction.rollback()
 
     async def claim() -> list[bytes]:
-        async with context.sessions() as session, session.begin():
-            keys = await pool.claim(session, ALGORITHM, 2)
+        async with context.db.acquire() as conn, conn.transaction():
+            keys = await pool.claim(conn, ALGORITHM, 2)
             await asyncio.sleep(0.2)  # hold the rows while the other claim runs
             return [k.public_key().public_bytes(*SPKI) for k in keys]
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
+from certforge.common.db.pool import LazyPool
 from certforge.common.messaging import ensure_streams, server_list
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
@@ -49,6 +50,10 @@ class Worker:
             settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
         )
         self.sessions: SessionFactory = session_factory(self.engine)
+        self.database = LazyPool(
+            settings.database_url.get_secret_value(), max_size=settings.database_pool_size
+        )
+        """Plain asyncpg for a worker's hot path (the issuer's batches); the ORM elsewhere."""
         self.broker = NatsBroker(
             server_list(settings.nats_url),
             name=f"certforge-{name}",
@@ -130,6 +135,7 @@ class Worker:
             health.should_exit = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(probes, return_exceptions=True), timeout=5)
+        await self.database.close()
         await self.engine.dispose()
         log.info("%s stopped", self.name)
 

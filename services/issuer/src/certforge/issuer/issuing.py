@@ -26,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 from cryptography import x509
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import (
@@ -59,15 +58,11 @@ from certforge.common.crypto.keys import (
     load_stored_private_key,
     private_key_to_der,
 )
-from certforge.common.db.engine import SessionFactory
+from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import (
     Application,
     Certificate,
-    CertificateAuthority,
     CertificateRequest,
-    Policy,
-    Profile,
-    ProfileAttachment,
 )
 from certforge.common.domain import (
     CAStatus,
@@ -94,33 +89,23 @@ from certforge.common.metrics import (
     RENEWALS,
     REQUESTS_FAILED,
 )
-from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument, enforce
 from certforge.common.template import CertificateTemplate
 from certforge.common.tracing import continued
-from certforge.issuer import lint
+from certforge.issuer import batch_store, lint
+from certforge.issuer.batch_store import Batch, Writes
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.keypool import KeyPool
 from certforge.issuer.urls import ca_urls
+
+if TYPE_CHECKING:
+    from certforge.common.db.pool import Connection
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/certforge/issuer"
 RENEW = "renew"
 _HASHES = {h.value.lower(): h for h in SignatureHash}
-
-
-@dataclass
-class _Batch:
-    """Everything the requests of a batch refer to, loaded with one query per table."""
-
-    applications: dict[UUID, Application] = field(default_factory=dict)
-    profiles: dict[UUID, Profile] = field(default_factory=dict)
-    policies: dict[UUID, Policy] = field(default_factory=dict)
-    cas: dict[UUID, CertificateAuthority] = field(default_factory=dict)
-    attachments: dict[tuple[UUID, UUID], ProfileAttachment] = field(default_factory=dict)
-    renewed: dict[UUID, Certificate] = field(default_factory=dict)
-    """Certificates being renewed, by id (locked with the batch)."""
 
 
 @dataclass
@@ -140,7 +125,7 @@ def renewal_backoff(attempts: int) -> timedelta:
 
 @dataclass
 class IssuanceService:
-    sessions: SessionFactory
+    database: LazyPool
     signers: SignerCache
     leaf_keys: KeyRing
     subjects: Subjects
@@ -165,19 +150,14 @@ class IssuanceService:
         traces = traces or {}
         issued: list[_Planned] = []
         failed: list[CertificateRequest] = []
-        async with self.sessions() as session, session.begin():
-            requests = (
-                await session.exec(
-                    select(CertificateRequest)
-                    .where(col(CertificateRequest.id).in_(sorted(set(request_ids))))
-                    .order_by(col(CertificateRequest.id))
-                    .with_for_update()
-                )
-            ).all()
+        writes = Writes()
+        db = await self.database.get()
+        async with db.acquire() as conn, conn.transaction():
+            requests = await batch_store.lock_requests(conn, request_ids)
             pending = [r for r in requests if r.status == RequestStatus.PENDING]
             if not pending:
                 return 0
-            batch = await _load(session, pending)
+            batch = await batch_store.load(conn, pending)
             planned: list[_Planned] = []
             for request in pending:
                 with continued(
@@ -186,9 +166,9 @@ class IssuanceService:
                     try:
                         planned.append(self._plan(request, batch, now))
                     except CertforgeError as exc:
-                        self._fail(session, request, batch, exc, now)
+                        self._fail(writes, request, batch, exc, now)
                         failed.append(request)
-            await self._obtain_keys(session, [p for p in planned if p.public_key is None])
+            await self._obtain_keys(conn, [p for p in planned if p.public_key is None])
             for plan in planned:
                 request_id = str(plan.request.id)
                 with continued(
@@ -197,16 +177,16 @@ class IssuanceService:
                     try:
                         cert = self._sign(plan, batch)
                     except CertforgeError as exc:
-                        self._fail(session, plan.request, batch, exc, now)
+                        self._fail(writes, plan.request, batch, exc, now)
                         failed.append(plan.request)
                         continue
                     except Exception:
                         log.exception("signing failed", extra={"request_id": request_id})
                         error = Unprocessable(detail="internal error while signing; submit again")
-                        self._fail(session, plan.request, batch, error, now)
+                        self._fail(writes, plan.request, batch, error, now)
                         failed.append(plan.request)
                         continue
-                    self._store(session, plan, cert, batch, now)
+                    self._store(writes, plan, cert, batch, now)
                     log.info(
                         "certificate issued",
                         extra={
@@ -216,23 +196,24 @@ class IssuanceService:
                         },
                     )
                     issued.append(plan)
+            await writes.flush(conn)
         self.after_commit()
         _observe(issued, failed)
         return len(issued)
 
-    async def _obtain_keys(self, session: AsyncSession, plans: list[_Planned]) -> None:
+    async def _obtain_keys(self, conn: Connection, plans: list[_Planned]) -> None:
         """New managed keys: from the pool where it holds the type, generated otherwise."""
         if self.key_pool is not None:
             by_algorithm: dict[KeyAlgorithm, list[_Planned]] = {}
             for plan in plans:
                 by_algorithm.setdefault(plan.template.key_algorithm, []).append(plan)
             for algorithm, group in by_algorithm.items():
-                keys = await self.key_pool.claim(session, algorithm, len(group))
+                keys = await self.key_pool.claim(conn, algorithm, len(group))
                 for plan, key in zip(group, keys, strict=False):
                     plan.private_key, plan.public_key = key, key.public_key()
         await _generate_keys([p for p in plans if p.public_key is None])
 
-    def _plan(self, request: CertificateRequest, batch: _Batch, now: datetime) -> _Planned:
+    def _plan(self, request: CertificateRequest, batch: Batch, now: datetime) -> _Planned:
         """Steps 1-4 (new keys are generated afterwards, for the whole batch at once)."""
         profile = batch.profiles[request.profile_id]
         ca = batch.cas[profile.ca_id]
@@ -263,7 +244,7 @@ class IssuanceService:
         self,
         request: CertificateRequest,
         params: RequestParams,
-        batch: _Batch,
+        batch: Batch,
         policy: PolicyDocument,
         ca: IssuingCA,
         now: datetime,
@@ -302,7 +283,7 @@ class IssuanceService:
             old=old,
         )
 
-    def _sign(self, plan: _Planned, batch: _Batch) -> x509.Certificate:
+    def _sign(self, plan: _Planned, batch: Batch) -> x509.Certificate:
         """Steps 5-6."""
         profile = batch.profiles[plan.request.profile_id]
         ca = batch.cas[profile.ca_id]
@@ -331,10 +312,10 @@ class IssuanceService:
 
     def _store(
         self,
-        session: AsyncSession,
+        writes: Writes,
         plan: _Planned,
         cert: x509.Certificate,
-        batch: _Batch,
+        batch: Batch,
         now: datetime,
     ) -> None:
         """Step 7."""
@@ -385,18 +366,18 @@ class IssuanceService:
             created_at=now,
             updated_at=now,
         )
-        session.add(certificate)
+        writes.certificates.append(certificate)
         request.status = RequestStatus.ISSUED.value
         request.certificate_id = certificate_id
         request.completed_at = now
-        session.add(request)
+        writes.request(request)
         if old is not None:
             old.status = CertificateStatus.RENEWED.value
             old.renewed_by_id = certificate_id
             old.renewing_request_id = None
             old.renewal_error = None
             old.updated_at = now
-            session.add(old)
+            writes.old_certificate(old)
         facts = {
             "certificate_id": certificate_id,
             "application_id": app.id,
@@ -419,15 +400,13 @@ class IssuanceService:
             else CertificateIssued(**facts)
         )
         subject = self.subjects.event(app.slug, event.event_name)
-        enqueue(
-            session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(certificate_id))
-        )
+        writes.message(subject, CloudEvent.wrap(event, source=SOURCE, subject=str(certificate_id)))
 
     def _fail(
         self,
-        session: AsyncSession,
+        writes: Writes,
         request: CertificateRequest,
-        batch: _Batch,
+        batch: Batch,
         error: CertforgeError,
         now: datetime,
     ) -> None:
@@ -436,7 +415,7 @@ class IssuanceService:
         request.error = error.detail
         request.error_details = [e.as_dict() for e in error.errors]
         request.completed_at = now
-        session.add(request)
+        writes.request(request)
         event = RequestFailed(
             request_id=request.id,
             application_id=app.id,
@@ -445,16 +424,16 @@ class IssuanceService:
             errors=request.error_details,
         )
         subject = self.subjects.event(app.slug, RequestFailed.event_name)
-        enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(request.id)))
+        writes.message(subject, CloudEvent.wrap(event, source=SOURCE, subject=str(request.id)))
         old = batch.renewed.get(request.renewal_of_id) if request.renewal_of_id else None
         if old is not None and old.renewing_request_id == request.id:
             if old.status == CertificateStatus.REVOKED:
                 # revoked while its renewal was queued: renewals stop, nothing to retry or alert
                 old.renewing_request_id = None
                 old.updated_at = now
-                session.add(old)
+                writes.old_certificate(old)
             else:
-                self._renewal_failed(session, old, request, app, error, now)
+                self._renewal_failed(writes, old, request, app, error, now)
         log.info(
             "request failed: %s",
             error.detail,
@@ -463,7 +442,7 @@ class IssuanceService:
 
     def _renewal_failed(
         self,
-        session: AsyncSession,
+        writes: Writes,
         old: Certificate,
         request: CertificateRequest,
         app: Application,
@@ -476,7 +455,7 @@ class IssuanceService:
         old.renewal_error = error.detail
         old.renew_at = now + renewal_backoff(old.renewal_attempts)
         old.updated_at = now
-        session.add(old)
+        writes.old_certificate(old)
         event = CertificateRenewalFailed(
             certificate_id=old.id,
             application_id=app.id,
@@ -487,7 +466,7 @@ class IssuanceService:
             next_attempt_at=old.renew_at,
         )
         subject = self.subjects.event(app.slug, CertificateRenewalFailed.event_name)
-        enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(old.id)))
+        writes.message(subject, CloudEvent.wrap(event, source=SOURCE, subject=str(old.id)))
 
 
 def _observe(issued: list[_Planned], failed: list[CertificateRequest]) -> None:
@@ -513,41 +492,6 @@ def _csr_key(params: RequestParams, expected: KeyAlgorithm) -> PublicKey:
     if csr.key_algorithm is not expected:
         raise Unprocessable.on_field("csr", "the CSR's key changed algorithm")
     return csr.public_key
-
-
-async def _load(session: AsyncSession, requests: list[CertificateRequest]) -> _Batch:
-    batch = _Batch()
-    app_ids = {r.application_id for r in requests}
-    profile_ids = {r.profile_id for r in requests}
-    renewed_ids = {r.renewal_of_id for r in requests if r.renewal_of_id is not None}
-    for app in await session.exec(select(Application).where(col(Application.id).in_(app_ids))):
-        batch.applications[app.id] = app
-    for profile in await session.exec(select(Profile).where(col(Profile.id).in_(profile_ids))):
-        batch.profiles[profile.id] = profile
-    policy_ids = {p.policy_id for p in batch.profiles.values()}
-    ca_ids = {p.ca_id for p in batch.profiles.values()}
-    for policy in await session.exec(select(Policy).where(col(Policy.id).in_(policy_ids))):
-        batch.policies[policy.id] = policy
-    for ca in await session.exec(
-        select(CertificateAuthority).where(col(CertificateAuthority.id).in_(ca_ids))
-    ):
-        batch.cas[ca.id] = ca
-    for attachment in await session.exec(
-        select(ProfileAttachment).where(
-            col(ProfileAttachment.application_id).in_(app_ids),
-            col(ProfileAttachment.profile_id).in_(profile_ids),
-        )
-    ):
-        batch.attachments[(attachment.application_id, attachment.profile_id)] = attachment
-    if renewed_ids:
-        for old in await session.exec(
-            select(Certificate)
-            .where(col(Certificate.id).in_(sorted(renewed_ids)))
-            .order_by(col(Certificate.id))
-            .with_for_update()
-        ):
-            batch.renewed[old.id] = old
-    return batch
 
 
 async def _generate_keys(plans: list[_Planned]) -> None:

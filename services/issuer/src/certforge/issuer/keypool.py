@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import select
 
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.crypto.keys import (
@@ -31,6 +31,9 @@ from certforge.common.crypto.keys import (
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import PooledKey
 from certforge.common.domain import KeyAlgorithm
+
+if TYPE_CHECKING:
+    from certforge.common.db.pool import Connection
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,16 @@ class KeyPoolSettings(BaseModel):
     poll_seconds: float = Field(default=5, gt=0, description="refill check period")
 
 
+_CLAIM_SQL = """
+DELETE FROM key_pool WHERE id IN (
+    SELECT id FROM key_pool WHERE key_algorithm = $1
+    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, encrypted_key
+"""
+"""The oldest keys of a type, removed; keys another transaction holds are skipped."""
+
+
 class KeyPool:
     def __init__(self, sessions: SessionFactory, leaf_keys: KeyRing, settings: KeyPoolSettings):
         self._sessions = sessions
@@ -57,30 +70,16 @@ class KeyPool:
         return self._settings.size > 0 and algorithm in self._settings.algorithms
 
     async def claim(
-        self, session: AsyncSession, algorithm: KeyAlgorithm, count: int
+        self, conn: Connection, algorithm: KeyAlgorithm, count: int
     ) -> list[PrivateKey]:
-        """Up to `count` keys, removed from the pool within the caller's transaction."""
+        """Up to `count` keys, removed from the pool within the transaction open on `conn`."""
         if count <= 0 or not self.pooled(algorithm):
             return []
-        chosen = (
-            select(PooledKey.id)
-            .where(PooledKey.key_algorithm == algorithm.value)
-            .order_by(col(PooledKey.created_at))
-            .limit(count)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        rows = (
-            await session.exec(
-                sa.delete(PooledKey)
-                .where(col(PooledKey.id).in_(chosen))
-                .returning(col(PooledKey.id), col(PooledKey.encrypted_key))
-            )
-        ).all()
+        rows = await conn.fetch(_CLAIM_SQL, algorithm.value, count)
         self._claimed.set()
         return [
-            load_stored_private_key(self._leaf_keys.decrypt(blob, entry_id.bytes))
-            for entry_id, blob in rows
+            load_stored_private_key(self._leaf_keys.decrypt(row["encrypted_key"], row["id"].bytes))
+            for row in rows
         ]
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -30,7 +30,7 @@ def build(settings: IssuerSettings) -> Worker:
     )
     key_pool = KeyPool(worker.sessions, leaf_keys, settings.key_pool)
     issuance = IssuanceService(
-        sessions=worker.sessions,
+        database=worker.database,
         signers=signers,
         leaf_keys=leaf_keys,
         subjects=worker.subjects,

@@ -10,7 +10,8 @@ without BEGIN/COMMIT round trips). asyncpg prepares and caches each statement pe
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -18,6 +19,12 @@ import orjson
 
 Database = asyncpg.Pool
 Row = asyncpg.Record
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[Row] | PoolConnectionProxy[Row]
+    """A connection of its own or one acquired from a pool (annotations only)."""
 
 
 def plain_url(url: str) -> str:
@@ -42,3 +49,26 @@ async def open_pool(url: str, *, max_size: int) -> Database:
     pool = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=max_size, init=_init)
     assert pool is not None
     return pool
+
+
+class LazyPool:
+    """A pool opened at first use. asyncpg binds a pool to the event loop that opens it, and a
+    worker builds its parts before its loop runs; services that never use it open nothing."""
+
+    def __init__(self, url: str, *, max_size: int) -> None:
+        self._url = url
+        self._max_size = max_size
+        self._pool: Database | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> Database:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await open_pool(self._url, max_size=self._max_size)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
