@@ -45,8 +45,17 @@ async def _init(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection returns to the pool. By default asyncpg runs a reset
+    query (`RESET ALL`, `UNLISTEN *`, advisory unlocks…) on every release: a round trip after
+    every statement. Code on this pool never changes session state; an open transaction is
+    still rolled back by asyncpg whatever this function does."""
+
+
 async def open_pool(url: str, *, max_size: int) -> Database:
-    pool = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=max_size, init=_init)
+    pool = await asyncpg.create_pool(
+        plain_url(url), min_size=1, max_size=max_size, init=_init, reset=_keep_session
+    )
     assert pool is not None
     return pool
 
