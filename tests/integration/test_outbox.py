@@ -41,6 +41,7 @@ from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.db.migrations import upgrade
+from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.messaging import connect, ensure_streams
 from certforge.common.outbox import OutboxPublishError, OutboxRelay, Publisher, enqueue
@@ -145,6 +146,14 @@ def sessions(engine: AsyncEngine) -> SessionFactory:
     return session_factory(engine)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def database(outbox_database: str) -> AsyncIterator[LazyPool]:
+    """The plain pool the relay runs on (as each service's)."""
+    pool = LazyPool(outbox_database, max_size=5)
+    yield pool
+    await pool.close()
+
+
 @dataclass
 class Stack:
     """What one test works with: its namespace's streams on the module's NATS, a client."""
@@ -154,6 +163,7 @@ class Stack:
     nc: NatsClient
     js: JetStreamContext
     sessions: SessionFactory
+    database: LazyPool
     clients: list[NatsClient] = field(default_factory=list)
 
     def event_subject(self, name: str = "certificate.issued") -> str:
@@ -195,7 +205,9 @@ class Stack:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def stack(nats_server: RestartableNats, sessions: SessionFactory) -> AsyncIterator[Stack]:
+async def stack(
+    nats_server: RestartableNats, sessions: SessionFactory, database: LazyPool
+) -> AsyncIterator[Stack]:
     if not nats_server.process.running():  # an earlier test failed during its outage
         nats_server.start()
     subjects = Subjects(f"ob{secrets.token_hex(4)}")
@@ -206,7 +218,9 @@ async def stack(nats_server: RestartableNats, sessions: SessionFactory) -> Async
     )
     async with sessions() as session, session.begin():
         await session.exec(delete(OutboxMessage))
-    stack = Stack(subjects=subjects, url=nats_server.url, nc=nc, js=js, sessions=sessions)
+    stack = Stack(
+        subjects=subjects, url=nats_server.url, nc=nc, js=js, sessions=sessions, database=database
+    )
     try:
         yield stack
     finally:
@@ -252,7 +266,7 @@ async def test_committed_rows_are_published_once_with_their_id(stack: Stack) -> 
     assert set(rows) == {*events, command}, "a rolled-back transaction leaves no row"
     assert all(row.sent_at is None for row in rows.values())
 
-    relay = OutboxRelay(stack.sessions, stack.js, FAST)
+    relay = OutboxRelay(stack.database, stack.js, FAST)
     before = datetime.now(UTC)
     assert await relay.publish_pending() == 4
     assert await relay.publish_pending() == 0, "a sent row is never published again"
@@ -288,7 +302,7 @@ async def test_running_relay_publishes_on_wake_and_on_stop(stack: Stack) -> None
     """`wake()` after a commit publishes at once, not at the next poll; `stop()` makes a last
     pass, so rows committed just before a shutdown are not left for the next start."""
     slow_poll = FAST.model_copy(update={"poll_interval_seconds": 60.0})
-    relay = OutboxRelay(stack.sessions, stack.js, slow_poll)
+    relay = OutboxRelay(stack.database, stack.js, slow_poll)
     async with running(relay):
         await asyncio.sleep(0.3)  # the relay's first pass found nothing; now it sleeps 60 s
         woken = await stack.enqueue(3)
@@ -316,7 +330,7 @@ async def test_nats_outage_delays_and_loses_nothing(
     stack: Stack, nats_server: RestartableNats, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="certforge.common.outbox")
-    relay = OutboxRelay(stack.sessions, stack.js, FAST)
+    relay = OutboxRelay(stack.database, stack.js, FAST)
     async with running(relay) as (task,):
         warm = await stack.enqueue(1)
         relay.wake()
@@ -399,8 +413,8 @@ async def test_two_relays_publish_each_row_once(stack: Stack) -> None:
     one = RecordingPublisher(await stack.client(), delay=0.02)
     two = RecordingPublisher(await stack.client(), delay=0.02)
     relays = (
-        OutboxRelay(stack.sessions, one, small_batches),
-        OutboxRelay(stack.sessions, two, small_batches),
+        OutboxRelay(stack.database, one, small_batches),
+        OutboxRelay(stack.database, two, small_batches),
     )
     async with running(*relays):
         await eventually(lambda: _none_of(stack, ids), within=30, what="both relays to finish")
@@ -430,7 +444,7 @@ async def test_republish_after_crash_is_deduplicated(stack: Stack) -> None:
     (row_id,) = await stack.enqueue(1)
     crashed = CrashAfterPublish(stack.js)
     with pytest.raises(OutboxPublishError, match="died before commit"):
-        await OutboxRelay(stack.sessions, crashed, FAST).publish_pending()
+        await OutboxRelay(stack.database, crashed, FAST).publish_pending()
     assert crashed.sent == [str(row_id)]
     assert [bool(ack.duplicate) for ack in crashed.acks] == [False]
     assert await stack.unsent() == {row_id}, "not committed: the row is still unsent"
@@ -443,7 +457,7 @@ async def test_republish_after_crash_is_deduplicated(stack: Stack) -> None:
     assert manual.duplicate
 
     after = RecordingPublisher(stack.js)
-    assert await OutboxRelay(stack.sessions, after, FAST).publish_pending() == 1
+    assert await OutboxRelay(stack.database, after, FAST).publish_pending() == 1
     assert [bool(ack.duplicate) for ack in after.acks] == [True], "JetStream drops the second copy"
     assert await stack.unsent() == set()
     stored = await stack.stream()
@@ -459,7 +473,7 @@ async def test_a_row_without_stream_does_not_block_the_others(stack: Stack) -> N
     async with stack.sessions() as session, session.begin():
         bad = enqueue(session, f"nowhere{secrets.token_hex(3)}.evt.x", probe(0)).id
     good = await stack.enqueue(3, start=1)
-    relay = OutboxRelay(stack.sessions, stack.js, FAST)
+    relay = OutboxRelay(stack.database, stack.js, FAST)
     assert await relay.publish_pending() == 3
     rows = await stack.rows()
     assert rows[bad].sent_at is None
@@ -495,7 +509,7 @@ async def test_purge_removes_only_old_sent_rows(stack: Stack) -> None:
     recent_sent = await row(now - 2 * day, now - timedelta(hours=1))
     old_unsent = await row(now - 3 * day, None)
 
-    relay = OutboxRelay(stack.sessions, stack.js, FAST)  # retention 24 h
+    relay = OutboxRelay(stack.database, stack.js, FAST)  # retention 24 h
     assert await relay.purge(now) == 3
     assert set(await stack.rows()) == {recent_sent, old_unsent}, "unsent rows are never purged"
     assert await relay.purge(now + day) == 1
@@ -503,7 +517,7 @@ async def test_purge_removes_only_old_sent_rows(stack: Stack) -> None:
 
     # The running relay purges on its own: at its first pass, then every few minutes.
     stale = await row(now - 3 * day, now - 2 * day)
-    async with running(OutboxRelay(stack.sessions, stack.js, FAST)):
+    async with running(OutboxRelay(stack.database, stack.js, FAST)):
 
         async def purged() -> bool:
             return stale not in await stack.rows()

@@ -20,19 +20,21 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, update
-from sqlmodel import col, select
+from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.contracts.envelope import CloudEvent, MessageData
-from certforge.common.db.engine import SessionFactory
+from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from certforge.common.settings import OutboxSettings
 from certforge.common.tracing import current_traceparent
+
+if TYPE_CHECKING:
+    from certforge.common.db.pool import Connection
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +88,24 @@ class Publisher(Protocol):
     ) -> object: ...
 
 
+_CLAIM_SQL = """
+SELECT id, subject, payload, headers FROM outbox
+WHERE sent_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+"""Unsent rows in order; rows another relay holds are skipped (replicas share the table)."""
+_SENT_SQL = "UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::uuid[])"
+_FAILED_SQL = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::uuid[])"
+)
+_BACKLOG_SQL = "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL"
+
+
 class OutboxRelay:
-    def __init__(
-        self, sessions: SessionFactory, publisher: Publisher, settings: OutboxSettings
-    ) -> None:
-        self._sessions = sessions
+    """Publishes committed outbox rows. Plain SQL on the service's asyncpg pool: it runs twice
+    for every certificate (the command, the event), so the ORM's cost showed in profiles."""
+
+    def __init__(self, database: LazyPool, publisher: Publisher, settings: OutboxSettings) -> None:
+        self._database = database
         self._publisher = publisher
         self._settings = settings
         self._wakeup = asyncio.Event()
@@ -132,8 +147,9 @@ class OutboxRelay:
         if now - self._last_measure < timedelta(seconds=5):
             return
         self._last_measure = now
-        async with self._sessions() as session:
-            count, age = await backlog(session)
+        db = await self._database.get()
+        async with db.acquire() as conn:
+            count, age = await backlog(conn)
         OUTBOX_BACKLOG.set(count)
         OUTBOX_OLDEST_AGE.set(age)
 
@@ -150,16 +166,9 @@ class OutboxRelay:
         """
         failures: dict[str, list[UUID]] = {}
         first_error: BaseException | None = None
-        async with self._sessions() as session, session.begin():
-            rows = (
-                await session.exec(
-                    select(OutboxMessage)
-                    .where(col(OutboxMessage.sent_at).is_(None))
-                    .order_by(col(OutboxMessage.seq))
-                    .limit(self._settings.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        db = await self._database.get()
+        async with db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM_SQL, self._settings.batch_size)
             if not rows:
                 return 0
             # Started in order, so NATS receives the messages in row order; awaited together,
@@ -167,10 +176,10 @@ class OutboxRelay:
             results = await asyncio.gather(
                 *(
                     self._publisher.publish(
-                        row.subject,
-                        row.payload,
+                        row["subject"],
+                        row["payload"],
                         timeout=self._settings.publish_timeout_seconds,
-                        headers={**row.headers, "Nats-Msg-Id": str(row.id)},
+                        headers={**row["headers"], "Nats-Msg-Id": str(row["id"])},
                     )
                     for row in rows
                 ),
@@ -179,24 +188,16 @@ class OutboxRelay:
             sent: list[UUID] = []
             for row, result in zip(rows, results, strict=True):
                 if not isinstance(result, BaseException):
-                    sent.append(row.id)
+                    sent.append(row["id"])
                     continue
                 if not isinstance(result, Exception):
                     raise result  # cancellation and the like: not a publish failure
                 first_error = first_error or result
-                failures.setdefault(_describe(result)[:1000], []).append(row.id)
+                failures.setdefault(_describe(result)[:1000], []).append(row["id"])
             if sent:
-                await session.exec(
-                    update(OutboxMessage)
-                    .where(col(OutboxMessage.id).in_(sent))
-                    .values(sent_at=datetime.now(UTC))
-                )
+                await conn.execute(_SENT_SQL, sent, datetime.now(UTC))
             for error, ids in failures.items():
-                await session.exec(
-                    update(OutboxMessage)
-                    .where(col(OutboxMessage.id).in_(ids))
-                    .values(attempts=col(OutboxMessage.attempts) + 1, last_error=error)
-                )
+                await conn.execute(_FAILED_SQL, ids, error)
         self.published += len(sent)
         if first_error is not None:
             failed = sum(len(ids) for ids in failures.values())
@@ -217,11 +218,9 @@ class OutboxRelay:
         never purged, however old."""
         now = now or datetime.now(UTC)
         cutoff = now - timedelta(hours=self._settings.retention_hours)
-        async with self._sessions() as session, session.begin():
-            result = await session.exec(
-                delete(OutboxMessage).where(col(OutboxMessage.sent_at) < cutoff)
-            )
-        return int(result.rowcount or 0)
+        db = await self._database.get()
+        status = await db.execute("DELETE FROM outbox WHERE sent_at < $1", cutoff)
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"
 
     async def _purge_if_due(self) -> None:
         now = datetime.now(UTC)
@@ -233,15 +232,11 @@ class OutboxRelay:
             log.info("outbox relay: purged %d sent message(s)", purged)
 
 
-async def backlog(session: AsyncSession) -> tuple[int, float]:
+async def backlog(conn: Connection) -> tuple[int, float]:
     """Unsent rows and the age in seconds of the oldest one (for metrics and health)."""
-    count, oldest = (
-        await session.exec(
-            select(func.count(), func.min(OutboxMessage.created_at)).where(
-                col(OutboxMessage.sent_at).is_(None)
-            )
-        )
-    ).one()
+    row = await conn.fetchrow(_BACKLOG_SQL)
+    assert row is not None
+    count, oldest = row[0], row[1]
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return int(count), age
 

@@ -103,7 +103,7 @@ class Worker:
         js = self.broker.connection.jetstream()
         await ensure_streams(js, self.subjects, self.settings.nats)
         await self.broker.start()
-        self.relay = OutboxRelay(self.sessions, js, self.settings.outbox)
+        self.relay = OutboxRelay(self.database, js, self.settings.outbox)
         relay = asyncio.create_task(self.relay.run(), name="outbox-relay")
         loops = [asyncio.create_task(fn(self._stopping), name=fn.__name__) for fn in self._loops]
         for task in loops:

@@ -38,7 +38,7 @@ from certforge.api.settings import ApiSettings
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import create_engine, session_factory
-from certforge.common.db.pool import open_pool
+from certforge.common.db.pool import LazyPool
 from certforge.common.messaging import connect, ensure_streams
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
@@ -62,14 +62,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
         )
         sessions = session_factory(engine)
-        db = await open_pool(
+        database = LazyPool(
             settings.database_url.get_secret_value(), max_size=settings.database_pool_size
         )
+        db = await database.get()
         subjects = Subjects(settings.nats.namespace)
         nats = await connect(settings.nats_url, name="certforge-api")
         js = nats.jetstream()
         await ensure_streams(js, subjects, settings.nats)
-        relay = OutboxRelay(sessions, js, settings.outbox)
+        relay = OutboxRelay(database, js, settings.outbox)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         assert settings.leaf_keks is not None
         outcomes = Outcomes()
@@ -100,7 +101,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relay_task, timeout=10)
             await nats.drain()
-            await db.close()
+            await database.close()
             await engine.dispose()
 
     app = FastAPI(
