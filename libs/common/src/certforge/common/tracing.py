@@ -11,6 +11,7 @@ only when an endpoint is configured (`CERTFORGE_OTLP_ENDPOINT` or the standard
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Mapping
 
@@ -40,7 +41,10 @@ def setup_tracing(service: str, otlp_endpoint: str | None) -> None:
     _configured = True
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """One tracer per process: `get_tracer` builds a new one on every call (it showed in the
+    issuer's profile). Safe before `setup_tracing`: the API hands out a proxy until then."""
     return trace.get_tracer("certforge")
 
 

@@ -31,7 +31,9 @@ from certforge.common.db.tables import (
     Profile,
     ProfileAttachment,
 )
+from certforge.common.issuance import ProfileDefaults
 from certforge.common.outbox import message_row
+from certforge.common.policy import PolicyDocument
 
 if TYPE_CHECKING:
     from certforge.common.db.pool import Connection
@@ -50,6 +52,23 @@ class Batch:
     attachments: dict[tuple[UUID, UUID], ProfileAttachment] = field(default_factory=dict)
     renewed: dict[UUID, Certificate] = field(default_factory=dict)
     """Certificates being renewed, by id (locked with the batch)."""
+    _parsed: dict[tuple[str, UUID], Any] = field(default_factory=dict)
+
+    def policy_document(self, policy_id: UUID) -> PolicyDocument:
+        """The policy's document, parsed once per batch (not once per request)."""
+        key = ("policy", policy_id)
+        if key not in self._parsed:
+            self._parsed[key] = PolicyDocument.model_validate(self.policies[policy_id].document)
+        document: PolicyDocument = self._parsed[key]
+        return document
+
+    def profile_defaults(self, profile_id: UUID) -> ProfileDefaults:
+        """The profile's defaults, parsed once per batch."""
+        key = ("defaults", profile_id)
+        if key not in self._parsed:
+            self._parsed[key] = ProfileDefaults.model_validate(self.profiles[profile_id].defaults)
+        defaults: ProfileDefaults = self._parsed[key]
+        return defaults
 
 
 def _models(model: type[ModelT], rows: Sequence[asyncpg.Record]) -> list[ModelT]:

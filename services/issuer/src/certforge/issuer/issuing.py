@@ -76,7 +76,6 @@ from certforge.common.domain import (
 from certforge.common.errors import CertforgeError, Unprocessable
 from certforge.common.issuance import (
     IssuingCA,
-    ProfileDefaults,
     RequestParams,
     fitted_renew_before_days,
     renew_at,
@@ -220,7 +219,7 @@ class IssuanceService:
         issuing = IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after)
         params = RequestParams.model_validate(request.params)
         policy = batch.policies[profile.policy_id]
-        document = PolicyDocument.model_validate(policy.document)
+        document = batch.policy_document(policy.id)
         attachment = batch.attachments.get((request.application_id, profile.id))
         if attachment is None or not attachment.api_enabled:
             raise Unprocessable.on_field(
@@ -231,9 +230,7 @@ class IssuanceService:
         if request.kind == RENEW:
             plan = self._plan_renewal(request, params, batch, document, issuing, now)
         else:
-            template = resolve_template(
-                params, ProfileDefaults.model_validate(profile.defaults), issuing, now
-            )
+            template = resolve_template(params, batch.profile_defaults(profile.id), issuing, now)
             plan = _Planned(request=request, params=params, template=template)
             if params.method is RequestMethod.CSR:
                 plan.public_key = _csr_key(params, template.key_algorithm)
