@@ -39,7 +39,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import BIN, System, _free_port, _memory_gib, scenarios  # noqa: E402 - bench/ is not a package
+from run import (  # noqa: E402 - bench/ is not a package
+    BIN,
+    CLOCK_TICKS,
+    System,
+    _free_port,
+    _memory_gib,
+    cpu_ticks,
+    scenarios,
+)
 
 SCENARIOS = {
     "ec": "EC P-256 managed",
@@ -50,7 +58,6 @@ SCENARIOS = {
 PACED_RATE = 10  # requests per second, the RSA latency target's load
 PACED_CONNECTIONS = 2  # share one schedule, so one slow answer does not hold the next start
 TTL = "720h"  # 30 days, as the Certforge requests ask
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -433,9 +440,9 @@ def settle(pids: Any, minimum: float, quiet: float = 0.1, timeout: float = 120) 
     time.sleep(minimum)
     while time.monotonic() - start < timeout:
         watched = pids()
-        before = {pid: _cpu_ticks(pid) for pid in watched}
+        before = {pid: cpu_ticks(pid) for pid in watched}
         time.sleep(1)
-        used = sum(_cpu_ticks(pid) - ticks for pid, ticks in before.items()) / CLOCK_TICKS
+        used = sum(cpu_ticks(pid) - ticks for pid, ticks in before.items()) / CLOCK_TICKS
         if used < quiet:
             waited = time.monotonic() - start - minimum
             if waited > 5:
@@ -480,11 +487,11 @@ def wrk(
     command = ["wrk", "-t", str(load.threads), "-c", str(load.connections)]
     command += ["-d", f"{seconds}s", "--timeout", "60s", "-s", str(HERE / "load.lua")]
     pids = cpu_pids() if cpu_pids else []
-    cpu_before = {pid: _cpu_ticks(pid) for pid in pids}
+    cpu_before = {pid: cpu_ticks(pid) for pid in pids}
     ticks = 0
     done = subprocess.run([*command, target.url], env=env, capture_output=True, text=True)
     if cpu_pids:  # processes started during the run (a new database connection) count in full
-        cpu_after = {pid: _cpu_ticks(pid) for pid in set(pids) | set(cpu_pids())}
+        cpu_after = {pid: cpu_ticks(pid) for pid in set(pids) | set(cpu_pids())}
         ticks = sum(after - cpu_before.get(pid, 0) for pid, after in cpu_after.items())
     if done.returncode != 0 or "RESULT " not in done.stdout:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -610,16 +617,6 @@ def _cpu(results: list[Run]) -> str:
 
 def _mib(kib: int | None) -> str:
     return "—" if kib is None else f"{kib / 1024:.0f}"
-
-
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def _pss_kib(pid: int) -> int:
