@@ -210,7 +210,7 @@ _MEANINGS = {
     "CERTFORGE_DATABASE_URL": "PostgreSQL URL, `postgresql://user:password@host:port/database`. "
     "When unset, `make run` starts an embedded PostgreSQL.",
     "CERTFORGE_DATABASE_POOL_SIZE": "Database connections kept per process (as many again may "
-    "open under load); the api has a second pool of at most this size for its hot path.",
+    "open under load), and as many again in a second pool for the hot paths (plain asyncpg).",
     "CERTFORGE_NATS_URL": "NATS server URL(s), comma-separated. When unset, `make run` starts an "
     "embedded NATS with JetStream.",
     "CERTFORGE_STATE_DIR": "Where `make run` keeps the embedded NATS and PostgreSQL data, the "
