@@ -27,6 +27,7 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
     from certforge.common.crypto.envelope import KeyRing
     from certforge.common.db.engine import async_url, session_factory
     from certforge.common.db.migrations import upgrade
+    from certforge.common.db.pool import LazyPool
     from certforge.common.messaging import connect, delete_streams, ensure_streams
     from certforge.common.outbox import OutboxRelay
     from certforge.common.settings import NatsSettings, OutboxSettings
@@ -41,6 +42,7 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
     await asyncio.to_thread(upgrade, url)
     engine = create_async_engine(async_url(url), pool_size=4)
     sessions = session_factory(engine)
+    database = LazyPool(url, max_size=4)
     subjects = Subjects(f"b{uuid4().hex[:6]}")
     nats = await connect(nats_url, name="bench")
     results: dict[str, Any] = {}
@@ -77,7 +79,7 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
             )
         results["plan"] = "\n".join(plan)
 
-        relay = OutboxRelay(sessions, js, OutboxSettings(batch_size=1000))
+        relay = OutboxRelay(database, js, OutboxSettings(batch_size=1000))
         scanner = RenewalScanner(sessions, subjects, ScanSettings(batch_size=1000))
         start = time.perf_counter()
         claimed = 0
@@ -122,6 +124,7 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
     finally:
         await delete_streams(nats.jetstream(), subjects, NatsSettings())
         await nats.close()
+        await database.close()
         await engine.dispose()
         await drop_database(server_url, name)
     return results
