@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -187,7 +188,7 @@ class System:
                     with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
                         if r.status == 200:
                             break
-                except OSError:
+                except (OSError, http.client.HTTPException):  # not up, or not HTTP (yet)
                     time.sleep(0.5)
             else:
                 log = (self.state / "system.log").read_text(errors="replace")[-3000:]

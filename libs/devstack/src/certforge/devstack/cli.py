@@ -29,7 +29,7 @@ from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 from certforge.devstack.nats import start_nats
-from certforge.devstack.ports import tcp_reachable, url_reachable
+from certforge.devstack.ports import free_port, tcp_reachable, url_reachable
 from certforge.devstack.postgres import create_database, start_postgres
 from certforge.devstack.supervisor import ProcessGroup, describe_exit
 
@@ -268,7 +268,7 @@ def _run(stack: contextlib.ExitStack) -> int:
         if not url_reachable(nats_url, timeout=2.0):
             raise DevStackError(f"CERTFORGE_NATS_URL={nats_url} is not reachable")
     else:
-        nats = start_nats(state_dir)
+        nats = start_nats(state_dir, port=free_port(avoid={api_port}))
         stack.callback(nats.stop)
         nats_url = nats.url
         _logger.info("embedded NATS at %s", nats_url)
@@ -279,7 +279,7 @@ def _run(stack: contextlib.ExitStack) -> int:
             raise DevStackError("CERTFORGE_DATABASE_URL is set but its server is not reachable")
     else:
         started = time.monotonic()
-        postgres = start_postgres(state_dir)
+        postgres = start_postgres(state_dir, port=free_port(avoid={api_port}))
         stack.callback(postgres.stop)
         database_url = asyncio.run(create_database(postgres.url, DEV_DATABASE, exist_ok=True))
         _logger.info("embedded PostgreSQL at %s (%.1f s)", database_url, time.monotonic() - started)

@@ -9,6 +9,7 @@ must be answered before any driver or credentials are involved.
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,17 +23,20 @@ _DEFAULT_PORTS = {
 }
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on `host` that was free a moment ago.
+def free_port(host: str = "127.0.0.1", *, avoid: Collection[int] = ()) -> int:
+    """Return a TCP port on `host` that was free a moment ago, and not one of `avoid`.
 
     Binding to port 0 lets the kernel choose, which avoids collisions with the system services and
     with other test runs. There is a small window before the caller binds it; that is acceptable
-    for local development and tests.
+    for local development and tests. `avoid` names ports promised to something not yet started
+    (the API's): the kernel may well hand out a port that was chosen, free, a moment ago.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def tcp_reachable(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -109,6 +109,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # ObservabilityMiddleware makes the request's span and metrics (route templates,
+        # Prometheus); FastAPI's own OpenTelemetry span would be a second one per request.
+        telemetry={"tracing": False},
     )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware)
