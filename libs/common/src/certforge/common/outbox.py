@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+MESSAGE_COLUMNS = ("id", "subject", "payload", "headers", "created_at", "attempts")
+"""The columns `message_row` fills, in this order (for INSERTs written as plain SQL)."""
+
+
 def message_row(subject: str, event: CloudEvent[MessageData]) -> dict[str, Any]:
     """The outbox row that publishes `event` on `subject`. The current trace travels with it
     (CloudEvents `traceparent` extension and a NATS header)."""

@@ -27,6 +27,22 @@ log = logging.getLogger(__name__)
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+ENTRY_COLUMNS = (
+    "occurred_at",
+    "actor_id",
+    "actor_name",
+    "action",
+    "resource_type",
+    "resource_id",
+    "application_id",
+    "outcome",
+    "status_code",
+    "details",
+    "request_id",
+)
+"""The columns `AuditScope.entry` fills, in this order (for INSERTs written as plain SQL)."""
+
+
 @dataclass(frozen=True)
 class AuditScope:
     actor: Actor

@@ -32,7 +32,7 @@ from certforge.common.db.tables import (
     ProfileAttachment,
 )
 from certforge.common.issuance import ProfileDefaults
-from certforge.common.outbox import message_row
+from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument
 
 if TYPE_CHECKING:
@@ -134,8 +134,7 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
 
 _CERTIFICATE_COLUMNS = tuple(c.name for c in Certificate.__table__.columns)  # type: ignore[attr-defined]
 _INSERT_CERTIFICATE = _insert_sql("certificates", _CERTIFICATE_COLUMNS)
-_OUTBOX_COLUMNS = ("id", "subject", "payload", "headers", "created_at", "attempts")
-_INSERT_OUTBOX = _insert_sql("outbox", _OUTBOX_COLUMNS)
+_INSERT_OUTBOX = _insert_sql("outbox", MESSAGE_COLUMNS)
 _REQUEST_OUTCOME = ("status", "error", "error_details", "certificate_id", "completed_at")
 _RENEWED_STATE = (
     "status",
@@ -183,7 +182,7 @@ class Writes:
         await _each(conn, _UPDATE_RENEWED, self.renewed.values(), ("id", *_RENEWED_STATE))
         if self.messages:
             await conn.executemany(
-                _INSERT_OUTBOX, [[m[c] for c in _OUTBOX_COLUMNS] for m in self.messages]
+                _INSERT_OUTBOX, [[m[c] for c in MESSAGE_COLUMNS] for m in self.messages]
             )
 
 

@@ -20,7 +20,7 @@ import orjson
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from certforge.api.audit import AuditScope
+from certforge.api.audit import ENTRY_COLUMNS, AuditScope
 from certforge.api.auth import Actor
 from certforge.api.context import ApiContext
 from certforge.api.domain.common import (
@@ -52,7 +52,7 @@ from certforge.common.errors import (
     Unprocessable,
 )
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
-from certforge.common.outbox import message_row
+from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate
 
 MAX_WAIT_SECONDS = 60
@@ -140,13 +140,12 @@ WITH request AS (
     INSERT INTO certificate_requests ({_REQUEST_COLUMNS})
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ), command AS (
-    INSERT INTO outbox (id, subject, payload, headers, created_at, attempts)
+    INSERT INTO outbox ({", ".join(MESSAGE_COLUMNS)})
     VALUES ($17, $18, $19, $20, $21, $22)
 )
-INSERT INTO audit_events (occurred_at, actor_id, actor_name, action, resource_type,
-                          resource_id, application_id, outcome, status_code, details, request_id)
+INSERT INTO audit_events ({", ".join(ENTRY_COLUMNS)})
 VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)
-"""  # noqa: S608 - column names from the literal above; values are parameters
+"""  # noqa: S608 - column names from constants; values are parameters
 """The request, the issue command (outbox) and the audit entry: one statement, so they commit
 together with no BEGIN/COMMIT round trips."""
 
@@ -232,8 +231,8 @@ async def submit(
         await db.execute(
             _SUBMIT_SQL,
             *(request[c.strip()] for c in _REQUEST_COLUMNS.split(",")),
-            *outbox.values(),
-            *entry.values(),
+            *(outbox[c] for c in MESSAGE_COLUMNS),
+            *(entry[c] for c in ENTRY_COLUMNS),
         )
     except asyncpg.UniqueViolationError:
         if idempotency_key is None:
