@@ -434,7 +434,8 @@ async def test_policy_lists_every_violation(admin: httpx.AsyncClient, refusals: 
         admin, 422, "common_name", "sans.0.value", "sans.1.value", "key_algorithm", "ttl", json=body
     )
     assert problem_body["type"] == "urn:certforge:problem:policy-violation"
-    assert "5 violation" in problem_body["detail"]
+    # the host name in the CN answers to the subject rule and to the DNS rule: 6
+    assert "6 violation" in problem_body["detail"]
 
 
 async def test_certificate_pem_as_csr(admin: httpx.AsyncClient, refusals: Refusals) -> None:

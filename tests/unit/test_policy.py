@@ -44,6 +44,9 @@ def template(**overrides: Any) -> CertificateTemplate:
         "not_before": NOW,
         "not_after": NOW + timedelta(days=90),
     }
+    if "sans" in overrides and "subject" not in overrides:
+        # a case about SANs: a CN that is no host name keeps the CN's own rule out of it
+        fields["subject"] = {"common_name": "Test Service"}
     fields.update(overrides)
     return CertificateTemplate.model_validate(fields)
 
@@ -293,6 +296,36 @@ CASES = [
     ),
     # --- subject ---------------------------------------------------------------------------------
     pytest.param(
+        {"sans": {"dns": WEB_DNS}},
+        {"subject": {"common_name": "evil.com"}, "sans": dns("api.example.com")},
+        ["subject.common_name"],
+        id="fail/subject-cn-host-name-answers-to-the-dns-rule",
+    ),
+    pytest.param(
+        {"sans": {"dns": WEB_DNS}},
+        {"subject": {"common_name": "www.evil.com"}, "sans": []},
+        ["subject.common_name"],
+        id="fail/subject-cn-host-name-without-sans-answers-to-the-dns-rule",
+    ),
+    pytest.param(
+        {"sans": {"dns": {**WEB_DNS, "denied": ["admin.example.com"]}}},
+        {"subject": {"common_name": "ADMIN.example.com."}, "sans": []},
+        ["subject.common_name"],
+        id="fail/subject-cn-host-name-denied-case-and-dot-insensitive",
+    ),
+    pytest.param(
+        {"sans": {"dns": WEB_DNS}},
+        {"subject": {"common_name": "Payments Service"}, "sans": dns("api.example.com")},
+        [],
+        id="ok/subject-cn-that-is-no-host-name-is-not-judged-by-the-dns-rule",
+    ),
+    pytest.param(
+        {"sans": {"dns": {"allowed": ["*.example.com"]}}},
+        {"subject": {"common_name": "localhost"}, "sans": dns("api.example.com")},
+        [],
+        id="ok/subject-cn-single-label-is-not-a-host-name-with-a-domain",
+    ),
+    pytest.param(
         {"subject": {"common_name": {"allowed": ["*.example.com"]}}},
         {"subject": {"common_name": "API.Example.com"}},
         [],
@@ -438,7 +471,8 @@ CASES = [
             "is_ca": True,
         },
         [
-            "subject.common_name",
+            "subject.common_name",  # by the subject rule
+            "subject.common_name",  # and, being a host name, by the DNS rule
             "sans.1.value",
             "sans.2.value",
             "key_algorithm",

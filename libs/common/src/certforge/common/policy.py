@@ -108,7 +108,8 @@ class AttributeRule(_PatternRule):
     """A subject attribute: case-insensitive globs, `*` matching any characters.
 
     The common name is often a DNS name, but a glob is not label-aware: `*.example.com` also
-    matches `a.b.example.com`. Restrict host names through `sans.dns`, which is.
+    matches `a.b.example.com`. Restrict host names through `sans.dns`, which is, and which a
+    common name that is a host name answers to as well.
     """
 
 
@@ -123,6 +124,7 @@ class DnsSanRule(_PatternRule):
     A wildcard SAN is allowed only if an allowed pattern covers every name it covers, and is
     denied if a denied pattern matches any name it covers: with `admin.example.com` denied,
     `*.example.com` is refused, since that certificate would be valid for `admin.example.com`.
+    A subject common name that is a host name with a domain is judged by this rule too.
     """
 
     allow_wildcard: bool = Field(
@@ -398,17 +400,26 @@ def _subject_violations(
                 violations.append(Violation(field, f"{noun} is required by {by} but is missing"))
             continue
         violations += [Violation(field, f'{noun} "{value}" {r}') for r in rule.refusals(value, by)]
-    # Clients that still read a host name from the CN would honour a wildcard there too.
+    # Clients that still read a host name from the CN (when a certificate has no DNS SAN)
+    # would honour whatever host name is there: one that looks like a host name answers to
+    # the DNS rule too, or a CN would carry the names `sans.dns` refuses.
     common_name = present.get("common_name")
     dns = policy.sans.dns
-    if common_name and common_name.startswith("*.") and dns is not None and not dns.allow_wildcard:
-        violations.append(
-            Violation(
-                "subject.common_name",
-                f'subject common name "{common_name}" is a wildcard, which {by} does not allow',
-            )
-        )
+    if common_name and dns is not None and _is_host_name(common_name):
+        violations += [
+            Violation("subject.common_name", f'subject common name "{common_name}" {reason}')
+            for reason in dns.refusals(common_name.lower().rstrip("."), by)
+        ]
     return violations
+
+
+def _is_host_name(value: str) -> bool:
+    """Whether a common name is a DNS name with a domain (`api.example.com`, `*.example.com`);
+    a person's or a service's name (`Alice`, `My Service`) is not."""
+    try:
+        return "." in normalize_dns_name(value).strip(".")
+    except ValueError:
+        return False
 
 
 def _san_violations(
