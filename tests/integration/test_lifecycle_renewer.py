@@ -34,13 +34,12 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from cryptography import x509
-from nats.js.errors import NotFoundError
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.tables import Certificate, CertificateRequest
-from certforge.common.messaging import ensure_streams
+from certforge.common.messaging import delete_streams, ensure_streams
 from certforge.common.settings import NatsSettings
 from certforge.devstack import free_port
 from certforge.renewer.scan import RenewalScanner
@@ -372,9 +371,7 @@ async def due_set(
         yield due
     finally:
         await _delete_due(api_app, e)
-        for stream in (subjects.commands_stream, subjects.events_stream):
-            with contextlib.suppress(NotFoundError):
-                await js.delete_stream(stream)
+        await delete_streams(js, subjects, NatsSettings())  # the sync stream too
 
 
 async def _check_claimed_once(api_app: Any, due: DueSet) -> None:

@@ -25,13 +25,14 @@ import httpx
 import nats
 import pytest
 import pytest_asyncio
-from nats.js.errors import NotFoundError
 from sqlmodel import select
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import create_engine, session_factory
 from certforge.common.db.migrations import upgrade
 from certforge.common.db.tables import OutboxMessage
+from certforge.common.messaging import delete_streams
+from certforge.common.settings import NatsSettings
 from certforge.devstack import create_database, drop_database, free_port
 from harness import Backends
 
@@ -221,10 +222,8 @@ async def private_backends(backends: Backends) -> AsyncIterator[Backends]:
         await drop_database(backends.server_url, name)
         client = await nats.connect(backends.nats_url)
         try:
-            subjects = Subjects(private.namespace)
-            for stream in (subjects.commands_stream, subjects.events_stream):
-                with contextlib.suppress(NotFoundError):
-                    await client.jetstream().delete_stream(stream)
+            # every stream of the namespace (the sync stream too)
+            await delete_streams(client.jetstream(), Subjects(private.namespace), NatsSettings())
         finally:
             await client.close()
 
