@@ -85,20 +85,19 @@ async def lock_requests(conn: Connection, request_ids: list[UUID]) -> list[Certi
 
 
 async def load(conn: Connection, requests: list[CertificateRequest]) -> Batch:
-    batch = _Loader(conn)
     app_ids = list({r.application_id for r in requests})
     profile_ids = list({r.profile_id for r in requests})
     renewed_ids = sorted({r.renewal_of_id for r in requests if r.renewal_of_id is not None})
     result = Batch()
-    for app in await batch.rows(Application, "applications", app_ids):
+    for app in await _by_ids(conn, Application, app_ids):
         result.applications[app.id] = app
-    for profile in await batch.rows(Profile, "profiles", profile_ids):
+    for profile in await _by_ids(conn, Profile, profile_ids):
         result.profiles[profile.id] = profile
     policy_ids = list({p.policy_id for p in result.profiles.values()})
     ca_ids = list({p.ca_id for p in result.profiles.values()})
-    for policy in await batch.rows(Policy, "policies", policy_ids):
+    for policy in await _by_ids(conn, Policy, policy_ids):
         result.policies[policy.id] = policy
-    for ca in await batch.rows(CertificateAuthority, "certificate_authorities", ca_ids):
+    for ca in await _by_ids(conn, CertificateAuthority, ca_ids):
         result.cas[ca.id] = ca
     attachments = await conn.fetch(
         "SELECT * FROM application_profiles "
@@ -118,13 +117,10 @@ async def load(conn: Connection, requests: list[CertificateRequest]) -> Batch:
     return result
 
 
-@dataclass
-class _Loader:
-    conn: Connection
-
-    async def rows(self, model: type[ModelT], table: str, ids: list[UUID]) -> list[ModelT]:
-        sql = f"SELECT * FROM {table} WHERE id = ANY($1::uuid[])"  # noqa: S608 - our table names
-        return _models(model, await self.conn.fetch(sql, ids))
+async def _by_ids(conn: Connection, model: type[ModelT], ids: list[UUID]) -> list[ModelT]:
+    table = model.__tablename__
+    sql = f"SELECT * FROM {table} WHERE id = ANY($1::uuid[])"  # noqa: S608 - a table's name
+    return _models(model, await conn.fetch(sql, ids))
 
 
 def _insert_sql(table: str, columns: Sequence[str]) -> str:
