@@ -90,7 +90,10 @@ def build(settings: SyncerSettings) -> Worker:
         # The Kubernetes client's first call costs seconds of CPU holding the GIL: pay it on a
         # thread before taking tasks, not in the event loop in the middle of a batch.
         await asyncio.to_thread(KubernetesTlsSecret.warm_up)
-        await consume_tasks(stopping)
+        try:
+            await consume_tasks(stopping)
+        finally:  # every task has been settled: nothing uses the destinations any more
+            await tasks.close()
 
     worker.add_loop(consume_events)
     worker.add_loop(consume_tasks_warm)

@@ -91,6 +91,8 @@ class SyncTasks:
         self._after_commit = after_commit
         self._destinations: dict[UUID, tuple[datetime, Destination[Any, Any]]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: set[Destination[Any, Any]] = set()
+        """Replaced destinations not closed yet (tasks may still be using them)."""
 
     async def handle(self, messages: list[Msg]) -> list[Outcome]:
         """All tasks of a batch at once: destinations are independent."""
@@ -181,16 +183,32 @@ class SyncTasks:
         self._destinations[sync.id] = (sync.updated_at, destination)
         return destination
 
+    async def close(self) -> None:
+        """Close every destination (at shutdown, once no task runs): clients, sessions and
+        the files some keep (a Vault destination's CA bundle) are released."""
+        for task in list(self._retiring):
+            task.cancel()  # no task uses a retired destination now: close it at once, below
+        destinations = [d for _, d in self._destinations.values()] + list(self._retired)
+        self._destinations.clear()
+        self._retired.clear()
+        for destination in destinations:
+            try:
+                await destination.close()
+            except Exception:
+                log.warning("closing a %s destination failed", destination.kind)
+
     def _retire(self, destination: Destination[Any, Any]) -> None:
         """Close a replaced destination once tasks still using it are past their time limit."""
 
         async def close_later() -> None:
             await asyncio.sleep(self._settings.operation_timeout_seconds)
+            self._retired.discard(destination)
             try:
                 await destination.close()
             except Exception:
                 log.warning("closing a replaced %s destination failed", destination.kind)
 
+        self._retired.add(destination)
         task = asyncio.create_task(close_later())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
