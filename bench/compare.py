@@ -45,6 +45,7 @@ from run import (  # noqa: E402 - bench/ is not a package
     System,
     _free_port,
     _memory_gib,
+    append_results,
     cpu_ticks,
     scenarios,
 )
@@ -209,7 +210,7 @@ def main() -> None:
     print()
     print(report)
     if not args.no_record:
-        record(report, args)
+        append_results("\n" + report)
         print(f"appended to {HERE / 'RESULTS.md'}")
 
 
@@ -593,17 +594,6 @@ def render(
     cf_peak = sum(v for k, v in under_load.items() if k != "bao")
     lines.append(f"| Certforge, all | {_mib(cf_rest)} | {_mib(cf_peak or None)} |")
     return "\n".join(lines) + "\n"
-
-
-def record(report: str, args: argparse.Namespace) -> None:
-    results_file = HERE / "RESULTS.md"
-    if not results_file.exists():
-        results_file.write_text(
-            "# Benchmark results\n\nAppended by `make bench` and `make bench-compare` "
-            "(see bench/README.md for what each figure means).\n"
-        )
-    with results_file.open("a") as f:
-        f.write("\n" + report)
 
 
 def _median(results: list[Run], attribute: str) -> float:

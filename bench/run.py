@@ -512,14 +512,19 @@ def record(
         "```",
         "",
     ]
+    append_results("\n".join(lines))
+
+
+def append_results(text: str) -> None:
+    """Append a record to RESULTS.md, creating it with its heading the first time."""
     results_file = HERE / "RESULTS.md"
     if not results_file.exists():
         results_file.write_text(
-            "# Benchmark results\n\nAppended by `make bench` "
+            "# Benchmark results\n\nAppended by `make bench` and `make bench-compare` "
             "(see bench/README.md for what each figure means).\n"
         )
     with results_file.open("a") as f:
-        f.write("\n".join(lines))
+        f.write(text)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
