@@ -35,22 +35,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """`ack`, `nak` (redeliver after `delay` seconds) or `term` (never redeliver)."""
+class Settlement:
+    """How a handled message is settled with JetStream: `ack`, `nak` (redeliver after `delay`
+    seconds) or `term` (never redeliver). Not to be confused with a certificate request's
+    outcome (issued or failed), which the api waits for in `api/outcomes.py`."""
 
     action: str
     delay: float = 0.0
 
 
-ACK = Outcome("ack")
-TERM = Outcome("term")
+ACK = Settlement("ack")
+TERM = Settlement("term")
 
 
-def nak(delay: float) -> Outcome:
-    return Outcome("nak", delay)
+def nak(delay: float) -> Settlement:
+    return Settlement("nak", delay)
 
 
-BatchHandler = Callable[[list[Msg]], Awaitable[list[Outcome]]]
+BatchHandler = Callable[[list[Msg]], Awaitable[list[Settlement]]]
 
 
 class PullConsumer:
@@ -132,16 +134,16 @@ class PullConsumer:
 
     async def _handle(self, messages: list[Msg]) -> None:
         try:
-            outcomes = await self._handler(messages)
+            settlements = await self._handler(messages)
         except Exception:
             log.exception("handler of %s failed; the messages are redelivered", self._durable)
-            outcomes = [nak(5.0)] * len(messages)
-        for msg, outcome in zip(messages, outcomes, strict=True):
+            settlements = [nak(5.0)] * len(messages)
+        for msg, settlement in zip(messages, settlements, strict=True):
             with contextlib.suppress(Exception):
-                if outcome.action == "ack":
+                if settlement.action == "ack":
                     await msg.ack()
-                elif outcome.action == "nak":
-                    await msg.nak(delay=outcome.delay)
+                elif settlement.action == "nak":
+                    await msg.nak(delay=settlement.delay)
                 else:
                     await msg.term()
 

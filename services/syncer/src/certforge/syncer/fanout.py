@@ -17,7 +17,7 @@ import orjson
 from nats.aio.msg import Msg
 from sqlmodel import col, select
 
-from certforge.common.consumer import ACK, TERM, Outcome
+from certforge.common.consumer import ACK, TERM, Settlement
 from certforge.common.contracts.commands import SyncCertificate
 from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.contracts.events import (
@@ -47,8 +47,8 @@ class FanOut:
         self._subjects = subjects
         self._after_commit = after_commit
 
-    async def handle(self, messages: list[Msg]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+    async def handle(self, messages: list[Msg]) -> list[Settlement]:
+        settlements: list[Settlement] = []
         wanted: list[tuple[str, UUID, str | None]] = []
         applications: set[UUID] = set()
         for msg in messages:
@@ -59,16 +59,16 @@ class FanOut:
                 application_id = UUID(envelope["data"]["application_id"])
             except (ValueError, KeyError, TypeError):
                 log.error("ignoring an undecodable event on %s", msg.subject)
-                outcomes.append(TERM)
+                settlements.append(TERM)
                 continue
-            outcomes.append(ACK)
+            settlements.append(ACK)
             if event_type in _PUSH or event_type in _REMOVE:
                 traceparent = (msg.headers or {}).get("traceparent")
                 wanted.append((event_type, certificate_id, traceparent))
                 applications.add(application_id)
         if wanted:
             await self._fan_out(wanted, applications)
-        return outcomes
+        return settlements
 
     async def _fan_out(
         self, wanted: list[tuple[str, UUID, str | None]], applications: set[UUID]

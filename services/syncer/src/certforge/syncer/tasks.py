@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from certforge.common.consumer import ACK, TERM, Outcome, nak
+from certforge.common.consumer import ACK, TERM, Settlement, nak
 from certforge.common.contracts.commands import SyncCertificate
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import SyncFailed, SyncSucceeded
@@ -94,15 +94,15 @@ class SyncTasks:
         self._retired: set[Destination[Any, Any]] = set()
         """Replaced destinations not closed yet (tasks may still be using them)."""
 
-    async def handle(self, messages: list[Msg]) -> list[Outcome]:
+    async def handle(self, messages: list[Msg]) -> list[Settlement]:
         """All tasks of a batch at once: destinations are independent."""
         return list(await asyncio.gather(*(self._one(m) for m in messages)))
 
-    async def _one(self, msg: Msg) -> Outcome:
+    async def _one(self, msg: Msg) -> Settlement:
         with continued("sync certificate", msg.headers):
             return await self._carry_out(msg)
 
-    async def _carry_out(self, msg: Msg) -> Outcome:
+    async def _carry_out(self, msg: Msg) -> Settlement:
         try:
             task = SyncCertificate.model_validate(orjson.loads(msg.data)["data"])
         except (ValueError, KeyError, TypeError):
@@ -270,7 +270,7 @@ class SyncTasks:
 
     async def _failed(
         self, loaded: _Loaded, task: SyncCertificate, error: str, attempt: int
-    ) -> Outcome:
+    ) -> Settlement:
         await self._record(loaded, task, "failed", error=error, attempts=attempt, event=True)
         SYNC_RESULTS.labels(loaded.sync.kind, "failed").inc()
         return ACK
