@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from certforge.api.problems import status_for
 from certforge.common.domain import SanType
 from certforge.common.errors import FieldError, PolicyViolation
 from certforge.common.policy import PolicyDocument, Violation, enforce, evaluate
@@ -604,7 +605,7 @@ def test_enforce_raises_one_error_with_every_violation() -> None:
         enforce(policy, template(sans=dns("evil.com")), "web")
 
     error = caught.value
-    assert error.status == 422
+    assert status_for(error) == 422
     assert error.code == "policy-violation"
     assert error.detail.startswith('2 violations of policy "web": DNS name "evil.com"')
     assert error.errors == [

@@ -1,15 +1,19 @@
 """One typed error hierarchy crosses every boundary; the API maps it to problem+json in one place.
 
-    CertforgeError                 (500 only if raised by a bug; carries code, detail, fields)
-    ├── InvalidInput               400 malformed input (bad PEM, bad JSON shape)
-    ├── Unprocessable              422 well-formed but refused (policy, CA disabled, …)
-    │   └── PolicyViolation        422 with one entry per violated rule
-    ├── Unauthenticated            401
-    ├── Forbidden                  403
-    ├── NotFound                   404
-    ├── Conflict                   409 (duplicate slug, revoking twice, idempotency mismatch)
-    ├── PayloadTooLarge            413
-    └── Unavailable                503 a dependency (NATS, issuer, database) did not answer
+    CertforgeError          a bug if raised as such; carries code, detail, fields
+    ├── InvalidInput        malformed input (bad PEM, bad JSON shape)
+    ├── Unprocessable       well-formed but refused (policy, CA disabled, …)
+    │   └── PolicyViolation with one entry per violated rule
+    ├── Unauthenticated     no or unknown credentials
+    ├── Forbidden           known caller, missing role
+    ├── NotFound
+    ├── Conflict            duplicate slug, revoking twice, idempotency mismatch
+    ├── PayloadTooLarge
+    └── Unavailable         a dependency (NATS, issuer, database) did not answer
+
+The kinds say what went wrong, never how a protocol reports it: the issuer, renewer and syncer
+raise them without speaking HTTP, and the api's edge (`certforge.api.problems`) alone turns a
+kind into an HTTP status. `code` names the kind on the wire (problem `type`, the CA RPC reply).
 
 `detail` is written for the caller and must never contain a secret; `errors` names the fields
 at fault as JSON pointers-ish dotted paths (`sans.0.value`).
@@ -34,7 +38,6 @@ class CertforgeError(Exception):
     detail: str
     errors: list[FieldError] = field(default_factory=list)
     code: str = "internal"
-    status: int = 500
 
     def __post_init__(self) -> None:
         super().__init__(self.detail)
@@ -48,13 +51,11 @@ class CertforgeError(Exception):
 @dataclass
 class InvalidInput(CertforgeError):
     code: str = "invalid-input"
-    status: int = 400
 
 
 @dataclass
 class Unprocessable(CertforgeError):
     code: str = "unprocessable"
-    status: int = 422
 
 
 @dataclass
@@ -65,34 +66,46 @@ class PolicyViolation(Unprocessable):
 @dataclass
 class Unauthenticated(CertforgeError):
     code: str = "unauthenticated"
-    status: int = 401
 
 
 @dataclass
 class Forbidden(CertforgeError):
     code: str = "forbidden"
-    status: int = 403
 
 
 @dataclass
 class NotFound(CertforgeError):
     code: str = "not-found"
-    status: int = 404
 
 
 @dataclass
 class Conflict(CertforgeError):
     code: str = "conflict"
-    status: int = 409
 
 
 @dataclass
 class PayloadTooLarge(CertforgeError):
     code: str = "payload-too-large"
-    status: int = 413
 
 
 @dataclass
 class Unavailable(CertforgeError):
     code: str = "unavailable"
-    status: int = 503
+
+
+ERROR_KINDS: dict[str, type[CertforgeError]] = {
+    kind.code: kind
+    for kind in (
+        CertforgeError,
+        InvalidInput,
+        Unprocessable,
+        PolicyViolation,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        Unavailable,
+    )
+}
+"""Every kind by its `code`, so a receiver re-raises the kind a peer named (the CA RPC reply)."""

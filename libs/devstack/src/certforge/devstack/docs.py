@@ -164,7 +164,7 @@ def asyncapi_document(catalog: Iterable[Contract] = CATALOG) -> str:
                 _REPLY_SUBJECT,
                 title=f"{contract.name}:reply",
                 description=f"The answer to `{contract.subject}`: `result`, or `error` with the "
-                "HTTP status, code and fields at fault.",
+                "error kind (`code`), detail and fields at fault.",
                 schema=_readable(contract.reply),
             )
     app = FastStream(

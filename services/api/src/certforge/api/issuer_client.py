@@ -8,31 +8,14 @@ first attempt created instead of making a second one.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcReply
+from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
 from certforge.common.contracts.subjects import Subjects
-from certforge.common.errors import (
-    CertforgeError,
-    Conflict,
-    FieldError,
-    InvalidInput,
-    NotFound,
-    Unavailable,
-    Unprocessable,
-)
-
-_ERRORS: dict[int, type[CertforgeError]] = {
-    400: InvalidInput,
-    404: NotFound,
-    409: Conflict,
-    422: Unprocessable,
-}
+from certforge.common.errors import ERROR_KINDS, CertforgeError, FieldError, Unavailable
 
 
 class IssuerClient:
@@ -57,11 +40,20 @@ class IssuerClient:
             raise Unavailable("the issuer service did not answer in time; retry") from exc
         reply = RpcReply[CAReply].model_validate_json(message.data)
         if reply.error is not None:
-            raise _as_error(reply.error.status, reply.error.detail, reply.error.errors)
+            raise as_error(reply.error)
         assert reply.result is not None
         return reply.result
 
 
-def _as_error(status: int, detail: str, errors: list[dict[str, Any]]) -> CertforgeError:
-    kind = _ERRORS.get(status, Unavailable)
-    return kind(detail=detail, errors=[FieldError(e["field"], e["message"]) for e in errors])
+def as_error(error: RpcError) -> CertforgeError:
+    """The error kind the issuer named, raised here as if the api had refused itself.
+
+    The issuer's own failure (`internal`) or a kind this api does not know (a newer issuer)
+    means the issuer could not do it: the caller may retry, so it is `Unavailable`, not a bug
+    of the api.
+    """
+    kind = ERROR_KINDS.get(error.code, CertforgeError)
+    if kind is CertforgeError:
+        kind = Unavailable
+    fields = [FieldError(e["field"], e["message"]) for e in error.errors]
+    return kind(detail=error.detail, errors=fields)

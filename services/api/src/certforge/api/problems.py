@@ -1,6 +1,8 @@
 """The one place where errors become RFC 9457 `application/problem+json` responses.
 
-Every `CertforgeError` keeps its status, detail and field list; FastAPI's validation errors
+Every `CertforgeError` keeps its code, detail and field list, and gets its HTTP status here from
+its kind (`STATUSES`): common's error kinds know nothing of HTTP, so the issuer and the other
+workers raise them without pretending to answer a request; FastAPI's validation errors
 become 422 with one entry per field; malformed JSON becomes 400; anything unexpected becomes a
 500 whose detail says nothing about internals (the log has the traceback and request id).
 """
@@ -20,11 +22,34 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from certforge.api.audit import record_refusal
-from certforge.common.errors import CertforgeError, FieldError
+from certforge.common.errors import (
+    CertforgeError,
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    Unprocessable,
+)
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+STATUSES: dict[type[CertforgeError], int] = {
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    Unprocessable: 422,  # and its PolicyViolation
+    Unavailable: 503,
+}
+"""The HTTP status of each error kind (subclasses inherit theirs); a bare CertforgeError: 500."""
 _TITLES = {
     400: "Bad request",
     401: "Unauthenticated",
@@ -63,6 +88,14 @@ def problem_response(
     return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def status_for(exc: CertforgeError) -> int:
+    """The status of `exc`'s kind, or of the nearest kind it derives from."""
+    for kind in type(exc).__mro__:
+        if kind in STATUSES:
+            return STATUSES[kind]
+    return 500
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -80,11 +113,12 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
 
 async def _on_certforge_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CertforgeError)
-    if exc.status >= 500 and exc.status != 503:
+    status = status_for(exc)
+    if status >= 500 and status != 503:
         log.error("internal error: %s", exc.detail, extra={"request_id": request.state.request_id})
-    await record_refusal(request, exc.status, exc.code, exc.detail)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem_response(request, exc.status, exc.code, exc.detail, exc.errors, headers)
+    await record_refusal(request, status, exc.code, exc.detail)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem_response(request, status, exc.code, exc.detail, exc.errors, headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:

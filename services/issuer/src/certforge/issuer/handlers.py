@@ -21,7 +21,7 @@ from certforge.common.contracts.commands import (
     RevokeCertificate,
 )
 from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
-from certforge.common.errors import CertforgeError
+from certforge.common.errors import CertforgeError, InvalidInput
 from certforge.common.runtime import Worker
 from certforge.issuer.cas import CAService
 from certforge.issuer.consumer import Handler
@@ -59,16 +59,14 @@ async def _answer(
         fields = [
             {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
         ]
-        return RpcReply(
-            error=RpcError(status=400, code="invalid-input", detail="bad command", errors=fields)
-        )
+        return RpcReply(error=RpcError(code=InvalidInput.code, detail="bad command", errors=fields))
     try:
         return RpcReply(result=await action(command))
     except CertforgeError as exc:
         return RpcReply(error=RpcError.of(exc))
     except Exception:
         log.exception("CA operation %s failed", model.__name__)
-        return RpcReply(error=RpcError(status=500, code="internal", detail="the issuer failed"))
+        return RpcReply(error=RpcError(code=CertforgeError.code, detail="the issuer failed"))
 
 
 def request_handler(

@@ -55,15 +55,19 @@ class CAReply(BaseModel):
 
 
 class RpcError(BaseModel):
-    status: int
-    code: str
+    """A refusal, named by its error kind: the api re-raises that kind and its edge picks the
+    HTTP status, so the issuer never speaks HTTP."""
+
+    code: str = Field(
+        description="The error kind (`invalid-input`, `not-found`, `conflict`, "
+        "`unprocessable`, …; see `certforge.common.errors`); `internal` when the issuer failed."
+    )
     detail: str
     errors: list[dict[str, Any]] = []
 
     @classmethod
     def of(cls, exc: CertforgeError) -> RpcError:
         return cls(
-            status=exc.status,
             code=exc.code,
             detail=exc.detail,
             errors=[e.as_dict() for e in exc.errors],
