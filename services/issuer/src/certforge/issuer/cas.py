@@ -17,6 +17,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.ca_rules import ParentFacts, plan_ca
+from certforge.common.contracts.routes import ca_urls
 from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA
 from certforge.common.crypto.certificates import (
     build_intermediate_ca,
@@ -40,7 +41,6 @@ from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import CAStatus, CAType, SignatureHash
 from certforge.common.errors import Conflict, NotFound, Unprocessable
 from certforge.issuer.ca_keys import seal, unseal
-from certforge.issuer.urls import ca_urls
 
 _HASH_NAMES = {h.value.lower(): h for h in SignatureHash}
 

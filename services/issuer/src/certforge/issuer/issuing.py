@@ -40,6 +40,7 @@ from certforge.common.contracts.events import (
     CertificateRenewed,
     RequestFailed,
 )
+from certforge.common.contracts.routes import ca_urls
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.certificates import (
     build_certificate,
@@ -95,7 +96,6 @@ from certforge.issuer import batch_store, lint
 from certforge.issuer.batch_store import Batch, Writes
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.keypool import KeyPool
-from certforge.issuer.urls import ca_urls
 
 if TYPE_CHECKING:
     from certforge.common.db.pool import Connection

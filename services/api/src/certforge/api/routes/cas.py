@@ -8,6 +8,7 @@ from certforge.api.deps import AuditDep, ContextDep, ProductAdminDep, SessionDep
 from certforge.api.domain import cas
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.cas import CACreate, CAImport, CAPublic
+from certforge.common.contracts.routes import CA_CERTIFICATE_DER
 from certforge.common.crypto.certificates import certificate_to_der, load_certificate_pem
 from certforge.common.domain import CAStatus
 
@@ -86,7 +87,7 @@ async def enable_ca(
 
 
 @router.get(
-    "/cas/{ca_id}/certificate.cer",
+    CA_CERTIFICATE_DER,
     name="ca.certificate_der",
     response_class=Response,
     responses={200: {"content": {"application/pkix-cert": {}}, "description": "DER certificate"}},

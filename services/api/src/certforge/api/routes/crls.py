@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from certforge.api.deps import SessionDep
 from certforge.api.routes import API_PREFIX
+from certforge.common.contracts.routes import CA_CRL
 from certforge.common.db.tables import CertificateAuthority, Crl
 from certforge.common.errors import NotFound, Unavailable
 
@@ -47,7 +48,7 @@ def _headers(crl: Crl) -> dict[str, str]:
 
 
 @router.get(
-    "/cas/{ca_id}/crl",
+    CA_CRL,
     name="ca.crl",
     response_class=Response,
     responses={200: {"content": {DER: {}}, "description": "the current CRL, DER"}},

@@ -18,10 +18,11 @@ from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
 from certforge.api.domain import ocsp as domain
 from certforge.api.ocsp import Status, decode_get, unsuccessful
+from certforge.common.contracts.routes import OCSP, OCSP_PREFIX
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/ocsp", tags=["ocsp"])
+router = APIRouter(prefix=OCSP_PREFIX, tags=["ocsp"])
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
@@ -44,7 +45,7 @@ async def _answer(context: ApiContext, ca_id: str, der: bytes | None) -> domain.
 
 
 @router.post(
-    "/{ca_id}",
+    OCSP,
     name="ocsp.post",
     response_class=Response,
     responses=_RESPONSE,
@@ -56,9 +57,7 @@ async def ocsp_post(ca_id: str, request: Request, context: ContextDep) -> Respon
     return Response(answer.der, media_type=OCSP_RESPONSE)
 
 
-@router.get(
-    "/{ca_id}/{encoded:path}", name="ocsp.get", response_class=Response, responses=_RESPONSE
-)
+@router.get(OCSP + "/{encoded:path}", name="ocsp.get", response_class=Response, responses=_RESPONSE)
 async def ocsp_get(ca_id: str, encoded: str, context: ContextDep) -> Response:
     """The GET form (RFC 6960 appendix A.1): the URL-encoded base64 of the DER request.
 
