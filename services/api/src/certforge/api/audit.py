@@ -4,6 +4,9 @@ Successful changes are recorded inside the transaction that makes them, so a cha
 without its entry. Refused attempts (bad input, missing role, conflict) are recorded by the
 error handler in a transaction of their own, since the change itself was rolled back.
 The action is the route's name (`ca.create`, `application.member.put`), so both paths agree.
+
+This module sits below the domain: what an entry needs from it (the application a refused
+request aimed at) is resolved by the caller and handed in.
 """
 
 from __future__ import annotations
@@ -18,9 +21,7 @@ from fastapi import Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.auth import Actor
-from certforge.api.domain.common import by_slug_or_id
-from certforge.common.db.tables import Application, AuditEvent
-from certforge.common.errors import NotFound
+from certforge.common.db.tables import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,25 @@ def route_action(request: Request) -> str | None:
     return getattr(route, "name", None)
 
 
-async def record_refusal(request: Request, status: int, code: str, detail: str) -> None:
-    """Append a `denied`/`failed` entry for a refused change; never raises."""
-    action = route_action(request)
-    if request.method not in _UNSAFE or action is None:
+def refused_action(request: Request) -> str | None:
+    """The action of a refused request if its refusal is audited: changes only, not reads."""
+    return route_action(request) if request.method in _UNSAFE else None
+
+
+async def record_refusal(
+    request: Request, status: int, code: str, detail: str, application_id: UUID | None
+) -> None:
+    """Append a `denied`/`failed` entry for a refused change; never raises.
+
+    `application_id` is the application the request aimed at, so that its admins and auditors
+    see the entry; None when it aimed at none (or at one that does not exist).
+    """
+    action = refused_action(request)
+    if action is None:
         return
     actor: Actor | None = getattr(request.state, "actor", None)
-    application_id: UUID | None = getattr(request.state, "application_id", None)
     try:
         async with request.app.state.certforge.sessions() as session:
-            if application_id is None:
-                application_id = await _target_application(session, request.path_params)
             session.add(
                 AuditEvent(
                     actor_id=actor.identity_id if actor else None,
@@ -135,18 +144,6 @@ async def record_refusal(request: Request, status: int, code: str, detail: str) 
             await session.commit()
     except Exception:
         log.exception("could not record a refused %s in the audit log", action)
-
-
-async def _target_application(session: AsyncSession, path: dict[str, Any]) -> UUID | None:
-    """The application a refused request aimed at, so that its admins and auditors see it."""
-    ref = path.get("app")
-    if not isinstance(ref, str):
-        return None
-    try:
-        app: Application = await by_slug_or_id(session, Application, ref, "application", "app")
-    except NotFound:
-        return None
-    return app.id
 
 
 def _storable(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -21,7 +22,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from certforge.api.audit import record_refusal
+from certforge.api.audit import record_refusal, refused_action
+from certforge.api.domain.common import by_slug_or_id
+from certforge.common.db.tables import Application
 from certforge.common.errors import (
     CertforgeError,
     Conflict,
@@ -116,7 +119,7 @@ async def _on_certforge_error(request: Request, exc: Exception) -> Response:
     status = status_for(exc)
     if status >= 500 and status != 503:
         log.error("internal error: %s", exc.detail, extra={"request_id": request.state.request_id})
-    await record_refusal(request, status, exc.code, exc.detail)
+    await _record_refusal(request, status, exc.code, exc.detail)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem_response(request, status, exc.code, exc.detail, exc.errors, headers)
 
@@ -126,10 +129,10 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     errors = validation_errors(exc)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
         detail = "request body is not valid JSON"
-        await record_refusal(request, 400, "invalid-json", detail)
+        await _record_refusal(request, 400, "invalid-json", detail)
         return problem_response(request, 400, "invalid-json", detail, errors)
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
-    await record_refusal(request, 422, "validation", detail)
+    await _record_refusal(request, 422, "validation", detail)
     return problem_response(request, 422, "validation", detail, errors)
 
 
@@ -139,6 +142,31 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         exc.status_code, "http-error"
     )
     return problem_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _record_refusal(request: Request, status: int, code: str, detail: str) -> None:
+    """Audit a refused change, naming the application it aimed at."""
+    if refused_action(request) is not None:
+        application_id = await _target_application(request)
+        await record_refusal(request, status, code, detail, application_id)
+
+
+async def _target_application(request: Request) -> UUID | None:
+    """The application of the `app` path parameter, so that its admins and auditors see the
+    refusal; None when there is none, it names nothing, or it cannot be looked up (the refusal
+    is still recorded, and answering it never fails because of the audit)."""
+    ref = request.path_params.get("app")
+    if not isinstance(ref, str):
+        return None
+    try:
+        async with request.app.state.certforge.sessions() as session:
+            app: Application = await by_slug_or_id(session, Application, ref, "application", "app")
+    except NotFound:
+        return None
+    except Exception:
+        log.exception("could not look up the application of a refused request")
+        return None
+    return app.id
 
 
 # PostgreSQL cannot store some text (NUL bytes, invalid encodings): the caller's input.
@@ -152,7 +180,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
         return problem_response(request, 503, "unavailable", detail, headers={"Retry-After": "1"})
     if _sqlstate(exc) in _UNSTORABLE_TEXT:
         detail = "the request contains characters that cannot be stored (e.g. NUL)"
-        await record_refusal(request, 400, "invalid-text", detail)
+        await _record_refusal(request, 400, "invalid-text", detail)
         return problem_response(request, 400, "invalid-text", detail)
     log.exception(
         "unhandled error on %s %s",
