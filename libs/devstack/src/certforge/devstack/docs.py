@@ -16,8 +16,6 @@ without `make docs` fails the build instead of leaving the documents wrong.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import re
 import sys
@@ -64,13 +62,15 @@ ENV_PREFIX = "CERTFORGE_"
 
 
 def openapi_document() -> str:
-    """The API's OpenAPI document, exactly as `certforge-api openapi` prints it."""
-    from certforge.api.main import _openapi
+    """The API's OpenAPI document, as sorted, indented JSON (as `certforge-api openapi` prints)."""
+    from certforge.api.app import openapi_document as api_document
 
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        _openapi(None)
-    return buffer.getvalue()
+    return _json(api_document())
+
+
+def _json(document: dict[str, Any]) -> str:
+    """The checked-in form of a generated document: sorted keys, so diffs show real changes."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 # --- AsyncAPI -------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def asyncapi_document(catalog: Iterable[Contract] = CATALOG) -> str:
     )
     document = app.schema.to_specification().to_jsonable()
     _declare_parameters(document)
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    return _json(document)
 
 
 # --- settings table -------------------------------------------------------------------------

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from certforge.api import problems
@@ -176,3 +178,14 @@ def _health_router() -> APIRouter:
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers: each worker process builds its app from the environment."""
     return create_app(ApiSettings.load())
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document, for `certforge-api openapi` and the checked-in docs.
+
+    The routes do not depend on settings, so it is built without the environment: the app is
+    only constructed (its lifespan, which connects, never runs), with a well-formed key-encryption
+    key that encrypts nothing.
+    """
+    settings = ApiSettings(leaf_keks=SecretStr("docs:" + "A" * 43 + "="))
+    return create_app(settings).openapi()
