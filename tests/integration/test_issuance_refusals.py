@@ -251,6 +251,20 @@ CASES: dict[str, Case] = {
         422,
         ("sans.0.value",),
     ),
+    # IDNA 2008 refuses some code points IDNA 2003 took (symbols, joiners out of context).
+    "fail/dns-idna-disallowed-code-point": (
+        {"common_name": "api.example.com", "sans": [{"type": "dns", "value": "sn☃w.example.com"}]},
+        422,
+        ("sans.0.value",),
+    ),
+    "fail/dns-idna-joiner-out-of-context": (
+        {
+            "common_name": "api.example.com",
+            "sans": [{"type": "dns", "value": "a\u200db.example.com"}],
+        },
+        422,
+        ("sans.0.value",),
+    ),
     # Syntax the pre-issuance lint would refuse later is refused at once.
     "fail/dns-single-label": (
         {"common_name": "api.example.com", "sans": [{"type": "dns", "value": "localhost"}]},

@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import idna
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,13 +34,28 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
 
 
+def _to_ascii(name: str) -> str:
+    """A name with non-ASCII labels in its A-label form, by IDNA 2008 with UTS 46 mapping.
+
+    Python's built-in `idna` codec is IDNA 2003, which maps `ß` to `ss`: `faß.example` would
+    become `fass.example`, another domain with another owner. Browsers and registries follow
+    IDNA 2008 (`xn--fa-hia.example`), so a certificate must name that. Labels are converted one
+    by one, as a `*` wildcard label is no IDNA label; ASCII labels are left to the syntax check.
+    """
+    mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+    return ".".join(
+        label if label.isascii() else idna.alabel(label).decode("ascii")
+        for label in mapped.split(".")
+    )
+
+
 def normalize_dns_name(value: str) -> str:
     """Lower-case, IDNA-encoded, syntax-checked; a leading `*.` wildcard label is allowed."""
     name = value.strip().rstrip(".").lower()
     try:
-        name = name.encode("idna").decode("ascii") if not name.isascii() else name
-    except UnicodeError as exc:
-        raise ValueError(f"invalid DNS name {value!r}") from exc
+        name = name if name.isascii() else _to_ascii(name)
+    except UnicodeError as exc:  # idna.IDNAError is one
+        raise ValueError(f"invalid DNS name {value!r}: {exc}") from None
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 1:
         raise ValueError(f"invalid DNS name {value!r}")
