@@ -26,6 +26,7 @@ from uuid import UUID
 from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
@@ -128,17 +129,20 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until stopped; on stop, make one last pass so committed rows go out."""
-        backoff = 0.0
+        failures = 0
         while not self._stopping.is_set():
             try:
                 sent = await self.publish_pending()
-                backoff = 0.0
+                failures = 0
                 await self._purge_if_due()
                 await self._measure_if_due()
             except Exception as exc:  # any failure: keep the rows, wait, retry
-                backoff = min(max(backoff * 2, 0.2), self._settings.max_backoff_seconds)
-                log.warning("outbox relay: %s; retrying in %.1fs", _describe(exc), backoff)
-                await self._sleep(backoff)
+                failures += 1
+                # Jittered: the relays of every replica failed together (NATS restarting) and
+                # would otherwise all retry at the same instants.
+                delay = backoff_delay(failures, base=0.2, cap=self._settings.max_backoff_seconds)
+                log.warning("outbox relay: %s; retrying in %.1fs", _describe(exc), delay)
+                await self._sleep(delay)
                 continue
             if sent < self._settings.batch_size:
                 await self._sleep(self._settings.poll_interval_seconds)
