@@ -8,6 +8,10 @@ stay unsent and the relay retries with backoff: delayed, never lost. If the rela
 the publish and the commit, the next publish of the same id falls inside the stream's
 duplicate window and is stored once.
 
+Every row is a CloudEvents envelope (`message_row` takes nothing else: commands, events and sync
+tasks alike), so the relay adds the structured-mode header `Content-Type:
+application/cloudevents+json` as it publishes, instead of storing the same value in every row.
+
 Rows of a batch succeed or fail one by one: a row JetStream refuses (say its subject belongs to
 no stream) gets `attempts` and `last_error` recorded and is retried, while the rows after it are
 still published; it cannot stall the outbox. Order is therefore not guaranteed across a failed
@@ -27,7 +31,7 @@ from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.backoff import backoff_delay
-from certforge.common.contracts.envelope import CloudEvent, MessageData
+from certforge.common.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, MessageData
 from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -187,7 +191,11 @@ class OutboxRelay:
                         row["subject"],
                         row["payload"],
                         timeout=self._settings.publish_timeout_seconds,
-                        headers={**row["headers"], "Nats-Msg-Id": str(row["id"])},
+                        headers={
+                            **row["headers"],
+                            "Nats-Msg-Id": str(row["id"]),
+                            "Content-Type": CLOUDEVENTS_CONTENT_TYPE,
+                        },
                     )
                     for row in rows
                 ),
