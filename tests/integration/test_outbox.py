@@ -298,6 +298,26 @@ async def test_committed_rows_are_published_once_with_their_id(stack: Stack) -> 
     assert traced_msg.headers["Nats-Msg-Id"] == str(traced.id)
 
 
+async def test_published_cloudevents_say_so_in_content_type(stack: Stack) -> None:
+    """Commands and events alike carry the CloudEvents structured-mode `Content-Type`, which
+    the relay adds at publish time: the rows do not store it."""
+    async with stack.sessions() as session, session.begin():
+        event = enqueue(session, stack.event_subject(), probe(1))
+        command = enqueue(session, stack.subjects.cmd_issue, probe(2))
+    assert await OutboxRelay(stack.database, stack.js, FAST).publish_pending() == 2
+
+    for stream, row in (
+        (stack.subjects.events_stream, event),
+        (stack.subjects.commands_stream, command),
+    ):
+        msg = await stack.js.get_last_msg(stream, row.subject)
+        assert msg.headers is not None
+        assert msg.headers["Content-Type"] == "application/cloudevents+json"
+        assert msg.headers["Nats-Msg-Id"] == str(row.id)
+        assert CloudEvent[Probe].model_validate_json(msg.data or b"").id == row.id
+    assert all("Content-Type" not in row.headers for row in (await stack.rows()).values())
+
+
 async def test_running_relay_publishes_on_wake_and_on_stop(stack: Stack) -> None:
     """`wake()` after a commit publishes at once, not at the next poll; `stop()` makes a last
     pass, so rows committed just before a shutdown are not left for the next start."""

@@ -1,8 +1,15 @@
-"""A durable JetStream pull consumer whose handler decides each message's fate.
+"""A durable JetStream pull consumer whose handler decides each message's fate: the one consumer
+loop of every service (the issuer's commands, the syncer's events and tasks); each service's
+behaviour is its batch handler.
 
-Fetches in batches (returning as soon as some messages are there), gives the batch to one
-handler, then acks, nacks with a delay, or terminates each message as the handler said. Any
-number of replicas share the durable. Consumer lag is exported as metrics.
+Fetches in batches, gives the batch to one handler, then acks, nacks with a delay, or terminates
+each message as the handler said. Any number of replicas share the durable. Consumer lag is
+exported as metrics.
+
+A plain nats-py fetch loop rather than FastStream's batch subscriber: FastStream keeps fetching
+until the batch is full or its timeout passes, which at low load adds that whole timeout to
+every message's latency; `fetch` returns as soon as some messages are there, so a lone command
+is handled at once and a burst in batches.
 
 With `max_in_flight`, messages are handled one by one instead, up to that many at once, each
 settled as soon as its own handling ends, and fetching goes on while some are in flight: one
@@ -29,6 +36,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from certforge.common.backoff import backoff_delay
 from certforge.common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 
 log = logging.getLogger(__name__)
@@ -162,8 +170,9 @@ async def subscribe_durable(
     max_ack_pending: int,
 ) -> Any:
     """A durable pull subscription, retried until NATS answers (None if stopped first): a
-    consumer that failed to start must not leave its service running without consuming."""
-    delay = 0.5
+    consumer that failed to start must not leave its service running without consuming. The
+    retries are jittered, so replicas started together do not retry in lock-step."""
+    attempt = 0
     while not stopping.is_set():
         try:
             return await js.pull_subscribe(
@@ -180,6 +189,8 @@ async def subscribe_durable(
         except ConnectionClosedError:
             return None
         except Exception as exc:
+            attempt += 1
+            delay = backoff_delay(attempt, base=0.5, cap=10.0)
             log.warning(
                 "creating consumer %s failed (%s); retrying in %.1f s",
                 durable,
@@ -188,7 +199,6 @@ async def subscribe_durable(
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay)
-            delay = min(delay * 2, 10.0)
     return None
 
 

@@ -8,6 +8,10 @@ stay unsent and the relay retries with backoff: delayed, never lost. If the rela
 the publish and the commit, the next publish of the same id falls inside the stream's
 duplicate window and is stored once.
 
+Every row is a CloudEvents envelope (`message_row` takes nothing else: commands, events and sync
+tasks alike), so the relay adds the structured-mode header `Content-Type:
+application/cloudevents+json` as it publishes, instead of storing the same value in every row.
+
 Rows of a batch succeed or fail one by one: a row JetStream refuses (say its subject belongs to
 no stream) gets `attempts` and `last_error` recorded and is retried, while the rows after it are
 still published; it cannot stall the outbox. Order is therefore not guaranteed across a failed
@@ -26,7 +30,8 @@ from uuid import UUID
 from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from certforge.common.contracts.envelope import CloudEvent, MessageData
+from certforge.common.backoff import backoff_delay
+from certforge.common.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, MessageData
 from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -128,17 +133,20 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until stopped; on stop, make one last pass so committed rows go out."""
-        backoff = 0.0
+        failures = 0
         while not self._stopping.is_set():
             try:
                 sent = await self.publish_pending()
-                backoff = 0.0
+                failures = 0
                 await self._purge_if_due()
                 await self._measure_if_due()
             except Exception as exc:  # any failure: keep the rows, wait, retry
-                backoff = min(max(backoff * 2, 0.2), self._settings.max_backoff_seconds)
-                log.warning("outbox relay: %s; retrying in %.1fs", _describe(exc), backoff)
-                await self._sleep(backoff)
+                failures += 1
+                # Jittered: the relays of every replica failed together (NATS restarting) and
+                # would otherwise all retry at the same instants.
+                delay = backoff_delay(failures, base=0.2, cap=self._settings.max_backoff_seconds)
+                log.warning("outbox relay: %s; retrying in %.1fs", _describe(exc), delay)
+                await self._sleep(delay)
                 continue
             if sent < self._settings.batch_size:
                 await self._sleep(self._settings.poll_interval_seconds)
@@ -183,7 +191,11 @@ class OutboxRelay:
                         row["subject"],
                         row["payload"],
                         timeout=self._settings.publish_timeout_seconds,
-                        headers={**row["headers"], "Nats-Msg-Id": str(row["id"])},
+                        headers={
+                            **row["headers"],
+                            "Nats-Msg-Id": str(row["id"]),
+                            "Content-Type": CLOUDEVENTS_CONTENT_TYPE,
+                        },
                     )
                     for row in rows
                 ),

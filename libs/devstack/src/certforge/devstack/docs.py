@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from certforge.common.contracts.catalog import CATALOG, SUBJECTS, Contract, catalog_problems
-from certforge.common.contracts.envelope import CloudEvent, MessageData
+from certforge.common.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, MessageData
 from certforge.common.durations import format_duration
 from certforge.common.settings import CommonSettings
 
@@ -175,8 +175,10 @@ def asyncapi_document(catalog: Iterable[Contract] = CATALOG) -> str:
             description="Every command, event and request Certforge sends over NATS, generated "
             "from `certforge.common.contracts.catalog`. Subjects use the default namespace "
             f"`{SUBJECTS.namespace}` (setting `CERTFORGE_NATS__NAMESPACE`). Stream messages are "
-            "CloudEvents 1.0 JSON envelopes; consumers must ignore unknown fields. Other systems "
-            "subscribe to events with their own durable consumer and a subject filter.",
+            "CloudEvents 1.0 JSON envelopes in structured mode, published with the header "
+            f"`Content-Type: {CLOUDEVENTS_CONTENT_TYPE}`; consumers must ignore unknown fields. "
+            "Other systems subscribe to events with their own durable consumer and a subject "
+            "filter.",
             schema_version="3.0.0",
         ),
     )

@@ -1,37 +1,41 @@
-"""The issuer's command consumer: a durable JetStream pull consumer on `<ns>.cmd.>`, shared by
-every issuer replica, fetched in batches.
+"""The issuer's command consumer: the common `PullConsumer` on `<ns>.cmd.>`, shared by every
+issuer replica, with `CommandRouter` as its batch handler.
 
-A plain nats-py fetch loop rather than FastStream's batch subscriber: FastStream keeps fetching
-until the batch is full or its timeout passes, which at low load adds that whole timeout to
-every request's latency; `fetch` returns as soon as some messages are there, so a lone request
-is signed at once and a burst is signed in batches.
+The common loop's `fetch` returns as soon as some messages are there, so a lone request is
+signed at once and a burst is signed in batches (see `certforge.common.consumer`).
 
-Acknowledgement follows outcome: a handled batch (issued or recorded as failed) is acked; a
-transient failure (database down) nacks it with a growing delay; a message that cannot be
-decoded is terminated, since no retry can fix it; a command this version has no handler for is
-left for a replica that has one.
+Settlement follows outcome: a handled group of commands (issued or recorded as failed) is acked;
+a transient failure (database down) naks the group with a growing, jittered delay; a message
+that cannot be decoded is terminated, since no retry can fix it; a command this version has no
+route for is left for a replica that has one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field
 
-from certforge.common.consumer import measure_lag, subscribe_durable
+from certforge.common.backoff import backoff_delay
+from certforge.common.consumer import ACK, TERM, PullConsumer, Settlement, nak
 from certforge.common.contracts.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[list[Msg]], Awaitable[None]]
+DecodedT = TypeVar("DecodedT")
+
+UNDECODABLE = (ValueError, KeyError, TypeError)
+"""What `CommandRoute.decode` raises for a message no retry can fix (pydantic's
+`ValidationError` and orjson's decode error are `ValueError`s)."""
+
+REDELIVERY_BASE_SECONDS = 2.0
+"""The redelivery delay after a command's first delivery failed; it doubles per delivery."""
 
 
 class ConsumerSettings(BaseModel):
@@ -48,79 +52,91 @@ class ConsumerSettings(BaseModel):
     )
 
 
-class CommandConsumer:
+@dataclass(frozen=True)
+class CommandRoute(Generic[DecodedT]):
+    """How the commands of one subject are handled. Split in two so that a bad message is
+    terminated alone, before the batch's work: `decode` reads one message (raising one of
+    `UNDECODABLE` when it cannot), `act` does the work for every decoded message of the batch
+    at once (one transaction for many requests); raising there means "retry later"."""
+
+    decode: Callable[[Msg], DecodedT]
+    act: Callable[[list[DecodedT]], Awaitable[None]]
+
+
+class CommandRouter:
+    """The issuer's batch handler: groups a fetched batch by subject and gives each group to its
+    route. `rand` draws the redelivery jitter (pinned in tests)."""
+
     def __init__(
         self,
-        js: JetStreamContext,
-        subjects: Subjects,
-        handlers: dict[str, Handler],
+        routes: Mapping[str, CommandRoute[Any]],
         settings: ConsumerSettings,
+        rand: Callable[[], float] = random.random,
     ) -> None:
-        self._js = js
-        self._subjects = subjects
-        self._handlers = handlers
+        self._routes = routes
         self._settings = settings
-        self.durable = subjects.durable("issuer")
+        self._rand = rand
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        subscription = await subscribe_durable(
-            self._js,
-            stopping,
-            subject=self._subjects.commands_wildcard,
-            stream=self._subjects.commands_stream,
-            durable=self.durable,
-            ack_wait=self._settings.ack_wait_seconds,
-            max_ack_pending=self._settings.batch_size * 16,
-        )
-        if subscription is None:
-            return
-        last_measure = 0.0
-        while not stopping.is_set():
-            if time.monotonic() - last_measure > 5:
-                last_measure = time.monotonic()
-                await measure_lag(self._js, self._subjects.commands_stream, self.durable)
-            try:
-                messages = await subscription.fetch(self._settings.batch_size, timeout=1.0)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            except ConnectionClosedError:
-                return
-            except Exception as exc:  # NATS reconnecting: wait, keep going
-                log.warning("command fetch failed: %s", exc)
-                await asyncio.sleep(1)
-                continue
-            await self._dispatch(messages)
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
-
-    async def _dispatch(self, messages: list[Msg]) -> None:
-        groups: dict[str, list[Msg]] = {}
-        for msg in messages:
-            if msg.subject in self._handlers:
-                groups.setdefault(msg.subject, []).append(msg)
-            else:  # a newer version's command during a rolling upgrade: leave it for that one
+    async def handle(self, messages: list[Msg]) -> list[Settlement]:
+        settlements = [ACK] * len(messages)
+        groups: dict[str, tuple[list[int], list[Any]]] = {}
+        for position, msg in enumerate(messages):
+            route = self._routes.get(msg.subject)
+            if route is None:  # a newer version's command during a rolling upgrade
                 log.warning("no handler for %s; redelivering later", msg.subject)
-                await msg.nak(delay=self._settings.max_backoff_seconds)
-        for subject, group in groups.items():
+                settlements[position] = nak(self._settings.max_backoff_seconds)
+                continue
             try:
-                await self._handlers[subject](group)
+                decoded = route.decode(msg)
+            except UNDECODABLE:
+                log.error("terminating an undecodable command on %s", msg.subject)
+                settlements[position] = TERM
+                continue
+            positions, batch = groups.setdefault(msg.subject, ([], []))
+            positions.append(position)
+            batch.append(decoded)
+        for subject, (positions, batch) in groups.items():
+            try:
+                await self._routes[subject].act(batch)
             except Exception as exc:
-                delay = self._backoff(group)
+                deliveries = max(messages[p].metadata.num_delivered for p in positions)
+                delay = redelivery_delay(deliveries, self._settings, self._rand)
                 log.warning(
                     "%d command(s) on %s will be retried in %.0fs: %s",
-                    len(group),
+                    len(positions),
                     subject,
                     delay,
                     exc,
                 )
-                for msg in group:
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=delay)
-                continue
-            for msg in group:
-                with contextlib.suppress(Exception):
-                    await msg.ack()
+                for position in positions:
+                    settlements[position] = nak(delay)
+        return settlements
 
-    def _backoff(self, group: list[Msg]) -> float:
-        deliveries = max(m.metadata.num_delivered for m in group)
-        return min(2.0 ** min(deliveries, 10), self._settings.max_backoff_seconds)
+
+def redelivery_delay(
+    deliveries: int, settings: ConsumerSettings, rand: Callable[[], float]
+) -> float:
+    """Seconds before a group that failed on its `deliveries`-th delivery comes back: 2 s, 4 s,
+    8 s… up to `max_backoff_seconds`, jittered so that replicas failing together (the database
+    down) do not all retry at once."""
+    return backoff_delay(
+        deliveries, base=REDELIVERY_BASE_SECONDS, cap=settings.max_backoff_seconds, rand=rand
+    )
+
+
+def command_consumer(
+    js: JetStreamContext,
+    subjects: Subjects,
+    routes: Mapping[str, CommandRoute[Any]],
+    settings: ConsumerSettings,
+) -> PullConsumer:
+    """The durable consumer of every command subject, shared by the issuer's replicas."""
+    return PullConsumer(
+        js,
+        stream=subjects.commands_stream,
+        subject=subjects.commands_wildcard,
+        durable=subjects.durable("issuer"),
+        handler=CommandRouter(routes, settings).handle,
+        batch_size=settings.batch_size,
+        ack_wait_seconds=settings.ack_wait_seconds,
+    )

@@ -1,4 +1,5 @@
-"""NATS handlers of the issuer. Thin: decode, call the service, encode the outcome.
+"""NATS handlers of the issuer. Thin: decode, call the service, encode the outcome. Commands
+are routes of the `CommandRouter` (`consumer.py`), which settles their messages.
 
 Request/reply handlers always answer, with the result or a typed error, so the api never waits
 for a timeout because of bad input.
@@ -24,7 +25,7 @@ from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError
 from certforge.common.errors import CertforgeError, InvalidInput
 from certforge.common.runtime import Worker
 from certforge.issuer.cas import CAService
-from certforge.issuer.consumer import Handler
+from certforge.issuer.consumer import CommandRoute
 from certforge.issuer.issuing import IssuanceService
 from certforge.issuer.revocation import RevocationPublisher
 
@@ -69,44 +70,32 @@ async def _answer(
         return RpcReply(error=RpcError(code=CertforgeError.code, detail="the issuer failed"))
 
 
-def request_handler(
+def request_route(
     service: IssuanceService, model: type[IssueCertificate | RenewCertificate]
-) -> Handler:
-    """`<ns>.cmd.issue` and `<ns>.cmd.renew`: sign the batch's requests in one transaction."""
+) -> CommandRoute[tuple[UUID, dict[str, str]]]:
+    """`<ns>.cmd.issue` and `<ns>.cmd.renew`: sign the batch's requests in one transaction,
+    each continuing the trace of its command (its NATS headers)."""
 
-    async def handle(messages: list[Msg]) -> None:
-        request_ids = []
-        traces: dict[UUID, dict[str, str]] = {}
-        for msg in messages:
-            try:
-                command = model.model_validate(orjson.loads(msg.data)["data"])
-            except (ValueError, KeyError, TypeError):  # ValidationError is a ValueError
-                log.error("terminating an undecodable command on %s", msg.subject)
-                await msg.term()
-                continue
-            request_ids.append(command.request_id)
-            traces[command.request_id] = dict(msg.headers or {})
-        if request_ids:
-            await service.issue(request_ids, traces=traces)
+    def decode(msg: Msg) -> tuple[UUID, dict[str, str]]:
+        return _command(msg, model).request_id, dict(msg.headers or {})
 
-    return handle
+    async def act(requests: list[tuple[UUID, dict[str, str]]]) -> None:
+        await service.issue([request_id for request_id, _ in requests], traces=dict(requests))
+
+    return CommandRoute(decode, act)
 
 
-def revoke_handler(publisher: RevocationPublisher) -> Handler:
+def revoke_route(publisher: RevocationPublisher) -> CommandRoute[UUID]:
     """`<ns>.cmd.revoke`: the api has recorded the revocation; mark the CAs' CRLs dirty and
     rebuild soon (coalesced: one rebuild serves every revocation that arrived meanwhile)."""
 
-    async def handle(messages: list[Msg]) -> None:
-        ids = []
-        for msg in messages:
-            try:
-                ids.append(
-                    RevokeCertificate.model_validate(orjson.loads(msg.data)["data"]).certificate_id
-                )
-            except (ValueError, KeyError, TypeError):
-                log.error("terminating an undecodable revoke command")
-                await msg.term()
-        if ids:
-            await publisher.mark_dirty(ids)
+    def decode(msg: Msg) -> UUID:
+        return _command(msg, RevokeCertificate).certificate_id
 
-    return handle
+    return CommandRoute(decode, publisher.mark_dirty)
+
+
+def _command(msg: Msg, model: type[CommandT]) -> CommandT:
+    """The command in a CloudEvents envelope; raises one of `consumer.UNDECODABLE` when the
+    message is not one."""
+    return model.model_validate(orjson.loads(msg.data)["data"])

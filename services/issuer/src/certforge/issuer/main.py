@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from certforge.common.contracts.commands import IssueCertificate, RenewCertificate
 from certforge.common.crypto.envelope import KeyRing
@@ -10,8 +11,8 @@ from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker, serve
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.cas import CAService
-from certforge.issuer.consumer import CommandConsumer
-from certforge.issuer.handlers import register_ca_handlers, request_handler, revoke_handler
+from certforge.issuer.consumer import CommandRoute, command_consumer
+from certforge.issuer.handlers import register_ca_handlers, request_route, revoke_route
 from certforge.issuer.issuing import IssuanceService
 from certforge.issuer.keypool import KeyPool
 from certforge.issuer.revocation import RevocationPublisher
@@ -42,16 +43,15 @@ def build(settings: IssuerSettings) -> Worker:
     revocation = RevocationPublisher(worker.sessions, signers, leaf_keys, settings.revocation)
     subjects = worker.subjects
 
+    routes: dict[str, CommandRoute[Any]] = {
+        subjects.cmd_issue: request_route(issuance, IssueCertificate),
+        subjects.cmd_renew: request_route(issuance, RenewCertificate),
+        subjects.cmd_revoke: revoke_route(revocation),
+    }
+
     async def consume(stopping: asyncio.Event) -> None:
-        handlers = {
-            subjects.cmd_issue: request_handler(issuance, IssueCertificate),
-            subjects.cmd_renew: request_handler(issuance, RenewCertificate),
-            subjects.cmd_revoke: revoke_handler(revocation),
-        }
-        consumer = CommandConsumer(
-            worker.broker.connection.jetstream(), subjects, handlers, settings.consumer
-        )
-        await consumer.run(stopping)
+        js = worker.broker.connection.jetstream()
+        await command_consumer(js, subjects, routes, settings.consumer).run(stopping)
 
     worker.add_loop(consume)
     worker.add_loop(revocation.run)

@@ -14,6 +14,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 SPEC_VERSION = "1.0"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+"""The `Content-Type` header of every published envelope: the CloudEvents NATS binding's
+structured mode, which tells a consumer the body is a whole CloudEvent (binary mode would put
+the attributes in headers and only `data` in the body)."""
 
 
 class MessageData(BaseModel):
