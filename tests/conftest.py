@@ -1,7 +1,8 @@
 """Test backends: real PostgreSQL and NATS JetStream, found or started.
 
 PostgreSQL: `CERTFORGE_TEST_DATABASE_URL`, else `CERTFORGE_DATABASE_URL`, else
-127.0.0.1:5432; if none answers, an embedded server is started in a temporary directory.
+127.0.0.1:5432; if none answers, or it refuses us (a password, a missing role, no CREATEDB),
+a one-line note says why and an embedded server is started in a temporary directory.
 NATS likewise with `CERTFORGE_TEST_NATS_URL` / `CERTFORGE_NATS_URL` / 127.0.0.1:4222.
 Every test session gets its own database and its own NATS namespace (stream and subject
 names), so runs never collide, and drops the database at the end.
@@ -16,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
@@ -24,6 +26,7 @@ from certforge.common.crypto.envelope import KeyRing
 from certforge.devstack import (
     create_database,
     drop_database,
+    postgres_refusal,
     start_nats,
     start_postgres,
     url_reachable,
@@ -38,8 +41,25 @@ def _first_env(*names: str, default: str) -> str:
     return default
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+def _note(config: pytest.Config, text: str) -> None:
+    """One line on the terminal, past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{text}; starting an embedded PostgreSQL instead")
+
+
 @pytest.fixture(scope="session")
-def backends() -> Iterator[Backends]:
+def backends(pytestconfig: pytest.Config) -> Iterator[Backends]:
     state = Path(tempfile.mkdtemp(prefix="cf-test-", dir="/tmp"))
     stop = []
     pg_url = _first_env(
@@ -47,7 +67,11 @@ def backends() -> Iterator[Backends]:
         "CERTFORGE_DATABASE_URL",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
     )
-    if not url_reachable(pg_url):
+    reachable = url_reachable(pg_url)
+    refusal = asyncio.run(postgres_refusal(pg_url)) if reachable else None
+    if refusal is not None:
+        _note(pytestconfig, f"PostgreSQL at {_without_password(pg_url)}: {refusal}")
+    if not reachable or refusal is not None:
         pg = start_postgres(state)
         stop.append(pg.stop)
         pg_url = pg.url

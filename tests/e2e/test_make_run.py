@@ -149,6 +149,20 @@ def dev_run(state_dir: Path) -> Iterator[Any]:
                 run.popen.wait(5)
 
 
+def _demo(state_dir: Path, api_port: int) -> str:
+    """`make demo`'s command against a running stack; its output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFORGE_")}
+    done = subprocess.run(
+        [str(DEV), "demo"],
+        env={**env, "CERTFORGE_STATE_DIR": str(state_dir), "CERTFORGE_API_PORT": str(api_port)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def _created(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
@@ -264,6 +278,21 @@ def test_make_run_serves_stops_and_keeps_its_data(state_dir: Path, dev_run: Any)
     for name in ("bootstrap_token", "ca_keks", "leaf_keks"):
         assert stat.S_IMODE((secrets_dir / name).stat().st_mode) == 0o600, name
     ca_keks = (secrets_dir / "ca_keks").read_text()
+
+    # The banner's next step: `make demo`, a first certificate in one command, twice (idempotent).
+    assert "make demo" in first.output()
+    started = time.monotonic()
+    demo = _demo(state_dir, api_port)
+    timings["demo: first certificate"] = time.monotonic() - started
+    assert "Issued hello.localhost" in demo, demo
+    again = _demo(state_dir, api_port)
+    assert "created" not in again, again
+    assert "Issued hello.localhost" in again, again
+    curl = demo[demo.index("curl ") :].replace("\\\n", " ")
+    issued = subprocess.run(
+        ["bash", "-c", curl], cwd=state_dir.parent, capture_output=True, text=True, timeout=60
+    )
+    assert '"status":"issued"' in issued.stdout.replace(" ", ""), issued
 
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {token}"}

@@ -210,3 +210,41 @@ async def test_delete_application_takes_members_and_attachments(
     )
     assert again["id"] != app["id"]
     assert ok(await admin.get(f"{API}/applications/{app['slug']}/members")) == []
+
+
+async def test_attach_with_enrollment_in_one_call(
+    admin: httpx.AsyncClient, profile: dict[str, Any]
+) -> None:
+    """The first certificate needs one call fewer: attaching can switch API enrollment on."""
+    app = await create_application(admin)
+    base = f"{API}/applications/{app['slug']}/profiles/{profile['slug']}"
+    enabled = {"enabled": True, "auto_renew": False, "renew_before_days": 9}
+
+    for body, field in (
+        ({"api": {"enabled": "maybe"}}, "api.enabled"),
+        ({"api": {"enabled": True, "renew_before_days": 0}}, "api.renew_before_days"),
+        ({"enrollment": {"enabled": True}}, "enrollment"),
+        ({"api": True}, "api"),
+    ):
+        problem(await admin.put(base, json=body), 422, field)
+    assert ok(await admin.get(f"{API}/applications/{app['slug']}/profiles")) == []
+
+    attached = ok(await admin.put(base, json={"api": enabled}), 201)
+    assert attached["api"] == enabled
+    assert ok(await admin.get(f"{base}/enrollment/api")) == enabled
+    # The same settings again change nothing; other settings update the attachment.
+    assert ok(await admin.put(base, json={"api": enabled}), 200)["api"] == enabled
+    off = {"enabled": False, "auto_renew": True, "renew_before_days": 30}
+    assert ok(await admin.put(base, json={"api": {"enabled": False}}), 200)["api"] == off
+    # No body keeps what is there.
+    assert ok(await admin.put(base), 200)["api"] == off
+
+    events = ok(
+        await admin.get(f"{API}/audit-events", params={"application": app["slug"], "limit": 10})
+    )
+    changes = [
+        e["details"]["api"]
+        for e in events["items"]
+        if e["action"] == "application.profile.attach" and "api" in (e["details"] or {})
+    ]
+    assert changes == [off, enabled]

@@ -9,6 +9,7 @@ processes behind.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import nats
@@ -30,10 +32,12 @@ from certforge.devstack.postgres import (
     create_database,
     database_exists,
     drop_database,
+    postgres_refusal,
     start_postgres,
 )
 from certforge.devstack.process import pid_alive, read_pid_file
 from certforge.devstack.supervisor import ProcessGroup
+from harness import Backends
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -222,3 +226,26 @@ def test_process_group_fails_when_a_child_dies(capsys: pytest.CaptureFixture[str
     assert "[crasher]  bye" in out
     assert "crasher exited with code 3 unexpectedly" in out
     assert "stubborn did not stop" in out
+
+
+async def test_postgres_refusal_names_why_a_server_cannot_host_tests(backends: Backends) -> None:
+    """The harness starts an embedded PostgreSQL, with a note, when the one on the port answers
+    but refuses us: no such role, or a role that may not create the test databases."""
+    assert await postgres_refusal(backends.server_url) is None
+
+    def as_user(user: str) -> str:
+        parts = urlsplit(backends.server_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+    missing = f"cf_no_role_{secrets.token_hex(4)}"
+    assert missing in (await postgres_refusal(as_user(missing)) or "")
+
+    limited = f"cf_nocreatedb_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(plain_url(backends.server_url))
+    try:
+        await conn.execute(f"CREATE ROLE {limited} LOGIN NOCREATEDB")
+        assert "CREATEDB" in (await postgres_refusal(as_user(limited)) or "")
+    finally:
+        await conn.execute(f"DROP ROLE IF EXISTS {limited}")
+        await conn.close()

@@ -316,6 +316,18 @@ CASES = [
     ),
     pytest.param(
         {"sans": {"dns": WEB_DNS}},
+        {"subject": {"common_name": "evil.com"}, "sans": dns("evil.com")},
+        ["sans.0.value"],
+        id="fail/subject-cn-that-is-also-a-dns-san-is-reported-once-at-the-san",
+    ),
+    pytest.param(
+        {"subject": {"common_name": {"denied": ["*.evil.com"]}}, "sans": {"dns": WEB_DNS}},
+        {"subject": {"common_name": "www.evil.com"}, "sans": []},
+        ["subject.common_name"],
+        id="fail/subject-cn-refused-by-its-own-rule-is-not-reported-again-by-the-dns-rule",
+    ),
+    pytest.param(
+        {"sans": {"dns": WEB_DNS}},
         {"subject": {"common_name": "Payments Service"}, "sans": dns("api.example.com")},
         [],
         id="ok/subject-cn-that-is-no-host-name-is-not-judged-by-the-dns-rule",
@@ -472,8 +484,7 @@ CASES = [
             "is_ca": True,
         },
         [
-            "subject.common_name",  # by the subject rule
-            "subject.common_name",  # and, being a host name, by the DNS rule
+            "subject.common_name",  # by the subject rule (not again by the DNS rule)
             "sans.1.value",
             "sans.2.value",
             "key_algorithm",

@@ -402,14 +402,26 @@ def _subject_violations(
         violations += [Violation(field, f'{noun} "{value}" {r}') for r in rule.refusals(value, by)]
     # Clients that still read a host name from the CN (when a certificate has no DNS SAN)
     # would honour whatever host name is there: one that looks like a host name answers to
-    # the DNS rule too, or a CN would carry the names `sans.dns` refuses.
+    # the DNS rule too, or a CN would carry the names `sans.dns` refuses. One violation per
+    # value, though: not when the CN's own rule refused it already, nor when the same name is
+    # a DNS SAN, whose violation the DNS rule reports at the SAN.
     common_name = present.get("common_name")
     dns = policy.sans.dns
-    if common_name and dns is not None and _is_host_name(common_name):
-        violations += [
-            Violation("subject.common_name", f'subject common name "{common_name}" {reason}')
-            for reason in dns.refusals(common_name.lower().rstrip("."), by)
-        ]
+    if (
+        common_name
+        and dns is not None
+        and _is_host_name(common_name)
+        and not any(v.field == "subject.common_name" for v in violations)
+    ):
+        name = common_name.lower().rstrip(".")
+        dns_sans = {
+            san.value.lower().rstrip(".") for san in template.sans if san.type == SanType.DNS
+        }
+        if name not in dns_sans:
+            violations += [
+                Violation("subject.common_name", f'subject common name "{common_name}" {reason}')
+                for reason in dns.refusals(name, by)
+            ]
     return violations
 
 

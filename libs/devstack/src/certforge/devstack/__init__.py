@@ -8,6 +8,7 @@ from certforge.devstack.postgres import (
     create_database,
     database_exists,
     drop_database,
+    postgres_refusal,
     start_postgres,
     with_database,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "database_exists",
     "drop_database",
     "free_port",
+    "postgres_refusal",
     "start_nats",
     "start_postgres",
     "tcp_reachable",

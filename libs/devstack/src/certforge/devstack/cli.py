@@ -219,6 +219,9 @@ def _banner(*, api: str, token: str, state_dir: Path, nats_url: str, database_ur
         "  Try it:",
         f'    curl -H "Authorization: Bearer {token}" {api}/api/v1/cas',
         "",
+        "  First certificate, in another terminal (a demo CA, policy, profile and application):",
+        "    make demo",
+        "",
         f"  NATS             {_redact(nats_url)}",
         f"  PostgreSQL       {_redact(database_url)}",
         f"  State            {state_dir}   (reset: stop, then `{reset}`)",
@@ -356,6 +359,16 @@ def run() -> int:
     return code
 
 
+def _demo() -> int:
+    from certforge.devstack.demo import api_url, bootstrap_token, demo
+
+    try:
+        return demo(api_url(), bootstrap_token(resolve_state_dir()))
+    except DevStackError as exc:
+        print(f"certforge-dev demo: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console script `certforge-dev`."""
     parser = argparse.ArgumentParser(
@@ -369,7 +382,16 @@ def main(argv: list[str] | None = None) -> None:
         "CERTFORGE_NATS_URL, CERTFORGE_DATABASE_URL (use existing servers), "
         "CERTFORGE_API_PORT (default 8080), CERTFORGE_BOOTSTRAP_TOKEN.",
     )
+    commands.add_parser(
+        "demo",
+        help="set up a demo CA, policy, profile and application on a running stack and issue "
+        "a first certificate (what `make demo` calls)",
+        description="Talks to the API at CERTFORGE_API_PORT (default 8080) with the bootstrap "
+        "token of CERTFORGE_STATE_DIR (default ./.certforge).",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         sys.exit(run())
+    if args.command == "demo":
+        sys.exit(_demo())
     parser.error(f"unknown command {args.command}")  # pragma: no cover

@@ -378,6 +378,26 @@ async def _connect(url: str) -> Any:
     return await asyncpg.connect(plain_url(url), timeout=10)
 
 
+async def postgres_refusal(url: str) -> str | None:
+    """Why the server at `url` cannot host the test databases, or None when it can.
+
+    A port that answers is not enough: a PostgreSQL that wants a password, lacks the role, or
+    lets the role in without CREATEDB would fail every test instead of letting the harness
+    start an embedded server. The reason is one line, fit for a note to the developer.
+    """
+    try:
+        conn = await _connect(url)
+    except Exception as exc:  # unreachable, password wanted, no such role or database
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}"
+    try:
+        can_create = await conn.fetchval(
+            "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        )
+    finally:
+        await conn.close()
+    return None if can_create else "the role may not create databases (CREATEDB)"
+
+
 async def database_exists(url: str, name: str) -> bool:
     """Whether database `name` exists on the server `url` points at (any database on it)."""
     conn = await _connect(url)

@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -37,6 +39,7 @@ from certforge.api.routes import (
     syncs,
 )
 from certforge.api.settings import ApiSettings
+from certforge.api.summaries import SUMMARIES
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import create_engine, session_factory
@@ -50,9 +53,11 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Certforge issues, renews, revokes and distributes X.509 certificates.
 
-Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem documents
-(`application/problem+json`) naming the fields at fault in `errors`.
+Authenticate with `Authorization: Bearer <token>` ("Authorize" above takes the token that
+`make run` printed). Errors are RFC 9457 problem documents (`application/problem+json`) naming
+the fields at fault in `errors`.
 """
+VERSION = "1.0.0"
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -106,9 +111,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await database.close()
             await engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own files: /docs works without internet.
+    app = FastAPIOffline(
         title="Certforge API",
-        version="1.0.0",
+        version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
         # ObservabilityMiddleware makes the request's span and metrics (route templates,
@@ -133,14 +139,38 @@ def create_app(settings: ApiSettings) -> FastAPI:
         syncs,
         audit,
     ):
-        app.include_router(module.router)
-    app.include_router(ocsp.router)
-    app.include_router(_health_router())
+        app.include_router(_summarized(module.router))
+    app.include_router(_summarized(ocsp.router))
+    app.include_router(_summarized(_health_router()))
     return app
+
+
+def _summarized(router: APIRouter) -> APIRouter:
+    """Give each operation its readable summary (route names stay the audit action names)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.summary is None:
+            route.summary = SUMMARIES.get(route.name)
+    return router
 
 
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
+
+    @router.get("/", name="index")
+    async def index() -> dict[str, object]:
+        """What answers here and where to go next (the URL `make run` prints opens this)."""
+        return {
+            "name": "Certforge API",
+            "version": VERSION,
+            "links": {
+                "docs": "/docs",
+                "redoc": "/redoc",
+                "openapi": "/openapi.json",
+                "live": "/livez",
+                "ready": "/healthz",
+                "metrics": "/metrics",
+            },
+        }
 
     @router.get(
         "/metrics",

@@ -187,11 +187,7 @@ def attachment_public(attachment: ProfileAttachment, profile: Profile) -> Attach
         application_id=attachment.application_id,
         profile_id=profile.id,
         profile=profile.slug,
-        api=ApiEnrollment(
-            enabled=attachment.api_enabled,
-            auto_renew=attachment.api_auto_renew,
-            renew_before_days=attachment.api_renew_before_days,
-        ),
+        api=_api_enrollment(attachment),
         acme_enabled=attachment.acme_enabled,
         created_at=attachment.created_at,
         updated_at=attachment.updated_at,
@@ -229,25 +225,52 @@ async def get_attachment(
 
 
 async def attach(
-    session: AsyncSession, audit: AuditScope, ref: str, profile_ref: str
+    session: AsyncSession,
+    audit: AuditScope,
+    ref: str,
+    profile_ref: str,
+    api: ApiEnrollment | None = None,
 ) -> tuple[AttachmentPublic, bool]:
+    """Attach (idempotent), optionally setting API enrollment in the same call, so a profile
+    can be ready for requests in one step instead of two."""
     app, profile, attachment = await _attachment(
         session, audit.actor, ref, profile_ref, frozenset()
     )
-    if attachment is not None:
+    created = attachment is None
+    if attachment is None:
+        attachment = ProfileAttachment(application_id=app.id, profile_id=profile.id)
+    elif api is None or _api_enrollment(attachment) == api:
         return attachment_public(attachment, profile), False
-    attachment = ProfileAttachment(application_id=app.id, profile_id=profile.id)
+    details: dict[str, object] = {"profile": profile.slug}
+    if api is not None:
+        _set_api_enrollment(attachment, api)
+        details["api"] = api.model_dump()
     session.add(attachment)
     audit.record(
         session,
         resource_type="attachment",
         resource_id=profile.id,
         application_id=app.id,
-        details={"profile": profile.slug},
-        status_code=201,
+        details=details,
+        status_code=201 if created else 200,
     )
     await commit(session)
-    return attachment_public(attachment, profile), True
+    return attachment_public(attachment, profile), created
+
+
+def _api_enrollment(attachment: ProfileAttachment) -> ApiEnrollment:
+    return ApiEnrollment(
+        enabled=attachment.api_enabled,
+        auto_renew=attachment.api_auto_renew,
+        renew_before_days=attachment.api_renew_before_days,
+    )
+
+
+def _set_api_enrollment(attachment: ProfileAttachment, api: ApiEnrollment) -> None:
+    attachment.api_enabled = api.enabled
+    attachment.api_auto_renew = api.auto_renew
+    attachment.api_renew_before_days = api.renew_before_days
+    attachment.updated_at = now()
 
 
 async def detach(session: AsyncSession, audit: AuditScope, ref: str, profile_ref: str) -> None:
@@ -280,10 +303,7 @@ async def put_api_enrollment(
         raise NotFound.on_field(
             "profile", f"profile {profile.slug!r} is not attached to {app.slug!r}; attach it first"
         )
-    attachment.api_enabled = body.enabled
-    attachment.api_auto_renew = body.auto_renew
-    attachment.api_renew_before_days = body.renew_before_days
-    attachment.updated_at = now()
+    _set_api_enrollment(attachment, body)
     session.add(attachment)
     audit.record(
         session,

@@ -13,6 +13,7 @@ from certforge.api.schemas.applications import (
     ApplicationPublic,
     ApplicationUpdate,
     AttachmentPublic,
+    AttachmentPut,
     MemberPublic,
     MemberPut,
 )
@@ -105,9 +106,13 @@ async def attach_profile(
     audit: AuditDep,
     response: Response,
     _: ProductAdminDep,
+    body: AttachmentPut | None = None,
 ) -> AttachmentPublic:
-    """Attach a profile to the application (idempotent: 201 the first time, then 200)."""
-    attachment, created = await applications.attach(session, audit, app, profile)
+    """Attach a profile to the application (idempotent: 201 the first time, then 200),
+    optionally with its API enrollment settings (`{"api": {"enabled": true}}`)."""
+    attachment, created = await applications.attach(
+        session, audit, app, profile, body.api if body else None
+    )
     response.status_code = 201 if created else 200
     return attachment
 

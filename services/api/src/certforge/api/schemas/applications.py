@@ -48,6 +48,16 @@ class ApiEnrollment(Strict):
     )
 
 
+class AttachmentPut(Strict):
+    """Optional body of attaching a profile: enrollment settings to apply in the same call."""
+
+    api: ApiEnrollment | None = Field(
+        default=None,
+        description="API enrollment on this profile; omitted: a new attachment has it off and "
+        "an existing one keeps its settings",
+    )
+
+
 class AttachmentPublic(BaseModel):
     application_id: UUID
     profile_id: UUID
