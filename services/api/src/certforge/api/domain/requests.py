@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -37,10 +37,13 @@ from certforge.api.schemas.common import decode_cursor, encode_cursor
 from certforge.common.contracts.commands import IssueCertificate
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.crypto.csr import parse_csr
+from certforge.common.db.columns import columns, insert_sql, select_list, values
 from certforge.common.db.pool import Database, Row
 from certforge.common.db.tables import (
     Application,
+    AuditEvent,
     CertificateRequest,
+    OutboxMessage,
     Profile,
 )
 from certforge.common.domain import CAStatus, KeyAlgorithm, RequestMethod, RequestStatus
@@ -90,11 +93,14 @@ class RequestRecord:
 
     @classmethod
     def of(cls, request: CertificateRequest) -> RequestRecord:
-        return cls(*(getattr(request, name) for name in cls.__slots__))
+        return cls(**{name: getattr(request, name) for name in _RECORD_FIELDS})
 
     @classmethod
     def of_row(cls, row: Row | Mapping[str, Any]) -> RequestRecord:
-        return cls(*(row[name] for name in cls.__slots__))
+        return cls(**{name: row[name] for name in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
 
 
 @dataclass(frozen=True)
@@ -129,31 +135,24 @@ _TARGET_SQL = {(a, p): _target_sql(a, p) for a in ("id", "slug") for p in ("id",
 """The application, and the profile with its attachment to it, its CA and its policy: one
 round trip. One statement per way of naming them, so each is planned on its unique index."""
 
-_REQUEST_COLUMNS = (
-    "id, application_id, profile_id, method, kind, status, params, error, error_details, "
-    "idempotency_key, body_fingerprint, certificate_id, renewal_of_id, requested_by, "
-    "created_at, completed_at"
-)
+_REQUEST_COLUMNS = columns(CertificateRequest)
 
 _SUBMIT_SQL = f"""
 WITH request AS (
-    INSERT INTO certificate_requests ({_REQUEST_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    {insert_sql(CertificateRequest, _REQUEST_COLUMNS)}
 ), command AS (
-    INSERT INTO outbox ({", ".join(MESSAGE_COLUMNS)})
-    VALUES ($17, $18, $19, $20, $21, $22)
+    {insert_sql(OutboxMessage, MESSAGE_COLUMNS, first=len(_REQUEST_COLUMNS) + 1)}
 )
-INSERT INTO audit_events ({", ".join(ENTRY_COLUMNS)})
-VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)
-"""  # noqa: S608 - column names from constants; values are parameters
+{insert_sql(AuditEvent, ENTRY_COLUMNS, first=len(_REQUEST_COLUMNS) + len(MESSAGE_COLUMNS) + 1)}
+"""
 """The request, the issue command (outbox) and the audit entry: one statement, so they commit
 together with no BEGIN/COMMIT round trips."""
 
 _BY_IDEMPOTENCY_KEY_SQL = f"""
-SELECT {", ".join("r." + c.strip() for c in _REQUEST_COLUMNS.split(","))}, p.slug AS profile_slug
+SELECT {select_list(_REQUEST_COLUMNS, "r")}, p.slug AS profile_slug
 FROM certificate_requests r JOIN profiles p ON p.id = r.profile_id
 WHERE r.application_id = $1 AND r.idempotency_key = $2
-"""  # noqa: S608 - column names from the literal above; values are parameters
+"""  # noqa: S608 - column names from the table model; values are parameters
 
 
 async def submit(
@@ -230,9 +229,9 @@ async def submit(
     try:
         await db.execute(
             _SUBMIT_SQL,
-            *(request[c.strip()] for c in _REQUEST_COLUMNS.split(",")),
-            *(outbox[c] for c in MESSAGE_COLUMNS),
-            *(entry[c] for c in ENTRY_COLUMNS),
+            *values(request, _REQUEST_COLUMNS),
+            *values(outbox, MESSAGE_COLUMNS),
+            *values(entry, ENTRY_COLUMNS),
         )
     except asyncpg.UniqueViolationError:
         if idempotency_key is None:
