@@ -3,8 +3,9 @@ exactly the columns its statement names, and records are read by column name."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -22,7 +23,12 @@ from certforge.common.db.columns import (
     values,
 )
 from certforge.common.db.tables import AuditEvent, CertificateRequest, OutboxMessage
+from certforge.common.domain import RenewalKey, RequestKind, RequestMethod
+from certforge.common.issuance import RequestParams
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
+from certforge.common.request_rows import new_request_row
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def test_insertable_leaves_out_identity_columns() -> None:
@@ -75,6 +81,38 @@ def test_values_follow_the_statement_order() -> None:
     assert values({"b": 2, "a": 1}, ("a", "b")) == [1, 2]
 
 
+@pytest.mark.parametrize(
+    ("kind", "params", "renewal_of"),
+    [
+        pytest.param(
+            RequestKind.ISSUE, RequestParams(method=RequestMethod.MANAGED), None, id="ok/issue"
+        ),
+        pytest.param(
+            RequestKind.RENEW,
+            RequestParams(method=RequestMethod.MANAGED, key=RenewalKey.NEW),
+            uuid4(),
+            id="ok/renew",
+        ),
+    ],
+)
+def test_request_row_fills_every_column(
+    kind: RequestKind, params: RequestParams, renewal_of: UUID | None
+) -> None:
+    row = new_request_row(
+        id=uuid4(),
+        kind=kind,
+        application_id=uuid4(),
+        profile_id=uuid4(),
+        params=params,
+        now=NOW,
+        renewal_of_id=renewal_of,
+    )
+    assert tuple(row) == columns(CertificateRequest)
+    assert (row["kind"], row["status"], row["method"]) == (kind.value, "pending", "managed")
+    assert RequestParams.model_validate(row["params"]) == params
+    assert CertificateRequest(**row).renewal_of_id == renewal_of
+
+
 def test_outbox_and_audit_rows_fill_their_statements() -> None:
     command = IssueCertificate(request_id=uuid4(), application_id=uuid4())
     assert tuple(message_row("s", CloudEvent.wrap(command, source="/t"))) == MESSAGE_COLUMNS
@@ -85,7 +123,15 @@ def test_outbox_and_audit_rows_fill_their_statements() -> None:
 
 
 def test_request_record_is_read_by_column_name() -> None:
-    row = {name: f"v-{name}" for name in reversed(columns(CertificateRequest))}
-    record = RequestRecord.of_row(row)
-    assert (record.id, record.method, record.kind) == ("v-id", "v-method", "v-kind")
+    row = new_request_row(
+        id=uuid4(),
+        kind=RequestKind.ISSUE,
+        application_id=uuid4(),
+        profile_id=uuid4(),
+        params=RequestParams(method=RequestMethod.CSR),
+        now=NOW,
+    )
+    shuffled = dict(reversed(row.items()))
+    record = RequestRecord.of_row(shuffled)
+    assert (record.id, record.method, record.kind) == (row["id"], "csr", "issue")
     assert RequestRecord.of(CertificateRequest(**row)) == record

@@ -69,6 +69,7 @@ from certforge.common.domain import (
     CertificateStatus,
     KeyAlgorithm,
     RenewalKey,
+    RequestKind,
     RequestMethod,
     RequestStatus,
     SignatureHash,
@@ -103,7 +104,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "/certforge/issuer"
-RENEW = "renew"
 _HASHES = {h.value.lower(): h for h in SignatureHash}
 
 
@@ -227,7 +227,7 @@ class IssuanceService:
             )
         if ca.status != CAStatus.ACTIVE:
             raise Unprocessable.on_field("profile", f"CA {ca.name!r} is disabled")
-        if request.kind == RENEW:
+        if request.kind == RequestKind.RENEW:
             plan = self._plan_renewal(request, params, batch, document, issuing, now)
         else:
             template = resolve_template(params, batch.profile_defaults(profile.id), issuing, now)
@@ -475,11 +475,11 @@ def _observe(issued: list[_Planned], failed: list[CertificateRequest]) -> None:
         CERTIFICATES_ISSUED.labels(
             plan.template.key_algorithm.value, plan.request.method, kind
         ).inc()
-        if kind == RENEW:
+        if kind == RequestKind.RENEW:
             RENEWALS.labels("renewed").inc()
     for request in failed:
         REQUESTS_FAILED.labels(request.kind).inc()
-        if request.kind == RENEW:
+        if request.kind == RequestKind.RENEW:
             RENEWALS.labels("failed").inc()
 
 

@@ -9,7 +9,7 @@ of kind `renew` that the issuer signs like any other, after the same early check
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,14 +38,15 @@ from certforge.common.domain import (
     CertificateStatus,
     KeyAlgorithm,
     RenewalKey,
+    RequestKind,
     RequestMethod,
-    RequestStatus,
     RevocationReason,
 )
 from certforge.common.errors import Conflict, NotFound, Unprocessable
-from certforge.common.issuance import IssuingCA, renew_at, renewal_template
+from certforge.common.issuance import IssuingCA, RequestParams, renew_at, renewal_template
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument, enforce
+from certforge.common.request_rows import new_request_row
 
 SOURCE = "/certforge/api"
 
@@ -163,23 +164,23 @@ async def renew(
         now,
     )
     enforce(document, template, policy.name)
-    params = {
-        "method": (RequestMethod.CSR if body.csr else RequestMethod.MANAGED).value,
-        "key": body.key.value,
-        "same_key": body.same_key,
-    }
-    if body.csr:
-        params["csr"] = body.csr
+    params = RequestParams(
+        method=RequestMethod.CSR if body.csr else RequestMethod.MANAGED,
+        key=body.key,
+        same_key=body.same_key,
+        csr=body.csr,
+    )
     request = CertificateRequest(
-        application_id=app.id,
-        profile_id=profile.id,
-        method=str(params["method"]),
-        kind="renew",
-        status=RequestStatus.PENDING.value,
-        params=params,
-        renewal_of_id=certificate.id,
-        requested_by=audit.actor.identity_id,
-        created_at=now,
+        **new_request_row(
+            id=uuid4(),
+            kind=RequestKind.RENEW,
+            application_id=app.id,
+            profile_id=profile.id,
+            params=params,
+            now=now,
+            renewal_of_id=certificate.id,
+            requested_by=audit.actor.identity_id,
+        )
     )
     session.add(request)
     certificate.renewing_request_id = request.id

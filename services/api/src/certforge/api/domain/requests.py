@@ -46,7 +46,13 @@ from certforge.common.db.tables import (
     OutboxMessage,
     Profile,
 )
-from certforge.common.domain import CAStatus, KeyAlgorithm, RequestMethod, RequestStatus
+from certforge.common.domain import (
+    CAStatus,
+    KeyAlgorithm,
+    RequestKind,
+    RequestMethod,
+    RequestStatus,
+)
 from certforge.common.errors import (
     FieldError,
     InvalidInput,
@@ -57,6 +63,7 @@ from certforge.common.errors import (
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate
+from certforge.common.request_rows import new_request_row
 
 MAX_WAIT_SECONDS = 60
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})(?=$|[,;\s])", re.IGNORECASE)
@@ -193,24 +200,17 @@ async def submit(
         )
 
     app_id: UUID = target["app_id"]
-    request = {
-        "id": uuid4(),
-        "application_id": app_id,
-        "profile_id": target["profile_id"],
-        "method": params.method.value,
-        "kind": "issue",
-        "status": RequestStatus.PENDING.value,
-        "params": params.model_dump(mode="json", exclude_none=True),
-        "error": None,
-        "error_details": [],
-        "idempotency_key": idempotency_key,
-        "body_fingerprint": fingerprint,
-        "certificate_id": None,
-        "renewal_of_id": None,
-        "requested_by": audit.actor.identity_id,
-        "created_at": now,
-        "completed_at": None,
-    }
+    request = new_request_row(
+        id=uuid4(),
+        kind=RequestKind.ISSUE,
+        application_id=app_id,
+        profile_id=target["profile_id"],
+        params=params,
+        now=now,
+        requested_by=audit.actor.identity_id,
+        idempotency_key=idempotency_key,
+        body_fingerprint=fingerprint,
+    )
     command = IssueCertificate(request_id=request["id"], application_id=app_id)
     outbox = message_row(context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
     entry = audit.entry(
