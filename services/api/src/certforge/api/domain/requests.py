@@ -46,13 +46,7 @@ from certforge.common.db.tables import (
     OutboxMessage,
     Profile,
 )
-from certforge.common.domain import (
-    CAStatus,
-    KeyAlgorithm,
-    RequestKind,
-    RequestMethod,
-    RequestStatus,
-)
+from certforge.common.domain import KeyAlgorithm, RequestKind, RequestMethod, RequestStatus
 from certforge.common.errors import (
     FieldError,
     InvalidInput,
@@ -64,6 +58,7 @@ from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams,
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate
 from certforge.common.request_rows import new_request_row
+from certforge.common.request_rules import Enrollment, check_enrollment
 
 MAX_WAIT_SECONDS = 60
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})(?=$|[,;\s])", re.IGNORECASE)
@@ -263,21 +258,20 @@ async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) ->
 
 
 def _usable_profile(target: Row, ref: str) -> str:
-    """The profile's slug, if it may issue for the application now; else a 422."""
+    """The profile's slug, if it may issue for the application now (the rule the issuer checks
+    again when it signs); else a 422."""
     slug = target["profile_slug"]
-    app = target["app_slug"]
     if slug is None:
         raise Unprocessable.on_field("profile", f"no profile {ref!r}")
-    if not target["attached"]:
-        raise Unprocessable.on_field(
-            "profile", f"profile {slug!r} is not attached to application {app!r}"
-        )
-    if not target["api_enabled"]:
-        raise Unprocessable.on_field(
-            "profile", f"API enrollment is disabled for profile {slug!r} in {app!r}"
-        )
-    if target["ca_status"] != CAStatus.ACTIVE:
-        raise Unprocessable.on_field("profile", f"the CA of profile {slug!r} is disabled")
+    enrollment = Enrollment(
+        application=target["app_slug"],
+        profile=slug,
+        attached=target["attached"],
+        api_enabled=bool(target["api_enabled"]),
+        ca_name=target["ca_name"],
+        ca_status=target["ca_status"],
+    )
+    check_enrollment(enrollment, RequestKind.ISSUE)
     return str(slug)
 
 
