@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from uuid import UUID, uuid4
 
 from cryptography import x509
 
+from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import (
     CertificateIssued,
@@ -122,9 +124,11 @@ class _Planned:
     old: Certificate | None = None
 
 
-def renewal_backoff(attempts: int) -> timedelta:
-    """Wait before the next attempt of a failed renewal: 1, 2, 4 … minutes, at most a day."""
-    return timedelta(minutes=min(2 ** max(attempts - 1, 0), 24 * 60))
+def renewal_backoff(attempts: int, rand: Callable[[], float]) -> timedelta:
+    """Wait before the next attempt of a failed renewal: 1, 2, 4 … minutes, at most a day,
+    each spread by jitter over its upper half, so that the certificates of a mass failure (a
+    policy change, a CA expiring) do not all come due again in the same scan."""
+    return timedelta(seconds=backoff_delay(attempts, base=60.0, cap=86400.0, rand=rand))
 
 
 @dataclass
@@ -139,6 +143,8 @@ class IssuanceService:
     """Called once a batch's transaction has committed (the worker wakes its outbox relay)."""
     key_pool: KeyPool | None = None
     """Pre-generated keys for slow key types; claimed in the batch's transaction."""
+    rand: Callable[[], float] = random.random
+    """The draw of the renewal backoff's jitter (tests pin it)."""
 
     async def issue(
         self,
@@ -455,7 +461,7 @@ class IssuanceService:
         old.renewing_request_id = None
         old.renewal_attempts += 1
         old.renewal_error = error.detail
-        old.renew_at = now + renewal_backoff(old.renewal_attempts)
+        old.renew_at = now + renewal_backoff(old.renewal_attempts, self.rand)
         old.updated_at = now
         writes.old_certificate(old)
         event = CertificateRenewalFailed(
