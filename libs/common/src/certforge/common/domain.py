@@ -92,6 +92,13 @@ class RequestMethod(StrEnum):
     CSR = "csr"
 
 
+class RequestKind(StrEnum):
+    """What a certificate request asks for: a new certificate, or the successor of one."""
+
+    ISSUE = "issue"
+    RENEW = "renew"
+
+
 class RequestStatus(StrEnum):
     PENDING = "pending"
     ISSUED = "issued"

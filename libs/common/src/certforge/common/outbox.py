@@ -32,6 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, MessageData
+from certforge.common.db.columns import insertable
 from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-MESSAGE_COLUMNS = ("id", "subject", "payload", "headers", "created_at", "attempts")
-"""The columns `message_row` fills, in this order (for INSERTs written as plain SQL)."""
+MESSAGE_COLUMNS = insertable(OutboxMessage)
+"""The columns of an outbox INSERT written as plain SQL; `message_row` fills every one."""
 
 
 def message_row(subject: str, event: CloudEvent[MessageData]) -> dict[str, Any]:
@@ -59,7 +60,9 @@ def message_row(subject: str, event: CloudEvent[MessageData]) -> dict[str, Any]:
         "payload": event.to_json(),
         "headers": {"traceparent": event.traceparent} if event.traceparent else {},
         "created_at": event.time,
+        "sent_at": None,
         "attempts": 0,
+        "last_error": None,
     }
 
 

@@ -21,6 +21,7 @@ from fastapi import Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.auth import Actor
+from certforge.common.db.columns import insertable
 from certforge.common.db.tables import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,8 @@ log = logging.getLogger(__name__)
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-ENTRY_COLUMNS = (
-    "occurred_at",
-    "actor_id",
-    "actor_name",
-    "action",
-    "resource_type",
-    "resource_id",
-    "application_id",
-    "outcome",
-    "status_code",
-    "details",
-    "request_id",
-)
-"""The columns `AuditScope.entry` fills, in this order (for INSERTs written as plain SQL)."""
+ENTRY_COLUMNS = insertable(AuditEvent)
+"""The columns of an audit INSERT written as plain SQL; `AuditScope.entry` fills every one."""
 
 
 @dataclass(frozen=True)

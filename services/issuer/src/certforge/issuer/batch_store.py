@@ -5,7 +5,8 @@ what they refer to with one query per table, and at the end writes everything th
 with one pipelined `executemany` per kind of change: new certificates, request outcomes,
 renewed certificates, outbox messages. The rows travel as the SQLModel classes of
 `certforge.common.db.tables`, used as plain data (no session): the planning code reads and sets
-their attributes as before, and the INSERT's columns come from the table's own metadata.
+their attributes as before, and the statements' columns come from the table models
+(`certforge.common.db.columns`), computed once at import.
 
 Why not the ORM here: its unit of work, statement compilation and greenlet hops cost more of the
 issuer's CPU than PostgreSQL spent answering (bench/RESULTS.md).
@@ -22,11 +23,13 @@ import asyncpg
 from sqlmodel import SQLModel
 
 from certforge.common.contracts.envelope import CloudEvent, MessageData
+from certforge.common.db.columns import insert_sql, insertable, update_by_id_sql, values
 from certforge.common.db.tables import (
     Application,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
+    OutboxMessage,
     Policy,
     Profile,
     ProfileAttachment,
@@ -123,14 +126,9 @@ async def _by_ids(conn: Connection, model: type[ModelT], ids: list[UUID]) -> lis
     return _models(model, await conn.fetch(sql, ids))
 
 
-def _insert_sql(table: str, columns: Sequence[str]) -> str:
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"  # noqa: S608
-
-
-_CERTIFICATE_COLUMNS = tuple(c.name for c in Certificate.__table__.columns)  # type: ignore[attr-defined]
-_INSERT_CERTIFICATE = _insert_sql("certificates", _CERTIFICATE_COLUMNS)
-_INSERT_OUTBOX = _insert_sql("outbox", MESSAGE_COLUMNS)
+_CERTIFICATE_COLUMNS = insertable(Certificate)
+_INSERT_CERTIFICATE = insert_sql(Certificate, _CERTIFICATE_COLUMNS)
+_INSERT_OUTBOX = insert_sql(OutboxMessage, MESSAGE_COLUMNS)
 _REQUEST_OUTCOME = ("status", "error", "error_details", "certificate_id", "completed_at")
 _RENEWED_STATE = (
     "status",
@@ -141,15 +139,8 @@ _RENEWED_STATE = (
     "renew_at",
     "updated_at",
 )
-
-
-def _update_sql(table: str, columns: Sequence[str]) -> str:
-    assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, start=2))
-    return f"UPDATE {table} SET {assignments} WHERE id = $1"  # noqa: S608 - names above
-
-
-_UPDATE_REQUEST = _update_sql("certificate_requests", _REQUEST_OUTCOME)
-_UPDATE_RENEWED = _update_sql("certificates", _RENEWED_STATE)
+_UPDATE_REQUEST = update_by_id_sql(CertificateRequest, _REQUEST_OUTCOME)
+_UPDATE_RENEWED = update_by_id_sql(Certificate, _RENEWED_STATE)
 
 
 @dataclass
@@ -178,7 +169,7 @@ class Writes:
         await _each(conn, _UPDATE_RENEWED, self.renewed.values(), ("id", *_RENEWED_STATE))
         if self.messages:
             await conn.executemany(
-                _INSERT_OUTBOX, [[m[c] for c in MESSAGE_COLUMNS] for m in self.messages]
+                _INSERT_OUTBOX, [values(m, MESSAGE_COLUMNS) for m in self.messages]
             )
 
 

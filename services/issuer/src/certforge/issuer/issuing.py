@@ -4,8 +4,9 @@ For each pending request of a batch:
   1. resolve the template: from the stored parameters and the profile's current defaults, or,
      for a renewal, from the certificate it renews (same subject, SANs, usages; the original
      validity capped by policy and by the CA's expiry);
-  2. re-check that the profile is attached with API enrollment on and the CA is active (and
-     that a renewed certificate is still active);
+  2. re-check, with the rules the api applied early (`certforge.common.request_rules`), that
+     the profile is attached with API enrollment on and the CA is active (and that a renewed
+     certificate is still active with no other renewal in flight);
   3. enforce the policy (authoritative; the api's check was an early courtesy);
   4. obtain the public key: generate a managed key (or reuse the old one), or re-verify a CSR;
   5. pick a random serial and, when enabled, lint the certificate signed by a throwaway key;
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,7 @@ from uuid import UUID, uuid4
 
 from cryptography import x509
 
+from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import (
     CertificateIssued,
@@ -46,9 +49,7 @@ from certforge.common.crypto.certificates import (
     build_certificate,
     certificate_to_pem,
     fingerprint_sha256,
-    load_certificate_pem,
     new_serial,
-    same_public_key,
 )
 from certforge.common.crypto.csr import parse_csr
 from certforge.common.crypto.envelope import KeyRing
@@ -64,12 +65,13 @@ from certforge.common.db.tables import (
     Application,
     Certificate,
     CertificateRequest,
+    Policy,
 )
 from certforge.common.domain import (
-    CAStatus,
     CertificateStatus,
     KeyAlgorithm,
     RenewalKey,
+    RequestKind,
     RequestMethod,
     RequestStatus,
     SignatureHash,
@@ -80,7 +82,6 @@ from certforge.common.issuance import (
     RequestParams,
     fitted_renew_before_days,
     renew_at,
-    renewal_template,
     resolve_template,
 )
 from certforge.common.metrics import (
@@ -89,7 +90,14 @@ from certforge.common.metrics import (
     RENEWALS,
     REQUESTS_FAILED,
 )
-from certforge.common.policy import PolicyDocument, enforce
+from certforge.common.policy import enforce
+from certforge.common.request_rules import (
+    Enrollment,
+    RenewalAsked,
+    RenewedCertificate,
+    check_enrollment,
+    plan_renewal,
+)
 from certforge.common.template import CertificateTemplate
 from certforge.common.tracing import continued
 from certforge.issuer import batch_store, lint
@@ -103,7 +111,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "/certforge/issuer"
-RENEW = "renew"
 _HASHES = {h.value.lower(): h for h in SignatureHash}
 
 
@@ -117,9 +124,11 @@ class _Planned:
     old: Certificate | None = None
 
 
-def renewal_backoff(attempts: int) -> timedelta:
-    """Wait before the next attempt of a failed renewal: 1, 2, 4 … minutes, at most a day."""
-    return timedelta(minutes=min(2 ** max(attempts - 1, 0), 24 * 60))
+def renewal_backoff(attempts: int, rand: Callable[[], float]) -> timedelta:
+    """Wait before the next attempt of a failed renewal: 1, 2, 4 … minutes, at most a day,
+    each spread by jitter over its upper half, so that the certificates of a mass failure (a
+    policy change, a CA expiring) do not all come due again in the same scan."""
+    return timedelta(seconds=backoff_delay(attempts, base=60.0, cap=86400.0, rand=rand))
 
 
 @dataclass
@@ -134,6 +143,8 @@ class IssuanceService:
     """Called once a batch's transaction has committed (the worker wakes its outbox relay)."""
     key_pool: KeyPool | None = None
     """Pre-generated keys for slow key types; claimed in the batch's transaction."""
+    rand: Callable[[], float] = random.random
+    """The draw of the renewal backoff's jitter (tests pin it)."""
 
     async def issue(
         self,
@@ -213,27 +224,31 @@ class IssuanceService:
         await _generate_keys([p for p in plans if p.public_key is None])
 
     def _plan(self, request: CertificateRequest, batch: Batch, now: datetime) -> _Planned:
-        """Steps 1-4 (new keys are generated afterwards, for the whole batch at once)."""
+        """Steps 1-4 (new keys are generated afterwards, for the whole batch at once), with the
+        rules of `certforge.common.request_rules` that the api applied early."""
         profile = batch.profiles[request.profile_id]
+        app = batch.applications[request.application_id]
         ca = batch.cas[profile.ca_id]
         issuing = IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after)
         params = RequestParams.model_validate(request.params)
         policy = batch.policies[profile.policy_id]
         document = batch.policy_document(policy.id)
-        attachment = batch.attachments.get((request.application_id, profile.id))
-        if attachment is None or not attachment.api_enabled:
-            raise Unprocessable.on_field(
-                "profile", f"API enrollment of profile {profile.slug!r} is no longer enabled"
-            )
-        if ca.status != CAStatus.ACTIVE:
-            raise Unprocessable.on_field("profile", f"CA {ca.name!r} is disabled")
-        if request.kind == RENEW:
-            plan = self._plan_renewal(request, params, batch, document, issuing, now)
-        else:
-            template = resolve_template(params, batch.profile_defaults(profile.id), issuing, now)
-            plan = _Planned(request=request, params=params, template=template)
-            if params.method is RequestMethod.CSR:
-                plan.public_key = _csr_key(params, template.key_algorithm)
+        attachment = batch.attachments.get((app.id, profile.id))
+        enrollment = Enrollment(
+            application=app.slug,
+            profile=profile.slug,
+            attached=attachment is not None,
+            api_enabled=attachment is not None and attachment.api_enabled,
+            ca_name=ca.name,
+            ca_status=ca.status,
+        )
+        if request.kind == RequestKind.RENEW:
+            return self._plan_renewal(request, params, batch, enrollment, policy, issuing, now)
+        check_enrollment(enrollment, RequestKind.ISSUE)
+        template = resolve_template(params, batch.profile_defaults(profile.id), issuing, now)
+        plan = _Planned(request=request, params=params, template=template)
+        if params.method is RequestMethod.CSR:
+            plan.public_key = _csr_key(params, template.key_algorithm)
         enforce(document, plan.template, policy.name)
         return plan
 
@@ -242,43 +257,39 @@ class IssuanceService:
         request: CertificateRequest,
         params: RequestParams,
         batch: Batch,
-        policy: PolicyDocument,
+        enrollment: Enrollment,
+        policy: Policy,
         ca: IssuingCA,
         now: datetime,
     ) -> _Planned:
         assert request.renewal_of_id is not None
         old = batch.renewed[request.renewal_of_id]
-        if old.status != CertificateStatus.ACTIVE:
-            raise Unprocessable.on_field(
-                "certificate_id", f"the certificate is {old.status}; only active ones renew"
-            )
-        key_mode = params.key or RenewalKey.NEW
-        public_key: PublicKey | None = None
-        private_key: PrivateKey | None = None
-        key_algorithm = KeyAlgorithm(old.key_algorithm)
-        old_cert = load_certificate_pem(old.certificate_pem)
-        if key_mode is RenewalKey.CSR:
-            csr = parse_csr(params.csr or "")
-            public_key, key_algorithm = csr.public_key, csr.key_algorithm
-            if params.same_key and not same_public_key(public_key, old_cert.public_key()):
-                raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
-        elif old.encrypted_private_key is None:
-            raise Unprocessable.on_field(
-                "key", "a CSR certificate renews only with a new CSR (key: csr)"
-            )
-        elif key_mode is RenewalKey.REUSE:
-            der = self.leaf_keys.decrypt(old.encrypted_private_key, old.id.bytes)
-            private_key = load_stored_private_key(der)
-            public_key = private_key.public_key()
-        template = renewal_template(old_cert, key_algorithm, policy.max_validity, ca, now)
-        return _Planned(
+        asked = RenewalAsked(
+            key=params.key or RenewalKey.NEW, csr=params.csr, same_key=params.same_key
+        )
+        renewal = plan_renewal(
+            RenewedCertificate.of(old),
+            asked,
+            request.id,
+            enrollment,
+            batch.policy_document(policy.id),
+            policy.name,
+            ca,
+            now,
+        )
+        plan = _Planned(
             request=request,
             params=params,
-            template=template,
-            public_key=public_key,
-            private_key=private_key,
+            template=renewal.template,
+            public_key=renewal.csr_key,
             old=old,
         )
+        if asked.key is RenewalKey.REUSE:
+            assert old.encrypted_private_key is not None  # plan_renewal refused otherwise
+            der = self.leaf_keys.decrypt(old.encrypted_private_key, old.id.bytes)
+            plan.private_key = load_stored_private_key(der)
+            plan.public_key = plan.private_key.public_key()
+        return plan
 
     def _sign(self, plan: _Planned, batch: Batch) -> x509.Certificate:
         """Steps 5-6."""
@@ -450,7 +461,7 @@ class IssuanceService:
         old.renewing_request_id = None
         old.renewal_attempts += 1
         old.renewal_error = error.detail
-        old.renew_at = now + renewal_backoff(old.renewal_attempts)
+        old.renew_at = now + renewal_backoff(old.renewal_attempts, self.rand)
         old.updated_at = now
         writes.old_certificate(old)
         event = CertificateRenewalFailed(
@@ -475,11 +486,11 @@ def _observe(issued: list[_Planned], failed: list[CertificateRequest]) -> None:
         CERTIFICATES_ISSUED.labels(
             plan.template.key_algorithm.value, plan.request.method, kind
         ).inc()
-        if kind == RENEW:
+        if kind == RequestKind.RENEW:
             RENEWALS.labels("renewed").inc()
     for request in failed:
         REQUESTS_FAILED.labels(request.kind).inc()
-        if request.kind == RENEW:
+        if request.kind == RequestKind.RENEW:
             RENEWALS.labels("failed").inc()
 
 

@@ -37,15 +37,26 @@ from certforge.common.db.tables import (
     CertificateAuthority,
     CertificateRequest,
 )
-from certforge.common.domain import CAStatus, CertificateStatus, RequestStatus
+from certforge.common.domain import (
+    CAStatus,
+    CertificateStatus,
+    RenewalKey,
+    RequestKind,
+    RequestMethod,
+)
 from certforge.common.durations import format_duration
+from certforge.common.issuance import RequestParams
 from certforge.common.metrics import CERTIFICATES_EXPIRED, RENEWALS_DUE
 from certforge.common.outbox import enqueue_many
+from certforge.common.request_rows import new_request_row
 from certforge.renewer.settings import ScanSettings
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/certforge/renewer"
+_AUTO_RENEWAL = RequestParams(method=RequestMethod.MANAGED, key=RenewalKey.NEW)
+"""What an automatic renewal asks for: a new managed key (certificates from a CSR are renewed
+by their clients, and are never due here)."""
 
 
 @dataclass
@@ -132,18 +143,15 @@ class RenewalScanner:
             for certificate_id, application_id, profile_id in due:
                 request_id = uuid4()
                 requests.append(
-                    {
-                        "id": request_id,
-                        "application_id": application_id,
-                        "profile_id": profile_id,
-                        "method": "managed",
-                        "kind": "renew",
-                        "status": RequestStatus.PENDING.value,
-                        "params": {"method": "managed", "key": "new"},
-                        "error_details": [],
-                        "renewal_of_id": certificate_id,
-                        "created_at": now,
-                    }
+                    new_request_row(
+                        id=request_id,
+                        kind=RequestKind.RENEW,
+                        application_id=application_id,
+                        profile_id=profile_id,
+                        params=_AUTO_RENEWAL,
+                        now=now,
+                        renewal_of_id=certificate_id,
+                    )
                 )
                 claims.append({"id": certificate_id, "renewing_request_id": request_id})
                 command = RenewCertificate(

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from certforge.common.domain import RequestKind
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -203,7 +205,7 @@ class CertificateRequest(SQLModel, table=True):
     application_id: UUID = _fk("applications.id", index=False)
     profile_id: UUID = _fk("profiles.id")
     method: str = Field(max_length=16)
-    kind: str = Field(default="issue", max_length=16, description="issue or renew")
+    kind: str = Field(default=RequestKind.ISSUE.value, max_length=16, description="issue or renew")
     status: str = Field(max_length=16, index=True)
     params: dict[str, Any] = _json({})
     error: str | None = None

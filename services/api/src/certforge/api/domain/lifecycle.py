@@ -9,7 +9,7 @@ of kind `renew` that the issuer signs like any other, after the same early check
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,8 +22,6 @@ from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody
 from certforge.common.contracts.commands import RenewCertificate, RevokeCertificate
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import CertificateRevoked
-from certforge.common.crypto.certificates import load_certificate_pem, same_public_key
-from certforge.common.crypto.csr import parse_csr
 from certforge.common.db.tables import (
     Application,
     Certificate,
@@ -34,18 +32,23 @@ from certforge.common.db.tables import (
     ProfileAttachment,
 )
 from certforge.common.domain import (
-    CAStatus,
     CertificateStatus,
     KeyAlgorithm,
-    RenewalKey,
+    RequestKind,
     RequestMethod,
-    RequestStatus,
     RevocationReason,
 )
 from certforge.common.errors import Conflict, NotFound, Unprocessable
-from certforge.common.issuance import IssuingCA, renew_at, renewal_template
+from certforge.common.issuance import IssuingCA, RequestParams, renew_at
 from certforge.common.outbox import enqueue
-from certforge.common.policy import PolicyDocument, enforce
+from certforge.common.policy import PolicyDocument
+from certforge.common.request_rows import new_request_row
+from certforge.common.request_rules import (
+    Enrollment,
+    RenewalAsked,
+    RenewedCertificate,
+    plan_renewal,
+)
 
 SOURCE = "/certforge/api"
 
@@ -130,56 +133,50 @@ async def renew(
     body: RenewBody,
     now: datetime,
 ) -> Submitted:
+    """Check the renewal early with the issuer's own rules, then queue it: the request, the
+    certificate's claim on it, the renew command and the audit entry commit together."""
     certificate, app = await _locked(session, audit, app_ref, certificate_id)
-    _check_renewable(certificate, body)
     profile = await session.get(Profile, certificate.profile_id)
     assert profile is not None
     attachment = await session.get(ProfileAttachment, (app.id, profile.id))
-    if attachment is None or not attachment.api_enabled:
-        raise Unprocessable.on_field(
-            "certificate_id", f"API enrollment of profile {profile.slug!r} is not enabled"
-        )
     ca = await session.get(CertificateAuthority, profile.ca_id)
     policy = await session.get(Policy, profile.policy_id)
     assert ca is not None
     assert policy is not None
-    if ca.status != CAStatus.ACTIVE:
-        raise Unprocessable.on_field("certificate_id", f"CA {ca.name!r} is disabled")
-    key_algorithm = KeyAlgorithm(certificate.key_algorithm)
-    if body.key is RenewalKey.CSR:
-        assert body.csr is not None
-        csr = parse_csr(body.csr)
-        key_algorithm = csr.key_algorithm
-        if body.same_key and not same_public_key(
-            csr.public_key, load_certificate_pem(certificate.certificate_pem).public_key()
-        ):
-            raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
-    document = PolicyDocument.model_validate(policy.document)
-    template = renewal_template(
-        load_certificate_pem(certificate.certificate_pem),
-        key_algorithm,
-        document.max_validity,
+    plan_renewal(
+        RenewedCertificate.of(certificate),
+        RenewalAsked(key=body.key, csr=body.csr, same_key=body.same_key),
+        None,
+        Enrollment(
+            application=app.slug,
+            profile=profile.slug,
+            attached=attachment is not None,
+            api_enabled=attachment is not None and attachment.api_enabled,
+            ca_name=ca.name,
+            ca_status=ca.status,
+        ),
+        PolicyDocument.model_validate(policy.document),
+        policy.name,
         IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after),
         now,
     )
-    enforce(document, template, policy.name)
-    params = {
-        "method": (RequestMethod.CSR if body.csr else RequestMethod.MANAGED).value,
-        "key": body.key.value,
-        "same_key": body.same_key,
-    }
-    if body.csr:
-        params["csr"] = body.csr
+    params = RequestParams(
+        method=RequestMethod.CSR if body.csr else RequestMethod.MANAGED,
+        key=body.key,
+        same_key=body.same_key,
+        csr=body.csr,
+    )
     request = CertificateRequest(
-        application_id=app.id,
-        profile_id=profile.id,
-        method=str(params["method"]),
-        kind="renew",
-        status=RequestStatus.PENDING.value,
-        params=params,
-        renewal_of_id=certificate.id,
-        requested_by=audit.actor.identity_id,
-        created_at=now,
+        **new_request_row(
+            id=uuid4(),
+            kind=RequestKind.RENEW,
+            application_id=app.id,
+            profile_id=profile.id,
+            params=params,
+            now=now,
+            renewal_of_id=certificate.id,
+            requested_by=audit.actor.identity_id,
+        )
     )
     session.add(request)
     certificate.renewing_request_id = request.id
@@ -199,27 +196,6 @@ async def renew(
     await session.commit()
     context.relay.wake()
     return Submitted(RequestRecord.of(request), app.id, app.slug, profile.slug, replayed=False)
-
-
-def _check_renewable(certificate: Certificate, body: RenewBody) -> None:
-    status = certificate.status
-    if status == CertificateStatus.REVOKED:
-        raise Conflict.on_field("certificate_id", "a revoked certificate is not renewed")
-    if status == CertificateStatus.RENEWED:
-        raise Conflict.on_field(
-            "certificate_id", f"already renewed by certificate {certificate.renewed_by_id}"
-        )
-    if status == CertificateStatus.EXPIRED:
-        raise Unprocessable.on_field("certificate_id", "expired; request a new certificate")
-    if certificate.renewing_request_id is not None:
-        raise Conflict.on_field(
-            "certificate_id",
-            f"a renewal is in progress (request {certificate.renewing_request_id})",
-        )
-    if certificate.encrypted_private_key is None and body.key is not RenewalKey.CSR:
-        raise Unprocessable.on_field(
-            "key", "a certificate issued from a CSR renews only with a new CSR (key: csr)"
-        )
 
 
 async def update_settings(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -37,13 +37,16 @@ from certforge.api.schemas.common import decode_cursor, encode_cursor
 from certforge.common.contracts.commands import IssueCertificate
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.crypto.csr import parse_csr
+from certforge.common.db.columns import columns, insert_sql, select_list, values
 from certforge.common.db.pool import Database, Row
 from certforge.common.db.tables import (
     Application,
+    AuditEvent,
     CertificateRequest,
+    OutboxMessage,
     Profile,
 )
-from certforge.common.domain import CAStatus, KeyAlgorithm, RequestMethod, RequestStatus
+from certforge.common.domain import KeyAlgorithm, RequestKind, RequestMethod, RequestStatus
 from certforge.common.errors import (
     FieldError,
     InvalidInput,
@@ -54,6 +57,8 @@ from certforge.common.errors import (
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate
+from certforge.common.request_rows import new_request_row
+from certforge.common.request_rules import Enrollment, check_enrollment
 
 MAX_WAIT_SECONDS = 60
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})(?=$|[,;\s])", re.IGNORECASE)
@@ -90,11 +95,14 @@ class RequestRecord:
 
     @classmethod
     def of(cls, request: CertificateRequest) -> RequestRecord:
-        return cls(*(getattr(request, name) for name in cls.__slots__))
+        return cls(**{name: getattr(request, name) for name in _RECORD_FIELDS})
 
     @classmethod
     def of_row(cls, row: Row | Mapping[str, Any]) -> RequestRecord:
-        return cls(*(row[name] for name in cls.__slots__))
+        return cls(**{name: row[name] for name in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
 
 
 @dataclass(frozen=True)
@@ -129,31 +137,24 @@ _TARGET_SQL = {(a, p): _target_sql(a, p) for a in ("id", "slug") for p in ("id",
 """The application, and the profile with its attachment to it, its CA and its policy: one
 round trip. One statement per way of naming them, so each is planned on its unique index."""
 
-_REQUEST_COLUMNS = (
-    "id, application_id, profile_id, method, kind, status, params, error, error_details, "
-    "idempotency_key, body_fingerprint, certificate_id, renewal_of_id, requested_by, "
-    "created_at, completed_at"
-)
+_REQUEST_COLUMNS = columns(CertificateRequest)
 
 _SUBMIT_SQL = f"""
 WITH request AS (
-    INSERT INTO certificate_requests ({_REQUEST_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    {insert_sql(CertificateRequest, _REQUEST_COLUMNS)}
 ), command AS (
-    INSERT INTO outbox ({", ".join(MESSAGE_COLUMNS)})
-    VALUES ($17, $18, $19, $20, $21, $22)
+    {insert_sql(OutboxMessage, MESSAGE_COLUMNS, first=len(_REQUEST_COLUMNS) + 1)}
 )
-INSERT INTO audit_events ({", ".join(ENTRY_COLUMNS)})
-VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)
-"""  # noqa: S608 - column names from constants; values are parameters
+{insert_sql(AuditEvent, ENTRY_COLUMNS, first=len(_REQUEST_COLUMNS) + len(MESSAGE_COLUMNS) + 1)}
+"""
 """The request, the issue command (outbox) and the audit entry: one statement, so they commit
 together with no BEGIN/COMMIT round trips."""
 
 _BY_IDEMPOTENCY_KEY_SQL = f"""
-SELECT {", ".join("r." + c.strip() for c in _REQUEST_COLUMNS.split(","))}, p.slug AS profile_slug
+SELECT {select_list(_REQUEST_COLUMNS, "r")}, p.slug AS profile_slug
 FROM certificate_requests r JOIN profiles p ON p.id = r.profile_id
 WHERE r.application_id = $1 AND r.idempotency_key = $2
-"""  # noqa: S608 - column names from the literal above; values are parameters
+"""  # noqa: S608 - column names from the table model; values are parameters
 
 
 async def submit(
@@ -194,24 +195,17 @@ async def submit(
         )
 
     app_id: UUID = target["app_id"]
-    request = {
-        "id": uuid4(),
-        "application_id": app_id,
-        "profile_id": target["profile_id"],
-        "method": params.method.value,
-        "kind": "issue",
-        "status": RequestStatus.PENDING.value,
-        "params": params.model_dump(mode="json", exclude_none=True),
-        "error": None,
-        "error_details": [],
-        "idempotency_key": idempotency_key,
-        "body_fingerprint": fingerprint,
-        "certificate_id": None,
-        "renewal_of_id": None,
-        "requested_by": audit.actor.identity_id,
-        "created_at": now,
-        "completed_at": None,
-    }
+    request = new_request_row(
+        id=uuid4(),
+        kind=RequestKind.ISSUE,
+        application_id=app_id,
+        profile_id=target["profile_id"],
+        params=params,
+        now=now,
+        requested_by=audit.actor.identity_id,
+        idempotency_key=idempotency_key,
+        body_fingerprint=fingerprint,
+    )
     command = IssueCertificate(request_id=request["id"], application_id=app_id)
     outbox = message_row(context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
     entry = audit.entry(
@@ -230,9 +224,9 @@ async def submit(
     try:
         await db.execute(
             _SUBMIT_SQL,
-            *(request[c.strip()] for c in _REQUEST_COLUMNS.split(",")),
-            *(outbox[c] for c in MESSAGE_COLUMNS),
-            *(entry[c] for c in ENTRY_COLUMNS),
+            *values(request, _REQUEST_COLUMNS),
+            *values(outbox, MESSAGE_COLUMNS),
+            *values(entry, ENTRY_COLUMNS),
         )
     except asyncpg.UniqueViolationError:
         if idempotency_key is None:
@@ -264,21 +258,20 @@ async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) ->
 
 
 def _usable_profile(target: Row, ref: str) -> str:
-    """The profile's slug, if it may issue for the application now; else a 422."""
+    """The profile's slug, if it may issue for the application now (the rule the issuer checks
+    again when it signs); else a 422."""
     slug = target["profile_slug"]
-    app = target["app_slug"]
     if slug is None:
         raise Unprocessable.on_field("profile", f"no profile {ref!r}")
-    if not target["attached"]:
-        raise Unprocessable.on_field(
-            "profile", f"profile {slug!r} is not attached to application {app!r}"
-        )
-    if not target["api_enabled"]:
-        raise Unprocessable.on_field(
-            "profile", f"API enrollment is disabled for profile {slug!r} in {app!r}"
-        )
-    if target["ca_status"] != CAStatus.ACTIVE:
-        raise Unprocessable.on_field("profile", f"the CA of profile {slug!r} is disabled")
+    enrollment = Enrollment(
+        application=target["app_slug"],
+        profile=slug,
+        attached=target["attached"],
+        api_enabled=bool(target["api_enabled"]),
+        ca_name=target["ca_name"],
+        ca_status=target["ca_status"],
+    )
+    check_enrollment(enrollment, RequestKind.ISSUE)
     return str(slug)
 
 
