@@ -43,10 +43,10 @@ from certforge.common.db.tables import (
     SyncDestination,
     SyncState,
 )
+from certforge.common.destinations.options import SyncOptions, render_name
 from certforge.common.metrics import SYNC_RESULTS
 from certforge.common.outbox import enqueue
 from certforge.common.tracing import continued
-from certforge.syncer.config import SyncOptions, render_name
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
@@ -176,7 +176,7 @@ class SyncTasks:
             destination = build(
                 sync.kind, sync.settings, credentials, development=self._development
             )
-        except ValueError as exc:  # includes pydantic's ValidationError
+        except ValueError as exc:  # a client refusing what the models let through
             raise PermanentSyncError(f"invalid {sync.kind} configuration: {exc}") from exc
         if cached is not None:
             self._retire(cached[1])
