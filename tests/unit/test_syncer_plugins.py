@@ -26,6 +26,7 @@ def test_every_validated_kind_has_a_plugin_and_no_more() -> None:
     assert set(registry.KINDS) == set(catalog.KINDS)
     for kind, cls in registry.KINDS.items():
         assert cls.spec is catalog.KINDS[kind]
+        assert cls.kind == kind
 
 
 @pytest.mark.parametrize(

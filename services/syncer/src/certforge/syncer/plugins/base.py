@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -99,6 +99,8 @@ class Destination(ABC, Generic[SettingsT, CredentialsT]):
 
     spec: ClassVar[DestinationSpec]
     """The kind, its settings and credentials models and their rules (in common)."""
+    kind: ClassVar[str]
+    """The `kind` of a sync (`aws-acm`, `directory`, …), taken from `spec`."""
     label: ClassVar[str]
     """How messages name the destination (`AWS ACM`, `Vault`)."""
     needs_private_key: ClassVar[bool] = True
@@ -107,6 +109,12 @@ class Destination(ABC, Generic[SettingsT, CredentialsT]):
     executor: ClassVar[Executor | None] = None
     """Where `run_blocking` runs calls; None: the event loop's default thread pool."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if spec is not None:
+            cls.kind = spec.kind
+
     def __init__(
         self, settings: SettingsT, credentials: CredentialsT, *, development: bool
     ) -> None:
@@ -114,10 +122,6 @@ class Destination(ABC, Generic[SettingsT, CredentialsT]):
         self.settings = settings
         self.credentials = credentials
         self.development = development
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
 
     @classmethod
     def validate_for(
