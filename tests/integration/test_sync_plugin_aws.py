@@ -42,19 +42,16 @@ import pytest_asyncio
 from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import ValidationError
 
-from certforge.syncer.plugins import aws as aws_plugin
-from certforge.syncer.plugins.aws import (
+from certforge.common.destinations.aws import (
+    AwsAcmSettings,
     AwsCredentials,
-    AwsDestination,
-    AwsSettings,
-    to_sync_error,
-)
-from certforge.syncer.plugins.aws_acm import AwsAcm, AwsAcmSettings
-from certforge.syncer.plugins.aws_secrets import (
-    AwsSecretsManager,
     AwsSecretsManagerSettings,
-    secret_document,
+    AwsSettings,
 )
+from certforge.syncer.plugins import aws as aws_plugin
+from certforge.syncer.plugins.aws import AwsDestination, to_sync_error
+from certforge.syncer.plugins.aws_acm import AwsAcm
+from certforge.syncer.plugins.aws_secrets import AwsSecretsManager, secret_document
 from certforge.syncer.plugins.base import (
     PermanentSyncError,
     SyncItem,
@@ -540,9 +537,10 @@ async def test_silent_endpoint_times_out_transient(make: Any, moto: Moto) -> Non
 
 @pytest.mark.parametrize("make", KINDS)
 async def test_plain_http_endpoint_is_refused_outside_development(make: Any, moto: Moto) -> None:
-    dest: AwsDestination[Any] = make(moto, development=False)
-    with pytest.raises(PermanentSyncError, match="https"):
-        await dest.check()
+    # The rule is checked when the destination is built (as when a sync is created), before
+    # any request could carry a key over plain http.
+    with pytest.raises(PermanentSyncError, match=r"^endpoint_url: https is required"):
+        make(moto, development=False)
 
 
 async def test_untrusted_tls_endpoint_is_permanent(moto: Moto, tmp_path: Path) -> None:

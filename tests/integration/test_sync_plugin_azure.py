@@ -66,14 +66,14 @@ from certforge.common.crypto.certificates import (
     new_serial,
 )
 from certforge.common.crypto.keys import PrivateKey, generate_private_key, private_key_to_pkcs8_pem
-from certforge.common.domain import ExtendedKeyUsage, KeyAlgorithm, SanType, SubjectFields
-from certforge.common.template import CertificateTemplate, San
-from certforge.syncer.plugins import azure_keyvault
-from certforge.syncer.plugins.azure_keyvault import (
-    AzureKeyVault,
+from certforge.common.destinations.azure_keyvault import (
     AzureKeyVaultCredentials,
     AzureKeyVaultSettings,
 )
+from certforge.common.domain import ExtendedKeyUsage, KeyAlgorithm, SanType, SubjectFields
+from certforge.common.template import CertificateTemplate, San
+from certforge.syncer.plugins import azure_keyvault
+from certforge.syncer.plugins.azure_keyvault import AzureKeyVault
 from certforge.syncer.plugins.base import PermanentSyncError, SyncItem, TransientSyncError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

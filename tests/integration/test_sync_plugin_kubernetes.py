@@ -39,13 +39,13 @@ from pydantic import ValidationError
 
 from certforge.common.crypto.certificates import build_self_signed_ca, certificate_to_pem
 from certforge.common.crypto.keys import generate_private_key
-from certforge.common.domain import KeyAlgorithm, SubjectFields
-from certforge.syncer.plugins.base import PermanentSyncError, SyncItem, TransientSyncError
-from certforge.syncer.plugins.kubernetes_tls import (
+from certforge.common.destinations.kubernetes_tls import (
     KubernetesTlsCredentials,
-    KubernetesTlsSecret,
     KubernetesTlsSettings,
 )
+from certforge.common.domain import KeyAlgorithm, SubjectFields
+from certforge.syncer.plugins.base import PermanentSyncError, SyncItem, TransientSyncError
+from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
 from sync_plugin_kit import SilentServer, closed_port, server_certificate, sync_ca, sync_item
 
 pytestmark = pytest.mark.integration

@@ -31,8 +31,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from certforge.common.destinations.vault_kv import VaultKvCredentials, VaultKvSettings
 from certforge.syncer.plugins.base import PermanentSyncError, SyncItem, TransientSyncError
-from certforge.syncer.plugins.vault_kv import VaultKv, VaultKvCredentials, VaultKvSettings
+from certforge.syncer.plugins.vault_kv import VaultKv
 from sync_plugin_kit import SilentServer, closed_port, free_port, sync_ca, sync_item
 
 pytestmark = pytest.mark.integration

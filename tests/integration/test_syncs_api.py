@@ -21,13 +21,10 @@ from sqlmodel import select
 
 from admin_kit import API, ClientFor, create_profile, ok, problem, uid
 from certforge.common.db.tables import SyncDestination
+from certforge.common.destinations.webhook import WebhookCredentials, WebhookSettings
 from certforge.common.settings import Environment
 from certforge.syncer.plugins.base import PermanentSyncError
-from certforge.syncer.plugins.webhook import (
-    WebhookCredentials,
-    WebhookDestination,
-    WebhookSettings,
-)
+from certforge.syncer.plugins.webhook import WebhookDestination
 from issuance_kit import WAIT, Enrollment, audit_events, enroll, issue, member
 from sync_plugin_kit import closed_port
 from syncs_kit import (

@@ -29,8 +29,8 @@ from certforge.common.contracts.events import (
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import Certificate, SyncDestination
+from certforge.common.destinations.options import SyncOptions, SyncSelector
 from certforge.common.outbox import enqueue_many
-from certforge.syncer.config import SyncOptions, SyncSelector
 
 log = logging.getLogger(__name__)
 

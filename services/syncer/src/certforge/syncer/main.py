@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import Any
 
 from certforge.common.consumer import PullConsumer
-from certforge.common.contracts.rpc import SyncTestReply, TestSync
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.db.tables import SyncDestination
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker, serve
 from certforge.syncer.fanout import FanOut
-from certforge.syncer.plugins.base import SyncError
+from certforge.syncer.handlers import register_test_handler
 from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
 from certforge.syncer.settings import SyncerSettings
 from certforge.syncer.tasks import SyncTasks
-
-log = logging.getLogger(__name__)
-
-QUEUE = "certforge-syncer"
 
 
 def build(settings: SyncerSettings) -> Worker:
@@ -61,30 +53,7 @@ def build(settings: SyncerSettings) -> Worker:
             max_in_flight=settings.syncer.batch_size * 4,
         ).run(stopping)
 
-    @worker.broker.subscriber(subjects.rpc_sync_test, queue=QUEUE, title="sync.test")
-    async def on_test(body: dict[str, Any]) -> SyncTestReply:
-        """Check a destination's credentials and reachability; never writes."""
-        try:
-            request = TestSync.model_validate(body)
-        except ValueError:
-            return SyncTestReply(ok=False, detail="bad request")
-        async with worker.sessions() as session:
-            sync = await session.get(SyncDestination, request.sync_id)
-        if sync is None:
-            return SyncTestReply(ok=False, detail="no such sync")
-        try:
-            destination = tasks.destination(sync)
-            await asyncio.wait_for(
-                destination.check(), timeout=settings.syncer.operation_timeout_seconds
-            )
-        except SyncError as exc:
-            return SyncTestReply(ok=False, detail=str(exc))
-        except TimeoutError:
-            return SyncTestReply(ok=False, detail="the destination did not answer in time")
-        except Exception:
-            log.exception("testing sync %s failed", sync.id)
-            return SyncTestReply(ok=False, detail="internal error in the syncer")
-        return SyncTestReply(ok=True, detail=f"{sync.kind} destination reachable")
+    register_test_handler(worker, tasks, settings.syncer.operation_timeout_seconds)
 
     async def consume_tasks_warm(stopping: asyncio.Event) -> None:
         # The Kubernetes client's first call costs seconds of CPU holding the GIL: pay it on a

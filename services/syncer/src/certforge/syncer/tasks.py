@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from certforge.common.backoff import backoff_delay
 from certforge.common.consumer import ACK, TERM, Settlement, nak
 from certforge.common.contracts.commands import SyncCertificate
 from certforge.common.contracts.envelope import CloudEvent
@@ -43,10 +45,10 @@ from certforge.common.db.tables import (
     SyncDestination,
     SyncState,
 )
+from certforge.common.destinations.options import SyncOptions, render_name
 from certforge.common.metrics import SYNC_RESULTS
 from certforge.common.outbox import enqueue
 from certforge.common.tracing import continued
-from certforge.syncer.config import SyncOptions, render_name
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
@@ -82,6 +84,7 @@ class SyncTasks:
         *,
         development: bool,
         after_commit: Callable[[], None],
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._sessions = sessions
         self._leaf_keys = leaf_keys
@@ -89,6 +92,7 @@ class SyncTasks:
         self._settings = settings
         self._development = development
         self._after_commit = after_commit
+        self._rand = rand
         self._destinations: dict[UUID, tuple[datetime, Destination[Any, Any]]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._retired: set[Destination[Any, Any]] = set()
@@ -149,18 +153,21 @@ class SyncTasks:
                 return await self._failed(loaded, task, message, attempt)
             await self._record(loaded, task, "pending", error=message, attempts=attempt)
             SYNC_RESULTS.labels(loaded.sync.kind, "retried").inc()
-            return nak(min(2.0**attempt, self._settings.max_backoff_seconds))
+            return nak(self._retry_delay(attempt))
         except Exception:
             log.exception("sync %s: unexpected failure", loaded.sync.id)
             if attempt >= self._settings.max_attempts:
                 return await self._failed(loaded, task, "internal error in the syncer", attempt)
-            return nak(min(2.0**attempt, self._settings.max_backoff_seconds))
+            return nak(self._retry_delay(attempt))
         status = "succeeded" if task.action == "push" else "removed"
         await self._record(
             loaded, task, status, external_id=external_id, attempts=attempt, event=True
         )
         SYNC_RESULTS.labels(loaded.sync.kind, status).inc()
         return ACK
+
+    def _retry_delay(self, attempt: int) -> float:
+        return retry_delay(attempt, self._settings.max_backoff_seconds, self._rand)
 
     def destination(self, sync: SyncDestination) -> Destination[Any, Any]:
         """The plugin instance of a sync, rebuilt when the sync changed."""
@@ -176,7 +183,7 @@ class SyncTasks:
             destination = build(
                 sync.kind, sync.settings, credentials, development=self._development
             )
-        except ValueError as exc:  # includes pydantic's ValidationError
+        except ValueError as exc:  # a client refusing what the models let through
             raise PermanentSyncError(f"invalid {sync.kind} configuration: {exc}") from exc
         if cached is not None:
             self._retire(cached[1])
@@ -344,6 +351,13 @@ class SyncTasks:
         )
         subject = self._subjects.event(loaded.application.slug, event.event_name)
         enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(task.sync_id)))
+
+
+def retry_delay(attempt: int, cap: float, rand: Callable[[], float]) -> float:
+    """Seconds before delivery `attempt + 1` of a task: 2 s, 4 s, 8 s… up to `cap`, each drawn
+    from its upper half (`backoff_delay`), so replicas whose pushes failed together (a
+    destination down) do not all retry it at the same instant."""
+    return backoff_delay(attempt, base=2.0, cap=cap, rand=rand)
 
 
 def _chain(ca: CertificateAuthority, options: SyncOptions) -> str:

@@ -1,5 +1,6 @@
-"""Sync destinations of an application: configuration (validated by the destination's own
-plugin), write-only credentials encrypted at rest, on-demand runs, tests and statuses."""
+"""Sync destinations of an application: configuration (validated by the destination's models
+and rules in `certforge.common.destinations`, without any SDK), write-only credentials
+encrypted at rest, on-demand runs, tests and statuses."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from uuid import UUID
 import orjson
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from pydantic import ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,12 +30,11 @@ from certforge.common.contracts.commands import SyncCertificate
 from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.contracts.rpc import SyncTestReply, TestSync
 from certforge.common.db.tables import Application, Certificate, SyncDestination, SyncState
+from certforge.common.destinations.catalog import validate_configuration
+from certforge.common.destinations.options import SyncOptions, SyncSelector
 from certforge.common.domain import CertificateStatus
-from certforge.common.errors import Conflict, FieldError, NotFound, Unavailable, Unprocessable
+from certforge.common.errors import Conflict, NotFound, Unavailable, Unprocessable
 from certforge.common.outbox import enqueue_many
-from certforge.syncer.config import SyncOptions, SyncSelector
-from certforge.syncer.plugins.base import Destination, SyncError
-from certforge.syncer.plugins.registry import KINDS, build
 
 SOURCE = "/certforge/api"
 
@@ -56,65 +55,19 @@ def public(sync: SyncDestination, app: Application) -> SyncPublic:
     )
 
 
-async def _validated(
+def _validated(
     kind: str,
     settings: dict[str, Any],
     credentials: dict[str, Any] | None,
     development: bool,
     allow_ambient: bool,
 ) -> dict[str, Any]:
-    """The settings as the plugin normalises them; 422 naming the field otherwise. Builds the
-    destination once (no network) so rules like https-only webhooks apply at creation."""
-    if kind not in KINDS:
-        raise Unprocessable.on_field("kind", f"unknown kind {kind!r}; one of {sorted(KINDS)}")
-    cls = KINDS[kind]
-    errors: list[FieldError] = []
-    validated_settings = None
-    for prefix, model, data in (
-        ("settings", cls.settings_model, settings),
-        ("credentials", cls.credentials_model, credentials or {}),
-    ):
-        try:
-            validated = model.model_validate(data)
-        except ValidationError as exc:
-            errors += [
-                FieldError(".".join([prefix, *map(str, e["loc"])]), e["msg"]) for e in exc.errors()
-            ]
-            continue
-        if prefix == "settings":
-            validated_settings = validated
-    if errors:
-        raise Unprocessable(
-            detail=f"invalid {kind} configuration: "
-            + "; ".join(f"{e.field}: {e.message}" for e in errors),
-            errors=errors,
-        )
-    try:
-        destination = build(kind, settings, credentials, development=development)
-    except SyncError as exc:
-        raise Unprocessable.on_field(_field_of(str(exc), cls), str(exc)) from exc
-    ambient = destination.uses_ambient_credentials()
-    await destination.close()
-    if ambient and not allow_ambient:
-        raise Unprocessable.on_field(
-            "credentials",
-            "give credentials: acting with the syncer's own identity (default AWS chain, "
-            "in-cluster account, managed identity) is off; an operator enables it with "
-            "CERTFORGE_SYNC_AMBIENT_CREDENTIALS=true",
-        )
-    assert validated_settings is not None
-    return validated_settings.model_dump(mode="json")
-
-
-def _field_of(message: str, cls: type[Destination[Any, Any]]) -> str:
-    """The field a plugin's refusal is about: plugins start such a message with the field's
-    name (`url: https is required outside development mode`); `settings` otherwise."""
-    head = message.split(":", 1)[0].strip()
-    if head in cls.settings_model.model_fields:
-        return f"settings.{head}"
-    if head in cls.credentials_model.model_fields:
-        return f"credentials.{head}"
-    return "credentials" if head == "credentials" else "settings"
+    """The settings as their model normalises them; `Unprocessable` naming each field at
+    fault otherwise (the destination's own rules, such as https-only webhooks, included)."""
+    configuration = validate_configuration(
+        kind, settings, credentials, development=development, allow_ambient=allow_ambient
+    )
+    return configuration.settings.model_dump(mode="json")
 
 
 async def _get(session: AsyncSession, app: Application, sync_id: UUID) -> SyncDestination:
@@ -140,7 +93,7 @@ async def create(
     )
     if existing.first() is not None:
         raise Conflict.on_field(*duplicate)
-    settings = await _validated(
+    settings = _validated(
         body.kind,
         body.settings,
         body.credentials,
@@ -205,7 +158,7 @@ async def update(
                 context.leaf_keys.decrypt(sync.encrypted_credentials, sync.id.bytes)
             )
         settings = body.settings if body.settings is not None else sync.settings
-        sync.settings = await _validated(
+        sync.settings = _validated(
             sync.kind,
             settings,
             credentials,

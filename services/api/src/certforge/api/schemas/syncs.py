@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from certforge.api.schemas.common import Name, Strict
-from certforge.syncer.config import SyncOptions, SyncSelector
+from certforge.common.destinations.options import SyncOptions, SyncSelector
 
 
 class SyncCreate(Strict):

@@ -1,4 +1,5 @@
-"""What the AWS destinations share: settings, credentials, the client, and error mapping.
+"""What the AWS destinations share: the client and error mapping (their settings and
+credentials models live in `certforge.common.destinations.aws`).
 
 `AwsDestination` is the base of `aws_acm.AwsAcm` and `aws_secrets.AwsSecretsManager`. It owns
 one boto3 client per sync, created lazily, and runs every call off the event loop.
@@ -7,8 +8,8 @@ Credentials: an access key pair (with an optional session token) or nothing at a
 means boto3's default credential chain *of the syncer process*: environment, shared config,
 IRSA / ECS task role, EC2 instance profile. That is what an operator running the syncer on EKS
 or EC2 wants, but it also means every application admin who can create a sync acts with the
-syncer's IAM identity: scope that role to the resources syncs may touch, or have the API allow
-empty credentials only where the operator enabled it (`AwsCredentials.uses_default_chain`).
+syncer's IAM identity: scope that role to the resources syncs may touch; the api allows empty
+credentials only where the operator enabled it.
 
 Timeouts: `timeout_seconds` bounds the TCP connect and every socket read of one attempt;
 botocore makes at most 2 attempts (standard retry mode, jittered backoff below 1 s), so an
@@ -26,135 +27,36 @@ Their messages are shown to users: PEM blocks and credential values are removed 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
-
+from certforge.common.destinations.aws import AwsCredentials, AwsSettings
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
     SyncError,
     TransientSyncError,
+    peer_message,
 )
 
 __all__ = [
-    "AWS_REGION_PATTERN",
-    "AwsCredentials",
     "AwsDestination",
-    "AwsSettings",
     "client_error_code",
     "make_client",
     "to_sync_error",
     "translate_errors",
 ]
 
-AWS_REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
-"""`us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-4`…"""
-
 MAX_ATTEMPTS = 2
 """botocore attempts per call, the first try included (one quick retry, jittered backoff below
 1 s); the syncer retries further with its own backoff."""
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="certforge-aws")
-
-
-class AwsSettings(BaseModel):
-    """Where the AWS destination lives; the plugins add their own fields."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    region: str = Field(pattern=AWS_REGION_PATTERN, description="AWS region, e.g. `eu-west-1`.")
-    endpoint_url: HttpUrl | None = Field(
-        default=None,
-        description=(
-            "Override the service endpoint: for moto_server or LocalStack in development and "
-            "tests, or a VPC interface endpoint. Leave unset for AWS. Plain http is refused "
-            "outside development mode (the request carries the private key)."
-        ),
-    )
-    timeout_seconds: float = Field(
-        default=10,
-        gt=0,
-        le=60,
-        description="Connect and read timeout of one attempt; a call makes at most 2 attempts.",
-    )
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _plain_endpoint(cls, url: HttpUrl | None) -> HttpUrl | None:
-        if url is None:
-            return None
-        if url.username or url.password:
-            raise ValueError("must not contain credentials; use the sync's credentials")
-        if url.query or url.fragment:
-            raise ValueError("must not have a query or fragment")
-        return url
-
-
-def _blank_to_none(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
-        return None
-    if isinstance(value, SecretStr) and not value.get_secret_value().strip():
-        return None
-    return value
-
-
-class AwsCredentials(BaseModel):
-    """An access key pair, optionally with a session token; all empty = default chain.
-
-    The default chain is the syncer process's own identity (IRSA, instance profile, env):
-    see the module docstring for what that implies.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    access_key_id: str | None = Field(default=None, pattern=r"^\w{16,128}$")
-    secret_access_key: SecretStr | None = Field(default=None, max_length=1024)
-    session_token: SecretStr | None = Field(default=None, max_length=8192)
-
-    @field_validator("access_key_id", "secret_access_key", "session_token", mode="before")
-    @classmethod
-    def _blanks(cls, value: object) -> object:
-        """Forms send empty strings for fields left blank."""
-        return _blank_to_none(value)
-
-    @model_validator(mode="after")
-    def _pair(self) -> AwsCredentials:
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError(
-                "give access_key_id and secret_access_key together, or neither "
-                "(to use the syncer's default AWS credential chain)"
-            )
-        if self.session_token is not None and self.access_key_id is None:
-            raise ValueError("session_token needs access_key_id and secret_access_key")
-        return self
-
-    @property
-    def uses_default_chain(self) -> bool:
-        return self.access_key_id is None
-
-    def secret_values(self) -> list[str]:
-        """Values that must never appear in a message."""
-        return [
-            s.get_secret_value()
-            for s in (self.secret_access_key, self.session_token)
-            if s is not None and s.get_secret_value()
-        ]
 
 
 _SESSION: Any = None
@@ -264,7 +166,6 @@ _HINTS = {
 _PEM = re.compile(r"-----BEGIN [^-]{1,64}-----[\s\S]*?(?:-----END [^-]{1,64}-----|$)")
 _XML_CODE = re.compile(r"<Code>([^<]{1,128})</Code>")
 _XML_MESSAGE = re.compile(r"<Message>([^<]{0,1000})</Message>")
-_MAX_MESSAGE = 400
 
 
 def _clean(text: str, secrets: Iterable[str]) -> str:
@@ -272,8 +173,7 @@ def _clean(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+    return peer_message(text)
 
 
 def client_error_code(exc: BaseException) -> str | None:
@@ -389,7 +289,6 @@ def translate_errors(service: str, secrets: Iterable[str] = ()) -> Iterator[None
 # --- the base destination ------------------------------------------------------------------
 
 AwsSettingsT = TypeVar("AwsSettingsT", bound=AwsSettings)
-T = TypeVar("T")
 
 
 class AwsDestination(Destination[AwsSettingsT, AwsCredentials]):
@@ -399,7 +298,7 @@ class AwsDestination(Destination[AwsSettingsT, AwsCredentials]):
     """boto3 service name (`acm`, `secretsmanager`)."""
     label: ClassVar[str]
     """How messages name the service (`AWS ACM`)."""
-    credentials_model = AwsCredentials
+    executor = _POOL
 
     def __init__(
         self, settings: AwsSettingsT, credentials: AwsCredentials, *, development: bool
@@ -408,39 +307,20 @@ class AwsDestination(Destination[AwsSettingsT, AwsCredentials]):
         self._client: Any = None
         self._client_lock = asyncio.Lock()
 
-    def uses_ambient_credentials(self) -> bool:
-        return self.credentials.uses_default_chain
-
-    @property
-    def _deadline(self) -> float:
-        """Seconds a call may take at all: 2 attempts of connect + read, backoff, slack."""
+    def call_deadline(self) -> float:
+        """2 attempts of connect + read, botocore's backoff between them, slack."""
         return MAX_ATTEMPTS * 2 * self.settings.timeout_seconds + 5
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        future = loop.run_in_executor(_POOL, context.run, fn)
-        try:
-            return await asyncio.wait_for(future, timeout=self._deadline)
-        except TimeoutError:
-            raise TransientSyncError(
-                f"{self.label}: no complete answer within {self._deadline:.0f} s; will retry"
-            ) from None
 
     async def _get_client(self) -> Any:
         if self._client is None:
             async with self._client_lock:
                 if self._client is None:
-                    endpoint = self.settings.endpoint_url
-                    if endpoint is not None and endpoint.scheme != "https" and not self.development:
-                        raise PermanentSyncError(
-                            f"{self.label}: endpoint_url must use https outside development mode"
-                        )
                     with self._errors():
-                        self._client = await self._run(
+                        self._client = await self.run_blocking(
                             functools.partial(
                                 make_client, self.service, self.settings, self.credentials
-                            )
+                            ),
+                            action="create the client",
                         )
         return self._client
 
@@ -448,8 +328,8 @@ class AwsDestination(Destination[AwsSettingsT, AwsCredentials]):
         """Run `client.<operation>(**params)` off the loop; botocore errors propagate raw so
         callers can handle specific codes; wrap callers in `self._errors()`."""
         client = await self._get_client()
-        result: dict[str, Any] = await self._run(
-            functools.partial(getattr(client, operation), **params)
+        result: dict[str, Any] = await self.run_blocking(
+            functools.partial(getattr(client, operation), **params), action=operation
         )
         return result
 
@@ -464,4 +344,4 @@ class AwsDestination(Destination[AwsSettingsT, AwsCredentials]):
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await self._run(client.close)
+            await self.run_blocking(client.close, action="close the client")

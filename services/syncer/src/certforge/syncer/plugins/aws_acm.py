@@ -20,55 +20,13 @@ its ARN never reaches the syncer's records, the retry imports a second copy (fou
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
-from pydantic import Field, field_validator
-
-from certforge.syncer.plugins.aws import AwsDestination, AwsSettings, client_error_code
+from certforge.common.destinations.aws import AWS_ACM, AwsAcmSettings
+from certforge.syncer.plugins.aws import AwsDestination, client_error_code
 from certforge.syncer.plugins.base import PermanentSyncError, SyncItem, TransientSyncError
 
-__all__ = ["AwsAcm", "AwsAcmSettings"]
-
-_MAX_TAGS = 50
-_OWN_TAGS = ("certforge:lineage-id", "certforge:certificate-id")
-_MAX_USER_TAGS = _MAX_TAGS - len(_OWN_TAGS)
-_TAG_PUNCTUATION = frozenset("_.:/=+-@")
-
-
-def _tag_text_ok(text: str) -> bool:
-    """AWS tag characters: Unicode letters, numbers and separators, and `_ . : / = + - @`."""
-    return all(
-        ch in _TAG_PUNCTUATION or unicodedata.category(ch)[0] in ("L", "N", "Z") for ch in text
-    )
-
-
-class AwsAcmSettings(AwsSettings):
-    tags: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            f"Tags for the imported certificates (at most {_MAX_USER_TAGS}; keys 1-128 "
-            "characters, values up to 256; keys may not start with `aws:` or `certforge:`)."
-        ),
-    )
-
-    @field_validator("tags")
-    @classmethod
-    def _aws_tag_rules(cls, tags: dict[str, str]) -> dict[str, str]:
-        if len(tags) > _MAX_USER_TAGS:
-            raise ValueError(f"at most {_MAX_USER_TAGS} tags")
-        for key, value in tags.items():
-            if not 1 <= len(key) <= 128:
-                raise ValueError(f"tag key {key[:40]!r}: 1 to 128 characters")
-            if len(value) > 256:
-                raise ValueError(f"tag {key!r}: value longer than 256 characters")
-            if key.lower().startswith(("aws:", "certforge:")):
-                raise ValueError(f"tag key {key!r}: the prefixes aws: and certforge: are reserved")
-            if not _tag_text_ok(key) or not _tag_text_ok(value):
-                raise ValueError(
-                    f"tag {key!r}: only letters, digits, spaces and _ . : / = + - @ are allowed"
-                )
-        return tags
+__all__ = ["AwsAcm"]
 
 
 def _arn_region(arn: str) -> str | None:
@@ -84,8 +42,7 @@ def _arn_region(arn: str) -> str | None:
 class AwsAcm(AwsDestination[AwsAcmSettings]):
     """`aws-acm`: imported certificates in AWS Certificate Manager."""
 
-    kind = "aws-acm"
-    settings_model = AwsAcmSettings
+    spec = AWS_ACM
     service = "acm"
     label = "AWS ACM"
     needs_private_key = True

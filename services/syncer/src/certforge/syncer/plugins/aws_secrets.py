@@ -29,41 +29,15 @@ import re
 import uuid
 from typing import Any
 
-from pydantic import Field
-
-from certforge.syncer.plugins.aws import AwsDestination, AwsSettings, client_error_code
+from certforge.common.destinations.aws import AWS_SECRETS_MANAGER, AwsSecretsManagerSettings
+from certforge.syncer.plugins.aws import AwsDestination, client_error_code
 from certforge.syncer.plugins.base import PermanentSyncError, SyncItem
 
-__all__ = ["AwsSecretsManager", "AwsSecretsManagerSettings"]
+__all__ = ["AwsSecretsManager"]
 
 OWNER_TAG = "certforge:lineage-id"
 _NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _VERSION_NAMESPACE = uuid.UUID("5b0e8f8e-7d0c-4d43-9a53-3c7f4f1a6c21")
-
-
-class AwsSecretsManagerSettings(AwsSettings):
-    kms_key_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=2048,
-        description="KMS key (id, ARN or alias) for new secrets; default: aws/secretsmanager.",
-    )
-    recovery_window_days: int | None = Field(
-        default=None,
-        ge=7,
-        le=30,
-        description=(
-            "On remove, keep the secret recoverable this many days; unset = delete at once "
-            "without recovery."
-        ),
-    )
-    adopt_existing: bool = Field(
-        default=False,
-        description=(
-            "Write into an existing secret of the same name that Certforge did not create "
-            "(e.g. one made by Terraform); otherwise such a name is refused."
-        ),
-    )
 
 
 def secret_document(item: SyncItem) -> dict[str, str]:
@@ -89,8 +63,7 @@ def _version_token(item: SyncItem, secret_string: str) -> str:
 class AwsSecretsManager(AwsDestination[AwsSecretsManagerSettings]):
     """`aws-secrets-manager`: one JSON secret per certificate lineage."""
 
-    kind = "aws-secrets-manager"
-    settings_model = AwsSecretsManagerSettings
+    spec = AWS_SECRETS_MANAGER
     service = "secretsmanager"
     label = "AWS Secrets Manager"
     needs_private_key = False

@@ -32,7 +32,9 @@ until it is purged or recovered (HTTP 409, reported as a permanent failure that 
 `purge_on_remove` (needs the purge permission, and no purge protection on the vault) if names
 are reused after removal.
 
-The SDK is blocking: every call runs in a worker thread (`asyncio.to_thread`), with
+Settings and credentials are models of `certforge.common.destinations.azure_keyvault`.
+
+The SDK is blocking: every call runs in a worker thread (`run_blocking`), with
 `timeout_seconds` as connect and read timeout of each request, one SDK retry at most (azure-core
 never resends a POST whose answer timed out: the import may have happened), and an overall
 deadline on top, so a hanging vault or token endpoint fails (transiently) within bounded time.
@@ -57,7 +59,6 @@ Requests made, for a fresh process (the challenge is cached per vault host after
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -89,33 +90,23 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
 
+from certforge.common.destinations.azure_keyvault import (
+    AZURE_KEYVAULT,
+    AzureKeyVaultCredentials,
+    AzureKeyVaultSettings,
+)
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
     SyncError,
     SyncItem,
     TransientSyncError,
+    peer_message,
 )
 
 CERTIFICATE_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 """Key Vault object names: 1-127 letters, digits and dashes."""
-
-MAX_TAGS = 15
-MAX_TAG_NAME = 512
-MAX_TAG_VALUE = 256
-_GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_TENANT = r"^[0-9a-zA-Z.-]{1,256}$"
-"""A directory id (GUID) or one of its domain names, what azure-identity accepts."""
 
 _SDK_RETRIES = 1
 """Retries inside the SDK (stale pooled connection, one 5xx): the syncer retries the rest."""
@@ -123,7 +114,6 @@ DELETE_POLL_SECONDS = 1.0
 """How often `remove` asks whether a deletion completed before purging."""
 DELETE_WAIT_SECONDS = 30.0
 """How long `remove` waits for Key Vault to finish a soft deletion before purging."""
-_MAX_MESSAGE = 600
 _ENTRA_MEMORY = 600.0
 """Seconds an Entra ID 429/5xx explains a credential failure without a response: MSAL answers
 repeated token requests from its throttling cache (Retry-After, else 5 s) without a request."""
@@ -137,107 +127,12 @@ _CURVES: dict[str, KeyCurveName] = {
 T = TypeVar("T")
 
 
-def _https_origin(value: HttpUrl, field: str) -> str:
-    """`https://host[:port]`, refusing anything with a path, query, fragment or user."""
-    if value.scheme != "https":
-        raise ValueError(f"{field} must be an https URL")
-    if value.username or value.password or value.query or value.fragment:
-        raise ValueError(f"{field} must not carry credentials, a query or a fragment")
-    if value.path not in (None, "", "/"):
-        raise ValueError(f"{field} must not have a path")
-    return str(value).rstrip("/")
-
-
-class AzureKeyVaultSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    vault_url: HttpUrl = Field(description="e.g. https://myvault.vault.azure.net")
-    tenant_id: str = Field(pattern=_TENANT, description="Directory (tenant) id of the principal")
-    client_id: str = Field(
-        pattern=_GUID,
-        description="Application (client) id of the service principal, or the client id of the"
-        " user-assigned managed identity when credentials.use_managed_identity is set",
-    )
-    authority_host: HttpUrl | None = Field(
-        default=None,
-        description="Microsoft Entra authority; the public cloud when unset",
-    )
-    disable_instance_discovery: bool = Field(
-        default=False,
-        description="Skip MSAL's authority validation at login.microsoftonline.com; needed for"
-        " an authority host Microsoft does not know (Azure Stack, private clouds)",
-    )
-    tags: dict[str, str] = Field(default_factory=dict, description="At most 15 tags")
-    purge_on_remove: bool = Field(
-        default=False,
-        description="After deleting, purge the soft-deleted certificate (needs purge permission)",
-    )
-    timeout_seconds: float = Field(default=10, gt=0, le=120)
-
-    @field_validator("vault_url")
-    @classmethod
-    def _vault_https(cls, value: HttpUrl) -> HttpUrl:
-        _https_origin(value, "vault_url")
-        return value
-
-    @field_validator("authority_host")
-    @classmethod
-    def _authority_https(cls, value: HttpUrl | None) -> HttpUrl | None:
-        if value is not None:
-            _https_origin(value, "authority_host")
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_limits(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_TAGS:
-            raise ValueError(f"Key Vault allows at most {MAX_TAGS} tags, got {len(value)}")
-        for name, tag in value.items():
-            if not 1 <= len(name) <= MAX_TAG_NAME:
-                raise ValueError(f"tag names must have 1 to {MAX_TAG_NAME} characters")
-            if len(tag) > MAX_TAG_VALUE:
-                raise ValueError(
-                    f"tag {name!r}: values must have at most {MAX_TAG_VALUE} characters"
-                )
-        return value
-
-    @property
-    def vault_origin(self) -> str:
-        return _https_origin(self.vault_url, "vault_url")
-
-    @property
-    def authority(self) -> str | None:
-        if self.authority_host is None:
-            return None
-        return _https_origin(self.authority_host, "authority_host")
-
-
-class AzureKeyVaultCredentials(BaseModel):
-    """Exactly one of: a service principal's client secret, or the host's managed identity."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    client_secret: SecretStr | None = None
-    use_managed_identity: bool = False
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> AzureKeyVaultCredentials:
-        has_secret = self.client_secret is not None and bool(self.client_secret.get_secret_value())
-        if has_secret == self.use_managed_identity:
-            raise ValueError("give either client_secret or use_managed_identity: true (not both)")
-        return self
-
-
 class AzureKeyVault(Destination[AzureKeyVaultSettings, AzureKeyVaultCredentials]):
     """Pushes each certificate lineage to one Key Vault certificate (new version on renewal)."""
 
-    kind: ClassVar[str] = "azure-keyvault"
-    settings_model: ClassVar[type[BaseModel]] = AzureKeyVaultSettings
-    credentials_model: ClassVar[type[BaseModel]] = AzureKeyVaultCredentials
+    spec = AZURE_KEYVAULT
+    label = "Azure Key Vault"
     needs_private_key: ClassVar[bool] = True
-
-    def uses_ambient_credentials(self) -> bool:
-        return self.credentials.use_managed_identity
 
     def __init__(
         self,
@@ -425,13 +320,9 @@ class AzureKeyVault(Destination[AzureKeyVaultSettings, AzureKeyVaultCredentials]
 
         `conflict` words a 409, whose meaning depends on the operation."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(call), timeout=budget)
+            return await self.run_blocking(call, action=action, deadline=budget)
         except SyncError:
             raise
-        except TimeoutError:
-            raise TransientSyncError(
-                f"Azure Key Vault: {action} did not finish within {budget:.0f} s"
-            ) from None
         except Exception as exc:
             raise self._translate(exc, action, conflict) from None
 
@@ -493,8 +384,7 @@ class AzureKeyVault(Destination[AzureKeyVaultSettings, AzureKeyVaultCredentials]
     def _scrub(self, message: str) -> str:
         if self._secret:
             message = message.replace(self._secret, "***")
-        message = " ".join(message.split())
-        return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE] + "…"
+        return peer_message(message)
 
 
 def _certificate_name(name: str) -> str:

@@ -1,8 +1,13 @@
 """The one small interface every sync destination implements, and what it is given.
 
-A plugin declares its settings (and credentials, when it needs any) as pydantic models; both
-are validated when a sync is created, so a sync that exists is configured well enough to try.
-Credentials arrive decrypted only inside the syncer, never in a response, log or event.
+A plugin names its kind's `DestinationSpec` (`certforge.common.destinations`: the settings and
+credentials models and the rules on them, pure, so the api validates a sync without importing
+any SDK) and keeps only the SDK calls. Credentials arrive decrypted only inside the syncer,
+never in a response, log or event.
+
+Blocking SDKs run through `run_blocking` (a thread, within the plugin's deadline), and what a
+peer says is passed through `peer_message` (one length), so every plugin bounds time and
+message size the same way.
 
     SyncError                    the destination refused or failed
     ├── TransientSyncError       retried with backoff (timeouts, 5xx, throttling, unreachable)
@@ -16,14 +21,19 @@ object is not an error). `check` verifies credentials and reachability without w
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
-from cryptography import x509
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from certforge.common.destinations.spec import DestinationSpec
 
 
 class SyncError(Exception):
@@ -38,21 +48,16 @@ class PermanentSyncError(SyncError):
     pass
 
 
-def check_ca_pem(value: str | None) -> str | None:
-    """Settings validator for a trust anchor given as PEM (`ca_pem` of several plugins)."""
-    if value is None:
-        return None
-    try:
-        certificates = x509.load_pem_x509_certificates(value.encode())
-    except ValueError as exc:
-        raise ValueError("ca_pem must hold one or more PEM certificates") from exc
-    if not certificates:
-        raise ValueError("ca_pem must hold one or more PEM certificates")
-    return value
+MAX_PEER_MESSAGE = 400
+"""Characters of a peer's own words (an error body, a reason) kept in a user-facing message."""
 
 
-class NoCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def peer_message(text: object) -> str:
+    """A peer's message on one line, cut to `MAX_PEER_MESSAGE` characters."""
+    message = " ".join(str(text).split())
+    if len(message) <= MAX_PEER_MESSAGE:
+        return message
+    return message[: MAX_PEER_MESSAGE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -86,25 +91,49 @@ class SyncItem:
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 CredentialsT = TypeVar("CredentialsT", bound=BaseModel)
+T = TypeVar("T")
 
 
 class Destination(ABC, Generic[SettingsT, CredentialsT]):
     """A kind of external store. Instances are built per sync from its validated settings."""
 
+    spec: ClassVar[DestinationSpec]
+    """The kind, its settings and credentials models and their rules (in common)."""
     kind: ClassVar[str]
-    """The `kind` of a sync (`aws-acm`, `directory`, …)."""
-    settings_model: ClassVar[type[BaseModel]]
-    credentials_model: ClassVar[type[BaseModel]] = NoCredentials
+    """The `kind` of a sync (`aws-acm`, `directory`, …), taken from `spec`."""
+    label: ClassVar[str]
+    """How messages name the destination (`AWS ACM`, `Vault`)."""
     needs_private_key: ClassVar[bool] = True
     """Whether the destination can only hold a certificate together with its key: a CSR
     certificate (no key held by Certforge) is then `skipped`."""
+    executor: ClassVar[Executor | None] = None
+    """Where `run_blocking` runs calls; None: the event loop's default thread pool."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if spec is not None:
+            cls.kind = spec.kind
 
     def __init__(
         self, settings: SettingsT, credentials: CredentialsT, *, development: bool
     ) -> None:
+        self.validate_for(settings, credentials, development=development)
         self.settings = settings
         self.credentials = credentials
         self.development = development
+
+    @classmethod
+    def validate_for(
+        cls, settings: SettingsT, credentials: CredentialsT, *, development: bool
+    ) -> None:
+        """The kind's deployment rules (https outside development…), as a permanent failure
+        naming each field (`url: https is required outside development mode`)."""
+        errors = cls.spec.rules(settings, credentials, development)
+        if errors:
+            raise PermanentSyncError(
+                "; ".join(f"{e.field.rsplit('.', 1)[-1]}: {e.message}" for e in errors)
+            )
 
     @abstractmethod
     async def push(self, item: SyncItem) -> str:
@@ -120,13 +149,36 @@ class Destination(ABC, Generic[SettingsT, CredentialsT]):
 
     def uses_ambient_credentials(self) -> bool:
         """Whether the destination acts with the syncer's own identity (AWS default chain,
-        in-cluster service account, managed identity) rather than credentials of the sync:
-        the api allows that only where the operator enabled it."""
-        return False
+        in-cluster service account, managed identity) rather than credentials of the sync."""
+        return self.spec.uses_ambient_credentials(self.settings, self.credentials)
 
     def wants_private_key(self) -> bool:
         """Whether the key is sent at all (a webhook sends one only when explicitly enabled)."""
         return True
+
+    def call_deadline(self) -> float | None:
+        """Seconds one blocking call may take in all, whatever its SDK's own timeouts (a peer
+        trickling bytes forever defeats read timeouts); None: no deadline of its own."""
+        return None
+
+    async def run_blocking(
+        self, fn: Callable[[], T], *, action: str, deadline: float | None = None
+    ) -> T:
+        """`fn()` in a thread (with the caller's context variables), off the event loop.
+
+        Past `deadline` (default: `call_deadline()`) it is a transient failure; the thread
+        is left to end on its own, since a thread cannot be cancelled."""
+        budget = deadline if deadline is not None else self.call_deadline()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, contextvars.copy_context().run, fn)
+        if budget is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, timeout=budget)
+        except TimeoutError:
+            raise TransientSyncError(
+                f"{self.label}: {action} did not finish within {budget:.0f} s; will retry"
+            ) from None
 
     async def close(self) -> None:
         """Release clients (connections) the plugin opened."""

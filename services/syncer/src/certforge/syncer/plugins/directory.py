@@ -4,39 +4,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from certforge.common.destinations.directory import DIRECTORY, DirectorySettings
+from certforge.common.destinations.spec import NoCredentials
 from certforge.syncer.plugins.base import (
     Destination,
-    NoCredentials,
     PermanentSyncError,
     SyncItem,
     TransientSyncError,
 )
 
 
-class DirectorySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="absolute directory the syncer can write")
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, path: str) -> str:
-        if not os.path.isabs(path) or "\x00" in path:
-            raise ValueError("must be an absolute path")
-        return os.path.normpath(path)
-
-
 class DirectoryDestination(Destination[DirectorySettings, NoCredentials]):
-    kind = "directory"
-    settings_model = DirectorySettings
+    spec = DIRECTORY
+    label = "directory"
     needs_private_key = False
 
     def _folder(self, name: str) -> Path:
@@ -53,15 +38,16 @@ class DirectoryDestination(Destination[DirectorySettings, NoCredentials]):
         }
         if item.private_key_pem is not None:
             files["key.pem"] = (item.private_key_pem, 0o600)
-        await asyncio.to_thread(_write_all, folder, files)
+        await self.run_blocking(lambda: _write_all(folder, files), action=f"write {folder}")
         return str(folder)
 
     async def remove(self, item: SyncItem, external_id: str) -> None:
         folder = self._folder(item.name)
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self.run_blocking(lambda: shutil.rmtree(folder, True), action=f"delete {folder}")
 
     async def check(self) -> None:
-        await asyncio.to_thread(_check_writable, Path(self.settings.path))
+        root = Path(self.settings.path)
+        await self.run_blocking(lambda: _check_writable(root), action=f"check {root}")
 
 
 def _check_writable(root: Path) -> None:

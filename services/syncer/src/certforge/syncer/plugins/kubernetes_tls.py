@@ -19,47 +19,47 @@ Connection, by credentials:
   when given, replaces that account's token).
 
 Development mode: outside it, the API server must be https and `insecure_skip_tls_verify` (or
-a kubeconfig's `insecure-skip-tls-verify`) is refused. `KubernetesTlsSecret.validate_for`
-checks this (the core calls it when a sync is created, for a 422); `__init__` checks it again.
+a kubeconfig's `insecure-skip-tls-verify`) is refused: rules of
+`certforge.common.destinations.kubernetes_tls` (where the settings and credentials models
+live), checked when a sync is created and again by `__init__`.
 
-The official client is blocking, so every call runs in a thread, with `timeout_seconds` as the
-total time of each request and no retries inside the client (the syncer core retries).
+The official client is blocking, so every call runs in a thread (within `call_deadline`), with
+`timeout_seconds` as the timeout of each request and no retries inside the client (the syncer
+core retries).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
+import functools
 import json
-import re
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import urllib3
-import yaml  # type: ignore[import-untyped, unused-ignore]
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as _k8s_client
 from kubernetes import config as _k8s_config
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
 
+from certforge.common.destinations.kubernetes_tls import (
+    ANNOTATION_PREFIX,
+    KUBERNETES_TLS,
+    MANAGED_BY,
+    KubernetesTlsCredentials,
+    KubernetesTlsSettings,
+    is_dns_label,
+    is_dns_subdomain,
+)
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
     SyncError,
     SyncItem,
     TransientSyncError,
-    check_ca_pem,
+    peer_message,
 )
 
 k8s: Any = _k8s_client
@@ -67,175 +67,8 @@ k8s: Any = _k8s_client
 k8s_config: Any = _k8s_config
 
 FIELD_MANAGER = "certforge"
-MANAGED_BY = ("app.kubernetes.io/managed-by", "certforge")
-ANNOTATION_PREFIX = "certforge.io/"
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_MESSAGE_LIMIT = 300
-
-_KUBECONFIG_CLUSTER_KEYS = frozenset(
-    {"server", "certificate-authority-data", "insecure-skip-tls-verify", "tls-server-name"}
-)
-_KUBECONFIG_USER_KEYS = frozenset({"token", "client-certificate-data", "client-key-data"})
 
 T = TypeVar("T")
-
-
-def is_dns_subdomain(value: str) -> bool:
-    """A Kubernetes object name (RFC 1123 subdomain, at most 253 characters)."""
-    return len(value) <= 253 and _DNS_SUBDOMAIN.match(value) is not None
-
-
-def is_dns_label(value: str) -> bool:
-    """A Kubernetes namespace name (RFC 1123 label, at most 63 characters)."""
-    return len(value) <= 63 and _DNS_LABEL.match(value) is not None
-
-
-def _check_key(key: str, what: str) -> None:
-    """A label or annotation key: optional DNS-subdomain prefix and `/`, then a name ≤ 63."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and not (prefix and is_dns_subdomain(prefix)):
-        raise ValueError(f"{what} key {key!r}: the prefix must be a DNS subdomain")
-    if len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        raise ValueError(
-            f"{what} key {key!r}: the name must be at most 63 letters, digits, '-', '_' or '.',"
-            " starting and ending with a letter or digit"
-        )
-    if key == MANAGED_BY[0] or prefix == ANNOTATION_PREFIX.rstrip("/"):
-        raise ValueError(f"{what} key {key!r} is set by Certforge")
-
-
-class KubernetesTlsSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    namespace: str = Field(description="namespace of the Secrets (an RFC 1123 label)")
-    api_server: HttpUrl | None = Field(
-        default=None,
-        description="API server URL; none: the kubeconfig's server, or in-cluster",
-    )
-    ca_pem: str | None = Field(
-        default=None, max_length=65536, description="PEM CA certificate(s) of the API server"
-    )
-    insecure_skip_tls_verify: bool = Field(default=False, description="development only")
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
-    timeout_seconds: float = Field(default=10, gt=0, le=120)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        if not is_dns_label(value):
-            raise ValueError(
-                "must be an RFC 1123 label: at most 63 lower-case letters, digits or '-', "
-                "starting and ending with a letter or digit"
-            )
-        return value
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _ca(cls, value: str | None) -> str | None:
-        return check_ca_pem(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, label in value.items():
-            _check_key(key, "label")
-            if len(label) > 63 or not _LABEL_VALUE.match(label):
-                raise ValueError(
-                    f"label {key!r}: the value must be at most 63 letters, digits, '-', '_' or"
-                    " '.', starting and ending with a letter or digit"
-                )
-        return value
-
-    @field_validator("annotations")
-    @classmethod
-    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            _check_key(key, "annotation")
-        if sum(len(k) + len(v) for k, v in value.items()) > 64 * 1024:
-            raise ValueError("annotations may hold at most 64 KiB")
-        return value
-
-
-def _kubeconfig_refusal(document: Any) -> str | None:
-    """Why a kubeconfig is not accepted (None: fine). Never quotes its content."""
-    if not isinstance(document, dict):
-        return "kubeconfig must be a YAML mapping"
-    for section, key, allowed in (
-        ("clusters", "cluster", _KUBECONFIG_CLUSTER_KEYS),
-        ("users", "user", _KUBECONFIG_USER_KEYS),
-    ):
-        entries = document.get(section) or []
-        if not isinstance(entries, list) or not entries:
-            return f"kubeconfig needs a non-empty {section} list"
-        for entry in entries:
-            body = entry.get(key) if isinstance(entry, dict) else None
-            if not isinstance(body, dict):
-                return f"kubeconfig {section} entries need a {key} mapping"
-            extra = sorted(set(body) - allowed)
-            if extra:
-                return (
-                    f"kubeconfig {key} fields {', '.join(extra)} are not accepted (only inline"
-                    f" data: {', '.join(sorted(allowed))}); commands and local files are refused"
-                )
-    contexts = document.get("contexts") or []
-    if not isinstance(contexts, list) or not contexts:
-        return "kubeconfig needs a non-empty contexts list"
-    current = document.get("current-context")
-    if not current and len(contexts) != 1:
-        return "kubeconfig needs current-context when it has several contexts"
-    return None
-
-
-def _kubeconfig_clusters(document: dict[str, Any]) -> list[dict[str, Any]]:
-    return [entry["cluster"] for entry in document.get("clusters") or []]
-
-
-class KubernetesTlsCredentials(BaseModel):
-    """`token`, or `kubeconfig`, or neither (in-cluster: the syncer pod's service account)."""
-
-    # A validation error must not echo the input (tokens, secret ids, kubeconfigs): pydantic
-    # puts the whole input of a model validator into the error; render errors for users with
-    # `errors(include_input=False)` as well.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    token: SecretStr | None = Field(default=None, max_length=16384, description="bearer token")
-    kubeconfig: SecretStr | None = Field(
-        default=None, max_length=262144, description="kubeconfig YAML content (inline data only)"
-    )
-
-    @model_validator(mode="after")
-    def _one_method(self) -> KubernetesTlsCredentials:
-        if self.token is not None and self.kubeconfig is not None:
-            raise ValueError("give either token or kubeconfig, not both")
-        if self.token is not None and not self.token.get_secret_value().strip():
-            raise ValueError("token must not be empty")
-        if self.kubeconfig is not None:
-            try:
-                document = yaml.safe_load(self.kubeconfig.get_secret_value())
-            except yaml.YAMLError:
-                raise ValueError("kubeconfig is not valid YAML") from None
-            refusal = _kubeconfig_refusal(document)
-            if refusal:
-                raise ValueError(refusal)
-        return self
-
-    def kubeconfig_document(self) -> dict[str, Any] | None:
-        if self.kubeconfig is None:
-            return None
-        document: dict[str, Any] = yaml.safe_load(self.kubeconfig.get_secret_value())
-        if not document.get("current-context"):
-            document["current-context"] = document["contexts"][0]["name"]
-        return document
-
-
-def _short(text: object) -> str:
-    message = " ".join(str(text).split())
-    return message if len(message) <= _MESSAGE_LIMIT else message[: _MESSAGE_LIMIT - 1] + "…"
 
 
 def _status_message(exc: Any) -> str:
@@ -247,8 +80,8 @@ def _status_message(exc: Any) -> str:
         except (ValueError, AttributeError):
             message = None
         if message:
-            return _short(message)
-    return _short(getattr(exc, "reason", None) or "no reason given")
+            return peer_message(message)
+    return peer_message(getattr(exc, "reason", None) or "no reason given")
 
 
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -261,14 +94,14 @@ def _translate(exc: Exception, action: str) -> SyncError | None:
         if status == 0:  # the client's wrapper for TLS failures
             return PermanentSyncError(
                 f"TLS to the Kubernetes API server failed ({action}); check api_server and"
-                f" ca_pem: {_short(exc.reason)}"
+                f" ca_pem: {peer_message(exc.reason)}"
             )
         message = f"Kubernetes API answered {status} to {action}: {_status_message(exc)}"
         if status >= 500 or status in _TRANSIENT_STATUSES:
             return TransientSyncError(message)
         return PermanentSyncError(message)
     if isinstance(exc, k8s_config.ConfigException):
-        return PermanentSyncError(f"Kubernetes client configuration: {_short(exc)}")
+        return PermanentSyncError(f"Kubernetes client configuration: {peer_message(exc)}")
     if isinstance(exc, urllib3.exceptions.NewConnectionError):  # before TimeoutError: a subclass
         return TransientSyncError(f"cannot reach the Kubernetes API server ({action})")
     if isinstance(exc, urllib3.exceptions.TimeoutError):
@@ -279,7 +112,8 @@ def _translate(exc: Exception, action: str) -> SyncError | None:
         )
     if isinstance(exc, ValueError):  # an answer that does not deserialize
         return TransientSyncError(
-            f"the Kubernetes API server's answer to {action} was not understood: {_short(exc)}"
+            f"the Kubernetes API server's answer to {action} was not understood:"
+            f" {peer_message(exc)}"
         )
     return None
 
@@ -303,9 +137,8 @@ def ca_bundle(chain_pem: str) -> str:
 
 
 class KubernetesTlsSecret(Destination[KubernetesTlsSettings, KubernetesTlsCredentials]):
-    kind: ClassVar[str] = "kubernetes-tls"
-    settings_model: ClassVar[type[BaseModel]] = KubernetesTlsSettings
-    credentials_model: ClassVar[type[BaseModel]] = KubernetesTlsCredentials
+    spec = KUBERNETES_TLS
+    label = "Kubernetes"
     needs_private_key: ClassVar[bool] = True
     """A `kubernetes.io/tls` Secret must hold `tls.key`."""
 
@@ -316,53 +149,9 @@ class KubernetesTlsSecret(Destination[KubernetesTlsSettings, KubernetesTlsCreden
         *,
         development: bool,
     ) -> None:
-        self.validate_for(settings, credentials, development=development)
         super().__init__(settings, credentials, development=development)
         self._lock = threading.Lock()
         self._api_client: Any = None
-
-    @classmethod
-    def validate_for(
-        cls,
-        settings: KubernetesTlsSettings,
-        credentials: KubernetesTlsCredentials,
-        *,
-        development: bool,
-    ) -> None:
-        """Checks that depend on the deployment or join settings and credentials."""
-        no_credentials = credentials.token is None and credentials.kubeconfig is None
-        if settings.api_server is not None and no_credentials:
-            raise PermanentSyncError(
-                "credentials: api_server needs a token or a kubeconfig"
-                " (without api_server the syncer's in-cluster service account is used)"
-            )
-        if development:
-            return
-        if settings.insecure_skip_tls_verify:
-            raise PermanentSyncError("insecure_skip_tls_verify: refused outside development mode")
-        if settings.api_server is not None and settings.api_server.scheme != "https":
-            raise PermanentSyncError("api_server: https is required outside development mode")
-        document = credentials.kubeconfig_document()
-        if document is not None:
-            for cluster in _kubeconfig_clusters(document):
-                if cluster.get("insecure-skip-tls-verify"):
-                    raise PermanentSyncError(
-                        "kubeconfig: insecure-skip-tls-verify is refused outside development mode"
-                    )
-                server = str(cluster.get("server") or "")
-                if settings.api_server is None and not server.startswith("https://"):
-                    raise PermanentSyncError(
-                        "kubeconfig: the server must be https outside development mode"
-                    )
-
-    def uses_ambient_credentials(self) -> bool:
-        """In-cluster without a token acts as the syncer pod's own service account."""
-        credentials = self.credentials
-        return (
-            self.settings.api_server is None
-            and credentials.token is None
-            and credentials.kubeconfig is None
-        )
 
     @staticmethod
     def warm_up() -> None:
@@ -455,7 +244,7 @@ class KubernetesTlsSecret(Destination[KubernetesTlsSettings, KubernetesTlsCreden
         for verb in ("create", "patch"):
             allowed, reason = await self._run(review(verb), f"review '{verb} secrets'")
             if not allowed:
-                why = f": {_short(reason)}" if reason else ""
+                why = f": {peer_message(reason)}" if reason else ""
                 raise PermanentSyncError(
                     f"the credentials may not {verb} Secrets in namespace {namespace}{why}"
                 )
@@ -464,7 +253,7 @@ class KubernetesTlsSecret(Destination[KubernetesTlsSettings, KubernetesTlsCreden
         with self._lock:
             api_client, self._api_client = self._api_client, None
         if api_client is not None:
-            await asyncio.to_thread(api_client.close)
+            await self.run_blocking(api_client.close, action="close the client")
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -511,8 +300,13 @@ class KubernetesTlsSecret(Destination[KubernetesTlsSettings, KubernetesTlsCreden
             raise PermanentSyncError(f"{external_id!r} is not a namespace/name Secret id")
         return namespace, name
 
+    def call_deadline(self) -> float:
+        """One request (connect and read timeouts), plus slack for the client's first call,
+        which builds its request validators (seconds of CPU without `warm_up`)."""
+        return 2 * self.settings.timeout_seconds + 10
+
     async def _run(self, call: Callable[[Any], T], action: str) -> T:
-        return await asyncio.to_thread(self._call, call, action)
+        return await self.run_blocking(functools.partial(self._call, call, action), action=action)
 
     def _call(self, call: Callable[[Any], T], action: str) -> T:
         try:

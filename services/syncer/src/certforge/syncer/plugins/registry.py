@@ -1,16 +1,16 @@
-"""Every destination kind, by name; settings and credentials are validated through here both
-when a sync is created (api) and when the syncer builds a destination."""
+"""Every destination kind's plugin, by name, built from a configuration validated in common
+(`certforge.common.destinations.catalog`, the same validation the api applies on creation)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
+from certforge.common.destinations.catalog import validate_configuration
+from certforge.common.errors import CertforgeError
 from certforge.syncer.plugins.aws_acm import AwsAcm
 from certforge.syncer.plugins.aws_secrets import AwsSecretsManager
 from certforge.syncer.plugins.azure_keyvault import AzureKeyVault
-from certforge.syncer.plugins.base import Destination
+from certforge.syncer.plugins.base import Destination, PermanentSyncError
 from certforge.syncer.plugins.directory import DirectoryDestination
 from certforge.syncer.plugins.kubernetes_tls import KubernetesTlsSecret
 from certforge.syncer.plugins.vault_kv import VaultKv
@@ -25,29 +25,20 @@ _KINDS: tuple[type[Destination[Any, Any]], ...] = (
     VaultKv,
     WebhookDestination,
 )
-KINDS: dict[str, type[Destination[Any, Any]]] = {cls.kind: cls for cls in _KINDS}
-
-
-def destination_class(kind: str) -> type[Destination[Any, Any]]:
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise ValueError(f"unknown destination kind {kind!r}; one of {sorted(KINDS)}") from None
-
-
-def validate(
-    kind: str, settings: dict[str, Any], credentials: dict[str, Any] | None
-) -> tuple[BaseModel, BaseModel]:
-    """The validated settings and credentials models (pydantic ValidationError if not)."""
-    cls = destination_class(kind)
-    return cls.settings_model.model_validate(settings), cls.credentials_model.model_validate(
-        credentials or {}
-    )
+KINDS: dict[str, type[Destination[Any, Any]]] = {cls.spec.kind: cls for cls in _KINDS}
 
 
 def build(
     kind: str, settings: dict[str, Any], credentials: dict[str, Any] | None, *, development: bool
 ) -> Destination[Any, Any]:
-    cls = destination_class(kind)
-    validated_settings, validated_credentials = validate(kind, settings, credentials)
-    return cls(validated_settings, validated_credentials, development=development)
+    """The plugin of a stored sync; a configuration no longer valid (a sync stored before a
+    rule tightened, production settings on a development database) is a permanent failure.
+    Ambient credentials are not refused here: the api decided that when the sync was made."""
+    try:
+        configuration = validate_configuration(
+            kind, settings, credentials, development=development, allow_ambient=True
+        )
+    except CertforgeError as exc:
+        raise PermanentSyncError(exc.detail) from exc
+    cls = KINDS[kind]
+    return cls(configuration.settings, configuration.credentials, development=development)

@@ -7,20 +7,19 @@ previous certificate stays readable as an older version until Vault prunes it.
 
 Authentication is a token or AppRole (`role_id` + `secret_id`, logged in lazily and again once
 when Vault says the token is no longer good). `hvac` is blocking, so every call runs in a
-thread. Requests carry `timeout_seconds` for connecting and for each read, and are never
-retried here: the syncer core retries transient failures with backoff.
+thread (within `call_deadline`). Requests carry `timeout_seconds` for connecting and for each
+read, and are never retried here: the syncer core retries transient failures with backoff.
 
 Development mode: `url` must be https unless the destination is built with
-`development=True`. `VaultKv.validate_for(settings, credentials, development=...)` checks
-this (the core calls it when a sync is created, for a 422); `__init__` checks it again.
+`development=True`: a rule of `certforge.common.destinations.vault_kv` (where the settings and
+credentials models live), checked when a sync is created and again by `__init__`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -29,137 +28,31 @@ from typing import Any, ClassVar, TypeVar
 import hvac  # type: ignore[import-untyped, unused-ignore]
 import hvac.exceptions  # type: ignore[import-untyped, unused-ignore]
 import requests
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
 
+from certforge.common.destinations.vault_kv import (
+    VAULT_KV,
+    VaultKvCredentials,
+    VaultKvSettings,
+    check_path,
+)
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
     SyncError,
     SyncItem,
     TransientSyncError,
-    check_ca_pem,
+    peer_message,
 )
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._@*+=,~-]+$")
-"""One path segment: no slash, whitespace, `%`, `?`, `#` or control characters (hvac does not
-escape paths, and those would change the request URL)."""
-
-_MESSAGE_LIMIT = 300
-
 T = TypeVar("T")
-
-
-def _check_path(value: str, *, what: str, allow_empty: bool) -> str:
-    value = value.strip("/")
-    if not value:
-        if allow_empty:
-            return value
-        raise ValueError(f"{what} must not be empty")
-    for segment in value.split("/"):
-        if segment in {".", ".."} or not _SEGMENT.match(segment):
-            raise ValueError(
-                f"{what} {value!r}: each segment may hold only letters, digits and ._@*+=,~-"
-            )
-    return value
-
-
-class VaultKvSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: HttpUrl = Field(description="Vault/OpenBao address, e.g. https://vault.example.com:8200")
-    mount: str = Field(default="secret", max_length=256, description="KV v2 mount path")
-    path_prefix: str = Field(
-        default="certforge", max_length=512, description="objects go to {path_prefix}/{name}"
-    )
-    namespace: str | None = Field(
-        default=None, max_length=256, description="Vault Enterprise namespace"
-    )
-    ca_pem: str | None = Field(
-        default=None,
-        max_length=65536,
-        description="PEM CA certificate(s) to trust for the server's TLS certificate, instead of "
-        "the system's trust store",
-    )
-    timeout_seconds: float = Field(default=10, gt=0, le=120)
-
-    @field_validator("mount")
-    @classmethod
-    def _mount(cls, value: str) -> str:
-        return _check_path(value, what="mount", allow_empty=False)
-
-    @field_validator("path_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return _check_path(value, what="path_prefix", allow_empty=True)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        return None if value is None else _check_path(value, what="namespace", allow_empty=False)
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _ca(cls, value: str | None) -> str | None:
-        return check_ca_pem(value)
-
-
-class VaultKvCredentials(BaseModel):
-    """Exactly one method: `token`, or AppRole (`role_id` and `secret_id`)."""
-
-    # A validation error must not echo the input (tokens, secret ids, kubeconfigs): pydantic
-    # puts the whole input of a model validator into the error; render errors for users with
-    # `errors(include_input=False)` as well.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    token: SecretStr | None = Field(default=None, max_length=4096)
-    role_id: str | None = Field(default=None, min_length=1, max_length=256)
-    secret_id: SecretStr | None = Field(default=None, max_length=1024)
-    approle_mount: str = Field(default="approle", max_length=256)
-
-    @field_validator("approle_mount")
-    @classmethod
-    def _approle_mount(cls, value: str) -> str:
-        return _check_path(value, what="approle_mount", allow_empty=False)
-
-    @model_validator(mode="after")
-    def _one_method(self) -> VaultKvCredentials:
-        approle = self.role_id is not None or self.secret_id is not None
-        if self.token is not None and approle:
-            raise ValueError("give either token or role_id + secret_id, not both")
-        if self.token is None and not approle:
-            raise ValueError("give token, or role_id + secret_id for AppRole")
-        if approle and (self.role_id is None or self.secret_id is None):
-            raise ValueError("AppRole needs both role_id and secret_id")
-        if self.token is not None and not self.token.get_secret_value():
-            raise ValueError("token must not be empty")
-        if self.secret_id is not None and not self.secret_id.get_secret_value():
-            raise ValueError("secret_id must not be empty")
-        return self
-
-    @property
-    def uses_approle(self) -> bool:
-        return self.role_id is not None
-
-
-def _short(text: object) -> str:
-    message = " ".join(str(text).split())
-    return message if len(message) <= _MESSAGE_LIMIT else message[: _MESSAGE_LIMIT - 1] + "…"
 
 
 def _vault_reason(exc: Any) -> str:
     errors = getattr(exc, "errors", None)
     if errors:
-        return _short("; ".join(str(e) for e in errors))
+        return peer_message("; ".join(str(e) for e in errors))
     text = exc.args[0] if exc.args else None
-    return _short(text) if text else type(exc).__name__
+    return peer_message(text) if text else type(exc).__name__
 
 
 def _json(answer: Any, action: str) -> dict[str, Any]:
@@ -195,7 +88,7 @@ def _translate(exc: Exception, action: str) -> SyncError | None:
         return TransientSyncError(f"Vault answered unexpectedly to {action}: {_vault_reason(exc)}")
     if isinstance(exc, requests.exceptions.SSLError):
         return PermanentSyncError(
-            f"TLS to Vault failed ({action}); check url and ca_pem: {_short(exc)}"
+            f"TLS to Vault failed ({action}); check url and ca_pem: {peer_message(exc)}"
         )
     if isinstance(exc, requests.exceptions.Timeout):
         return TransientSyncError(f"Vault did not answer in time ({action})")
@@ -203,35 +96,27 @@ def _translate(exc: Exception, action: str) -> SyncError | None:
         return TransientSyncError(f"cannot reach Vault ({action}): {type(exc).__name__}")
     if isinstance(exc, requests.exceptions.RequestException | ValueError | KeyError):
         # Garbage instead of Vault's JSON (requests' JSONDecodeError is both of the first two).
-        return TransientSyncError(f"Vault's answer to {action} was not understood: {_short(exc)}")
+        return TransientSyncError(
+            f"Vault's answer to {action} was not understood: {peer_message(exc)}"
+        )
     return None
 
 
 class VaultKv(Destination[VaultKvSettings, VaultKvCredentials]):
-    kind: ClassVar[str] = "vault-kv"
-    settings_model: ClassVar[type[BaseModel]] = VaultKvSettings
-    credentials_model: ClassVar[type[BaseModel]] = VaultKvCredentials
+    spec = VAULT_KV
+    label = "Vault"
     needs_private_key: ClassVar[bool] = False
     """A certificate without its key is still useful in Vault; the key is written when given."""
 
     def __init__(
         self, settings: VaultKvSettings, credentials: VaultKvCredentials, *, development: bool
     ) -> None:
-        self.validate_for(settings, credentials, development=development)
         super().__init__(settings, credentials, development=development)
         self._lock = threading.Lock()
         self._client: Any = None
         self._session: requests.Session | None = None
         self._ca_file: str | None = None
         self._logged_in = False
-
-    @classmethod
-    def validate_for(
-        cls, settings: VaultKvSettings, credentials: VaultKvCredentials, *, development: bool
-    ) -> None:
-        """Checks that depend on the deployment: https is required outside development."""
-        if settings.url.scheme != "https" and not development:
-            raise PermanentSyncError("url: https is required outside development mode")
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -336,14 +221,19 @@ class VaultKv(Destination[VaultKvSettings, VaultKvCredentials]):
     @staticmethod
     def _check_object_path(path: str) -> None:
         try:
-            _check_path(path, what="object path", allow_empty=False)
+            check_path(path, what="object path", allow_empty=False)
         except ValueError as exc:
             raise PermanentSyncError(str(exc)) from None
         if path != path.strip("/"):
             raise PermanentSyncError(f"object path {path!r} must not start or end with '/'")
 
+    def call_deadline(self) -> float:
+        """A call makes at most 4 requests (AppRole login, the call, a second login when the
+        token expired, the call again), each with connect and read timeouts; plus slack."""
+        return 4 * 2 * self.settings.timeout_seconds + 5
+
     async def _run(self, call: Callable[[Any], T], action: str) -> T:
-        return await asyncio.to_thread(self._call, call, action)
+        return await self.run_blocking(functools.partial(self._call, call, action), action=action)
 
     def _call(self, call: Callable[[Any], T], action: str) -> T:
         """Run `call(client)` in this thread; log in (again) with AppRole when needed."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
+from certforge.common.destinations.webhook import WEBHOOK, WebhookCredentials, WebhookSettings
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
@@ -47,34 +47,15 @@ def verify(secret: bytes, header: str, body: bytes, *, now: int, tolerance: int 
     return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, header)
 
 
-class WebhookSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: HttpUrl
-    include_private_key: bool = Field(
-        default=False, description="send the managed private key (off unless you need it)"
-    )
-    timeout_seconds: float = Field(default=10, gt=0, le=120)
-
-
-class WebhookCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    hmac_secret: SecretStr = Field(min_length=16, description="shared secret for signatures")
-
-
 class WebhookDestination(Destination[WebhookSettings, WebhookCredentials]):
-    kind = "webhook"
-    settings_model = WebhookSettings
-    credentials_model = WebhookCredentials
+    spec = WEBHOOK
+    label = "webhook"
     needs_private_key = False
 
     def __init__(
         self, settings: WebhookSettings, credentials: WebhookCredentials, *, development: bool
     ) -> None:
         super().__init__(settings, credentials, development=development)
-        if settings.url.scheme != "https" and not development:
-            raise PermanentSyncError("url: https is required outside development mode")
         self._client = httpx.AsyncClient(timeout=settings.timeout_seconds)
 
     def wants_private_key(self) -> bool:

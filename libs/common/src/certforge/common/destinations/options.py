@@ -1,4 +1,5 @@
-"""How a sync chooses certificates and names their objects: pure, shared with the api.
+"""How a sync chooses certificates and names their objects: pure, used by the api (to validate
+and select) and by the syncer (to name objects).
 
 The name template's `{certificate_id}` is the lineage id (the first certificate of a renewal
 chain), so a renewed certificate keeps its object's name and replaces it in place; a template
