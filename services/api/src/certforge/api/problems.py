@@ -18,12 +18,19 @@ import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from certforge.api.audit import record_refusal, refused_action
 from certforge.api.domain.common import by_slug_or_id
+from certforge.api.validation_messages import (
+    explain,
+    is_json_media_type,
+    json_syntax_error,
+    model_in,
+)
 from certforge.common.db.tables import Application
 from certforge.common.errors import (
     CertforgeError,
@@ -99,21 +106,6 @@ def status_for(exc: CertforgeError) -> int:
     return 500
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
-
-
-def validation_errors(exc: RequestValidationError) -> list[FieldError]:
-    out = []
-    for err in exc.errors():
-        message = str(err.get("msg", "invalid"))
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        out.append(FieldError(_field_path(tuple(err.get("loc", ()))), message))
-    return out
-
-
 async def _on_certforge_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CertforgeError)
     status = status_for(exc)
@@ -126,14 +118,30 @@ async def _on_certforge_error(request: Request, exc: Exception) -> Response:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = validation_errors(exc)
-    if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        detail = "request body is not valid JSON"
+    raw = exc.errors()
+    syntax = next((e for e in raw if e.get("type") == "json_invalid"), None)
+    if syntax is not None:
+        position = syntax["loc"][-1] if isinstance(syntax["loc"][-1], int) else 0
+        reason = str(syntax.get("ctx", {}).get("error", "JSON decode error"))
+        detail = json_syntax_error(exc.body, position, reason).message()
         await _record_refusal(request, 400, "invalid-json", detail)
-        return problem_response(request, 400, "invalid-json", detail, errors)
+        return problem_response(request, 400, "invalid-json", detail, [FieldError("body", detail)])
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type) and any(e.get("loc", ())[:1] == ("body",) for e in raw):
+        detail = f"the body must be JSON: send Content-Type: application/json (got {content_type})"
+        await _record_refusal(request, 415, "unsupported-media-type", detail)
+        return problem_response(request, 415, "unsupported-media-type", detail)
+    errors = explain(raw, _body_model(request))
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
     await _record_refusal(request, 422, "validation", detail)
     return problem_response(request, 422, "validation", detail, errors)
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The model the route's JSON body is read into, for suggestions of field names."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    return model_in(getattr(getattr(body_field, "field_info", None), "annotation", None))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
