@@ -5,17 +5,23 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from certforge.api.schemas.common import Description, Name, Slug, Strict
+from certforge.api.schemas.common import Description, Name, Slug, Strict, examples
 from certforge.common.domain import Role
 
 
 class ApplicationCreate(Strict):
+    model_config = examples(
+        {"slug": "shop", "name": "Shop", "description": "the web shop's services"}
+    )
+
     slug: Slug
     name: Name
     description: Description = ""
 
 
 class ApplicationUpdate(Strict):
+    model_config = examples({"name": "Web shop"})
+
     name: Name | None = None
     description: Description | None = None
 
@@ -30,6 +36,8 @@ class ApplicationPublic(BaseModel):
 
 
 class MemberPut(Strict):
+    model_config = examples({"role": "operator"})
+
     role: Role
 
 
@@ -41,6 +49,8 @@ class MemberPublic(BaseModel):
 
 
 class ApiEnrollment(Strict):
+    model_config = examples({"enabled": True, "auto_renew": True, "renew_before_days": 30})
+
     enabled: bool = Field(description="whether operators may request certificates through the API")
     auto_renew: bool = Field(default=True, description="default auto-renew of issued certificates")
     renew_before_days: int = Field(
@@ -51,6 +61,7 @@ class ApiEnrollment(Strict):
 class AttachmentPut(Strict):
     """Optional body of attaching a profile: enrollment settings to apply in the same call."""
 
+    model_config = examples({"api": {"enabled": True}})
     api: ApiEnrollment | None = Field(
         default=None,
         description="API enrollment on this profile; omitted: a new attachment has it off and "

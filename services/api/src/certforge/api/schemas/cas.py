@@ -6,12 +6,23 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from certforge.api.schemas.common import Name, Strict
+from certforge.api.schemas.common import Name, Strict, examples
 from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash, SubjectFields
 from certforge.common.durations import Duration
 
 
 class CACreate(Strict):
+    model_config = examples(
+        {
+            "name": "root",
+            "type": "root",
+            "subject": {"common_name": "Example Root CA", "organization": "Example"},
+            "key_algorithm": "EC_P256",
+            "validity": "10y",
+            "max_path_length": 1,
+        }
+    )
+
     name: Name
     type: Literal["root", "intermediate"]
     parent_ca_id: UUID | None = Field(default=None, description="required for an intermediate")
@@ -40,6 +51,15 @@ class CACreate(Strict):
 
 
 class CAImport(Strict):
+    model_config = examples(
+        {
+            "name": "corp-issuing",
+            "certificate": "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----\n",
+            "private_key": "-----BEGIN PRIVATE KEY-----\n…\n-----END PRIVATE KEY-----\n",
+            "chain": "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----\n",
+        }
+    )
+
     name: Name
     certificate: str = Field(description="PEM of the CA certificate", max_length=65536)
     private_key: SecretStr = Field(description="PEM of its private key (PKCS#8 or traditional)")

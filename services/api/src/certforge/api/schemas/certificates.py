@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from certforge.api.schemas.common import Strict
+from certforge.api.schemas.common import Strict, examples
 from certforge.common.domain import (
     CertificateStatus,
     ExtendedKeyUsage,
@@ -35,6 +35,15 @@ _MANAGED_ONLY = (
 
 
 class CertificateRequestCreate(Strict):
+    model_config = examples(
+        {
+            "profile": "web-server",
+            "common_name": "www.example.com",
+            "sans": [{"type": "dns", "value": "www.example.com"}],
+            "metadata": {"team": "web"},
+        }
+    )
+
     profile: str = Field(description="slug or id of a profile attached to the application")
     method: RequestMethod = RequestMethod.MANAGED
     common_name: str | None = Field(default=None, min_length=1, max_length=64)

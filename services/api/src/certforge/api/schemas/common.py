@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -51,6 +51,16 @@ class Page(BaseModel, Generic[ItemT]):
     next_cursor: str | None = Field(
         default=None, description="pass as `cursor` to get the next page; absent on the last"
     )
+
+
+def examples(*bodies: dict[str, Any], extra: Literal["forbid"] | None = None) -> ConfigDict:
+    """A request body's examples for the OpenAPI document (what "Try it out" starts from).
+    Pydantic merges this with the parent's configuration, so `Strict` stays strict;
+    `tests/unit/test_openapi_examples.py` checks that every example is a valid body."""
+    config = ConfigDict(json_schema_extra={"examples": list(bodies)})
+    if extra is not None:
+        config["extra"] = extra
+    return config
 
 
 class Strict(BaseModel):

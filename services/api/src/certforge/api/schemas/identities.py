@@ -5,18 +5,22 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from certforge.api.schemas.common import Name, Strict
+from certforge.api.schemas.common import Name, Strict, examples
 from certforge.common.domain import Role
 from certforge.common.durations import Duration
 
 
 class IdentityCreate(Strict):
+    model_config = examples({"name": "ci-bot", "token_ttl": "90d"})
+
     name: Name
     product_admin: bool = Field(default=False, description="grant the global product-admin role")
     token_ttl: Duration | None = Field(default=None, description="token expiry, e.g. 90d; none")
 
 
 class TokenCreate(Strict):
+    model_config = examples({"ttl": "90d"})
+
     ttl: Duration | None = Field(default=None, description="token expiry, e.g. 90d; none = never")
 
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import Field, SecretStr, field_validator
 
 from certforge.api.schemas.certificates import CertificatePublic
-from certforge.api.schemas.common import Page, Strict
+from certforge.api.schemas.common import Page, Strict, examples
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 
@@ -32,6 +32,8 @@ class InventoryPage(Page[CertificatePublic]):
 
 
 class Pkcs12Create(Strict):
+    model_config = examples({"password": "change-me-please", "include_chain": True})
+
     password: SecretStr = Field(
         description="protects the key and the file (AES-256); 8 to 256 characters",
         json_schema_extra={"minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from certforge.api.schemas.common import Strict
+from certforge.api.schemas.common import Strict, examples
 from certforge.common.domain import RenewalKey, RevocationReason
 from certforge.common.issuance import Metadata
 
@@ -20,6 +20,8 @@ def _reason_name(value: object) -> object:
 
 
 class RevokeBody(Strict):
+    model_config = examples({"reason": "keyCompromise"})
+
     reason: Annotated[RevocationReason, BeforeValidator(_reason_name)] = Field(
         default=RevocationReason.UNSPECIFIED,
         description="RFC 5280 CRLReason name (keyCompromise) or its snake_case (key_compromise)",
@@ -27,6 +29,8 @@ class RevokeBody(Strict):
 
 
 class RenewBody(Strict):
+    model_config = examples({"key": "new"})
+
     key: RenewalKey = Field(
         default=RenewalKey.NEW,
         description="new: a fresh key; reuse: the current managed key; csr: the caller's CSR",
@@ -46,6 +50,10 @@ class RenewBody(Strict):
 
 
 class CertificateSettings(Strict):
+    model_config = examples(
+        {"auto_renew": True, "renew_before_days": 10, "metadata": {"team": "web"}}
+    )
+
     auto_renew: bool | None = None
     renew_before_days: int | None = Field(
         default=None, ge=1, description="between 1 and the validity in days minus 1"

@@ -5,14 +5,23 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from certforge.api.schemas.common import Description, Name
+from certforge.api.schemas.common import Description, Name, examples
 from certforge.common.policy import PolicyDocument
 
 
 class PolicyCreate(PolicyDocument):
     """A policy document plus its name; the rule fields sit at the top level."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = examples(
+        {
+            "name": "web",
+            "sans": {"dns": {"allowed": ["*.example.com", "example.com"]}},
+            "key_algorithms": ["EC_P256", "RSA_2048"],
+            "extended_key_usages": {"allowed": ["server_auth"]},
+            "max_validity": "90d",
+        },
+        extra="forbid",
+    )
 
     name: Name
     description: Description = ""
@@ -24,7 +33,7 @@ class PolicyCreate(PolicyDocument):
 class PolicyUpdate(BaseModel):
     """Fields to change; rule fields replace the stored ones whole."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = examples({"max_validity": "30d"}, extra="forbid")
 
     name: Name | None = None
     description: Description | None = None

@@ -6,11 +6,20 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from certforge.api.schemas.common import Name, Strict
+from certforge.api.schemas.common import Name, Strict, examples
 from certforge.common.destinations.options import SyncOptions, SyncSelector
 
 
 class SyncCreate(Strict):
+    model_config = examples(
+        {
+            "name": "local-files",
+            "kind": "directory",
+            "settings": {"path": "/var/lib/certforge/certs"},
+            "options": {"name_template": "{common_name}-{certificate_id}"},
+        }
+    )
+
     name: Name
     kind: str = Field(
         description="aws-acm, aws-secrets-manager, vault-kv, kubernetes-tls, azure-keyvault, "
@@ -26,6 +35,8 @@ class SyncCreate(Strict):
 
 
 class SyncUpdate(Strict):
+    model_config = examples({"enabled": False})
+
     name: Name | None = None
     settings: dict[str, Any] | None = None
     credentials: dict[str, Any] | None = Field(
