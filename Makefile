@@ -10,7 +10,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+SOURCES := $(wildcard libs/*/src services/*/src)
 export UV_PYTHON_DOWNLOADS := never
+# Bytecode at install time: where PYTHONDONTWRITEBYTECODE is set (as on CI), nothing is ever
+# cached and every service start compiles its ~2,000 modules again (about twice as slow).
+export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install install-dev run demo test lint format bench bench-compare docs check-docs clean
@@ -29,10 +33,12 @@ $(UV):
 # --inexact: a runtime install keeps the development tools a previous `make test` installed.
 $(STAMP): $(UV) uv.lock $(PYPROJECTS)
 	$(UV) sync --frozen --all-packages --no-dev --inexact --python $(PYTHON)
+	@$(BIN)/python -m compileall -q $(SOURCES) >/dev/null
 	@touch $@
 
 $(DEV_STAMP): $(UV) uv.lock $(PYPROJECTS)
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@$(BIN)/python -m compileall -q $(SOURCES) >/dev/null
 	@touch $@ $(STAMP)
 
 run: install
