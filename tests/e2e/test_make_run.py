@@ -241,13 +241,11 @@ def _admin_flow(client: httpx.Client) -> dict[str, str]:
     assert bot["token"]
     member = client.put(f"/api/v1/applications/shop/members/{bot['id']}", json={"role": "operator"})
     assert member.status_code in (200, 201), member.text
-    attached = client.put("/api/v1/applications/shop/profiles/web-server")
-    assert attached.status_code in (200, 201), attached.text
     enrollment = client.put(
-        "/api/v1/applications/shop/profiles/web-server/enrollment/api",
-        json={"enabled": True, "auto_renew": True, "renew_before_days": 10},
+        "/api/v1/applications/shop/profiles/web-server",
+        json={"api": {"enabled": True, "auto_renew": True, "renew_before_days": 10}},
     )
-    assert enrollment.status_code == 200, enrollment.text
+    assert enrollment.status_code == 201, enrollment.text
     assert enrollment.json()["api"] == {
         "enabled": True,
         "auto_renew": True,
