@@ -16,7 +16,13 @@ from uuid import UUID
 from certforge.common.crypto.certificates import load_certificate_pem, same_public_key
 from certforge.common.crypto.csr import parse_csr
 from certforge.common.crypto.keys import PublicKey
-from certforge.common.db.tables import Certificate
+from certforge.common.db.tables import (
+    Application,
+    Certificate,
+    CertificateAuthority,
+    Profile,
+    ProfileAttachment,
+)
 from certforge.common.domain import (
     CAStatus,
     CertificateStatus,
@@ -42,6 +48,24 @@ class Enrollment:
     api_enabled: bool
     ca_name: str
     ca_status: str
+
+    @classmethod
+    def of(
+        cls,
+        application: Application,
+        profile: Profile,
+        attachment: ProfileAttachment | None,
+        ca: CertificateAuthority,
+    ) -> Enrollment:
+        """From the rows (the api's plain-SQL hot path builds it from its joined record)."""
+        return cls(
+            application=application.slug,
+            profile=profile.slug,
+            attached=attachment is not None,
+            api_enabled=attachment is not None and attachment.api_enabled,
+            ca_name=ca.name,
+            ca_status=ca.status,
+        )
 
 
 def check_enrollment(enrollment: Enrollment, kind: RequestKind) -> None:

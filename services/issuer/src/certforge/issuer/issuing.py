@@ -234,14 +234,7 @@ class IssuanceService:
         policy = batch.policies[profile.policy_id]
         document = batch.policy_document(policy.id)
         attachment = batch.attachments.get((app.id, profile.id))
-        enrollment = Enrollment(
-            application=app.slug,
-            profile=profile.slug,
-            attached=attachment is not None,
-            api_enabled=attachment is not None and attachment.api_enabled,
-            ca_name=ca.name,
-            ca_status=ca.status,
-        )
+        enrollment = Enrollment.of(app, profile, attachment, ca)
         if request.kind == RequestKind.RENEW:
             return self._plan_renewal(request, params, batch, enrollment, policy, issuing, now)
         check_enrollment(enrollment, RequestKind.ISSUE)
