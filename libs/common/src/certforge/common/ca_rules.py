@@ -10,6 +10,8 @@ from uuid import UUID
 from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import CAStatus, KeyAlgorithm, SignatureHash
 from certforge.common.errors import FieldError, Unprocessable
+from certforge.common.name_constraint_rules import name_constraint_errors
+from certforge.common.name_constraints import NameConstraints, chain_constraints
 
 # The dates an X.509 certificate can carry (RFC 5280 4.1.2.5).
 _EARLIEST = datetime(1950, 1, 1, tzinfo=UTC)
@@ -25,6 +27,8 @@ class ParentFacts:
     not_before: datetime
     not_after: datetime
     key_algorithm: KeyAlgorithm
+    name_constraints: tuple[NameConstraints, ...] = ()
+    """its own and those of the CAs above it: a child's must lie inside each"""
 
     @classmethod
     def of(cls, ca: CertificateAuthority) -> ParentFacts:
@@ -36,6 +40,7 @@ class ParentFacts:
             not_before=ca.not_before,
             not_after=ca.not_after,
             key_algorithm=KeyAlgorithm(ca.key_algorithm),
+            name_constraints=chain_constraints(ca.name_constraints, ca.chain_name_constraints),
         )
 
 
@@ -54,6 +59,7 @@ def plan_ca(
     not_before: datetime | None,
     signature_hash: SignatureHash | None,
     now: datetime,
+    name_constraints: NameConstraints | None = None,
 ) -> CAWindow:
     """Validity window and effective path length of a new CA, or every reason it cannot be."""
     start = not_before or now
@@ -102,6 +108,11 @@ def plan_ca(
         errors.append(
             FieldError("signature_algorithm", "an Ed25519 signer takes no signature algorithm")
         )
+    errors += name_constraint_errors(
+        name_constraints,
+        parent.name_constraints if parent else (),
+        parent_name=parent.name if parent else None,
+    )
     if errors:
         raise Unprocessable(
             detail="; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors

@@ -26,6 +26,7 @@ from certforge.common.domain import (
 )
 from certforge.common.durations import Duration
 from certforge.common.errors import Unprocessable
+from certforge.common.name_constraints import NameConstraints
 from certforge.common.template import CertificateTemplate, San
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")]
@@ -79,6 +80,8 @@ class IssuingCA:
     name: str
     key_algorithm: KeyAlgorithm
     not_after: datetime
+    name_constraints: tuple[NameConstraints, ...] = ()
+    """its own and those of every CA above it (`name_constraints.chain_constraints`)"""
 
 
 def resolve_template(

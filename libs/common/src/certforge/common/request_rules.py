@@ -32,6 +32,7 @@ from certforge.common.domain import (
 )
 from certforge.common.errors import Conflict, Unprocessable
 from certforge.common.issuance import IssuingCA, renewal_template
+from certforge.common.name_constraint_rules import enforce_names
 from certforge.common.policy import PolicyDocument, enforce
 from certforge.common.template import CertificateTemplate
 
@@ -181,4 +182,5 @@ def plan_renewal(
             raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
     template = renewal_template(old_cert, key_algorithm, policy.max_validity, ca, now)
     enforce(policy, template, policy_name)
+    enforce_names(template, ca.name, ca.name_constraints)
     return RenewalPlan(template=template, csr_key=csr_key)

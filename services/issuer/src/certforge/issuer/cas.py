@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from cryptography import x509
@@ -40,6 +41,7 @@ from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import CAStatus, CAType, SignatureHash
 from certforge.common.errors import Conflict, NotFound, Unprocessable
+from certforge.common.name_constraints import NameConstraints
 from certforge.issuer.ca_keys import seal, unseal
 
 _HASH_NAMES = {h.value.lower(): h for h in SignatureHash}
@@ -71,6 +73,7 @@ class CAService:
                 not_before=command.not_before,
                 signature_hash=command.signature_hash,
                 now=now,
+                name_constraints=command.name_constraints,
             )
             # Key generation takes up to seconds for RSA-4096: keep the event loop free.
             key = await asyncio.to_thread(generate_private_key, command.key_algorithm)
@@ -82,6 +85,7 @@ class CAService:
                     window.not_after,
                     window.max_path_length,
                     command.signature_hash,
+                    name_constraints=command.name_constraints,
                 )
                 chain_pem = ""
             else:
@@ -99,9 +103,15 @@ class CAService:
                     crl_url=urls.crl,
                     ocsp_url=urls.ocsp,
                     ca_issuers_url=urls.ca_issuers,
+                    name_constraints=command.name_constraints,
                 )
                 chain_pem = parent.certificate_pem + parent.chain_pem
             ca = _row(command.ca_id, command.name, command.type, parent, cert, key, chain_pem)
+            ca.name_constraints = _dumped(command.name_constraints)
+            if parent is not None:
+                ca.chain_name_constraints = [
+                    c.model_dump(mode="json") for c in ParentFacts.of(parent).name_constraints
+                ]
             ca.encrypted_private_key, ca.key_kek_id = seal(self.ca_keys, ca.id, key)
             await _store(session, ca)
         return CAReply(ca_id=command.ca_id, created=True)
@@ -116,12 +126,20 @@ class CAService:
             else []
         )
         _check_importable(cert, key, chain, now)
+        own = NameConstraints.of_certificate(cert, field="certificate")
+        above = [
+            c
+            for c in (NameConstraints.of_certificate(c, field="chain") for c in chain)
+            if c is not None
+        ]
         async with self.sessions() as session:
             if await session.get(CertificateAuthority, command.ca_id) is not None:
                 return CAReply(ca_id=command.ca_id, created=False)
             await _refuse_duplicate_name(session, command.name)
             chain_pem = "".join(certificate_to_pem(c) for c in chain)
             ca = _row(command.ca_id, command.name, CAType.EXTERNAL, None, cert, key, chain_pem)
+            ca.name_constraints = _dumped(own)
+            ca.chain_name_constraints = [c.model_dump(mode="json") for c in above]
             ca.encrypted_private_key, ca.key_kek_id = seal(self.ca_keys, ca.id, key)
             await _store(session, ca)
         return CAReply(ca_id=command.ca_id, created=True)
@@ -140,6 +158,10 @@ async def _store(session: AsyncSession, ca: CertificateAuthority) -> None:
     except IntegrityError as exc:
         await session.rollback()
         raise Conflict.on_field("name", f"a CA named {ca.name!r} exists") from exc
+
+
+def _dumped(constraints: NameConstraints | None) -> dict[str, Any] | None:
+    return constraints.model_dump(mode="json") if constraints is not None else None
 
 
 def _signature_hash(cert: x509.Certificate) -> SignatureHash | None:

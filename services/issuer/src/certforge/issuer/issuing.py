@@ -90,6 +90,8 @@ from certforge.common.metrics import (
     RENEWALS,
     REQUESTS_FAILED,
 )
+from certforge.common.name_constraint_rules import enforce_names
+from certforge.common.name_constraints import chain_constraints
 from certforge.common.policy import enforce
 from certforge.common.request_rules import (
     Enrollment,
@@ -229,7 +231,12 @@ class IssuanceService:
         profile = batch.profiles[request.profile_id]
         app = batch.applications[request.application_id]
         ca = batch.cas[profile.ca_id]
-        issuing = IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after)
+        issuing = IssuingCA(
+            ca.name,
+            KeyAlgorithm(ca.key_algorithm),
+            ca.not_after,
+            chain_constraints(ca.name_constraints, ca.chain_name_constraints),
+        )
         params = RequestParams.model_validate(request.params)
         policy = batch.policies[profile.policy_id]
         document = batch.policy_document(policy.id)
@@ -243,6 +250,7 @@ class IssuanceService:
         if params.method is RequestMethod.CSR:
             plan.public_key = _csr_key(params, template.key_algorithm)
         enforce(document, plan.template, policy.name)
+        enforce_names(plan.template, ca.name, issuing.name_constraints)
         return plan
 
     def _plan_renewal(

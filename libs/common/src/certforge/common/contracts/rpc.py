@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from certforge.common.domain import CAType, KeyAlgorithm, SignatureHash, SubjectFields
 from certforge.common.errors import CertforgeError
+from certforge.common.name_constraints import NameConstraints
 
 
 class CreateCA(BaseModel):
@@ -29,6 +30,7 @@ class CreateCA(BaseModel):
     validity: timedelta
     max_path_length: int | None = None
     not_before: datetime | None = None
+    name_constraints: NameConstraints | None = None
 
 
 class ImportCA(BaseModel):

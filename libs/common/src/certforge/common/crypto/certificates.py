@@ -37,6 +37,7 @@ from certforge.common.domain import (
     SubjectFields,
 )
 from certforge.common.errors import InvalidInput, Unprocessable
+from certforge.common.name_constraints import NameConstraints
 from certforge.common.template import CertificateTemplate
 
 SERIAL_BITS = 159
@@ -184,6 +185,7 @@ def build_certificate(
     crl_url: str | None = None,
     ocsp_url: str | None = None,
     ca_issuers_url: str | None = None,
+    name_constraints: NameConstraints | None = None,
 ) -> x509.Certificate:
     """Sign `template` for `public_key` with `issuer_key`.
 
@@ -251,6 +253,12 @@ def build_certificate(
             # RFC 5280 4.2.1.6: with an empty subject the SAN carries the identity: critical.
             critical=len(subject) == 0,
         )
+    if name_constraints is not None:
+        if not template.is_ca:
+            raise ValueError("only a CA certificate carries name constraints")
+        builder = builder.add_extension(
+            name_constraints.to_extension(), critical=name_constraints.critical
+        )
     if not self_signed:
         if crl_url:
             builder = builder.add_extension(
@@ -309,6 +317,7 @@ def build_self_signed_ca(
     signature_hash: SignatureHash | None,
     *,
     serial: int | None = None,
+    name_constraints: NameConstraints | None = None,
 ) -> x509.Certificate:
     """A root CA certificate; `serial` defaults to `new_serial()`."""
     template = ca_template(
@@ -326,6 +335,7 @@ def build_self_signed_ca(
         key,
         key_identifier(key.public_key()),
         new_serial() if serial is None else serial,
+        name_constraints=name_constraints,
     )
 
 
@@ -343,6 +353,7 @@ def build_intermediate_ca(
     crl_url: str | None = None,
     ocsp_url: str | None = None,
     ca_issuers_url: str | None = None,
+    name_constraints: NameConstraints | None = None,
 ) -> x509.Certificate:
     """A subordinate CA certificate signed by `issuer_cert`'s key; `serial` defaults to new."""
     template = ca_template(
@@ -363,6 +374,7 @@ def build_intermediate_ca(
         crl_url=crl_url,
         ocsp_url=ocsp_url,
         ca_issuers_url=ca_issuers_url,
+        name_constraints=name_constraints,
     )
 
 

@@ -128,6 +128,12 @@ class CertificateAuthority(SQLModel, table=True):
     certificate_pem: str
     chain_pem: str = Field(default="", description="issuers above this CA, nearest first")
     subject_key_id: str = Field(max_length=128)
+    # Its certificate's `NameConstraints` (certforge.common.name_constraints), and those of the
+    # CAs above it, nearest first: issuance checks them all.
+    name_constraints: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(JSONB, nullable=True)
+    )
+    chain_name_constraints: list[dict[str, Any]] = _json([])
     encrypted_private_key: bytes = Field(sa_type=sa.LargeBinary)
     key_kek_id: str = Field(max_length=64)
     crl_number: int = Field(default=0, sa_type=sa.BigInteger)

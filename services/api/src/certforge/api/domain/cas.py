@@ -17,6 +17,7 @@ from certforge.common.contracts.rpc import CreateCA, ImportCA
 from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash
 from certforge.common.errors import Conflict
+from certforge.common.name_constraints import NameConstraints
 
 
 def public(ca: CertificateAuthority) -> CAPublic:
@@ -35,6 +36,9 @@ def public(ca: CertificateAuthority) -> CAPublic:
         not_after=ca.not_after,
         certificate=ca.certificate_pem,
         chain=ca.chain_pem,
+        name_constraints=(
+            NameConstraints.model_validate(ca.name_constraints) if ca.name_constraints else None
+        ),
         created_at=ca.created_at,
     )
 
@@ -62,6 +66,7 @@ async def create(
         not_before=body.not_before,
         signature_hash=body.signature_algorithm,
         now=now(),
+        name_constraints=body.name_constraints,
     )
     await session.rollback()  # release the read snapshot while the issuer works
     reply = await issuer.create_ca(
@@ -76,6 +81,7 @@ async def create(
             validity=body.validity,
             max_path_length=body.max_path_length,
             not_before=body.not_before,
+            name_constraints=body.name_constraints,
         )
     )
     return await _created(session, audit, reply.ca_id)

@@ -40,6 +40,7 @@ from certforge.common.domain import (
 )
 from certforge.common.errors import Conflict, NotFound, Unprocessable
 from certforge.common.issuance import IssuingCA, RequestParams, renew_at
+from certforge.common.name_constraints import chain_constraints
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument
 from certforge.common.request_rows import new_request_row
@@ -150,7 +151,12 @@ async def renew(
         Enrollment.of(app, profile, attachment, ca),
         PolicyDocument.model_validate(policy.document),
         policy.name,
-        IssuingCA(ca.name, KeyAlgorithm(ca.key_algorithm), ca.not_after),
+        IssuingCA(
+            ca.name,
+            KeyAlgorithm(ca.key_algorithm),
+            ca.not_after,
+            chain_constraints(ca.name_constraints, ca.chain_name_constraints),
+        ),
         now,
     )
     params = RequestParams(

@@ -22,6 +22,8 @@ from certforge.common.db.tables import (
 from certforge.common.domain import CAStatus
 from certforge.common.errors import Conflict, FieldError, PolicyViolation, Unprocessable
 from certforge.common.issuance import ProfileDefaults
+from certforge.common.name_constraint_rules import name_violations
+from certforge.common.name_constraints import chain_constraints
 from certforge.common.policy import PolicyDocument, Violation, evaluate
 from certforge.common.template import CertificateTemplate
 
@@ -42,13 +44,8 @@ def public(profile: Profile) -> ProfilePublic:
     )
 
 
-def check_defaults(policy: PolicyDocument, defaults: ProfileDefaults) -> list[Violation]:
-    """Violations of `policy` by what the defaults decide on their own.
-
-    Rules a request must fill in (required SANs, required subject attributes the defaults do
-    not set) are the request's business and are checked at issuance, not here.
-    """
-    template = CertificateTemplate(
+def _defaults_template(defaults: ProfileDefaults) -> CertificateTemplate:
+    return CertificateTemplate(
         subject=defaults.subject,
         key_algorithm=defaults.key_algorithm,
         signature_hash=defaults.signature_algorithm,
@@ -57,6 +54,15 @@ def check_defaults(policy: PolicyDocument, defaults: ProfileDefaults) -> list[Vi
         not_before=_EPOCH,
         not_after=_EPOCH + defaults.ttl,
     )
+
+
+def check_defaults(policy: PolicyDocument, defaults: ProfileDefaults) -> list[Violation]:
+    """Violations of `policy` by what the defaults decide on their own.
+
+    Rules a request must fill in (required SANs, required subject attributes the defaults do
+    not set) are the request's business and are checked at issuance, not here.
+    """
+    template = _defaults_template(defaults)
     set_attributes = {f"subject.{name}" for name in defaults.subject.present()}
     return [
         v
@@ -88,9 +94,14 @@ async def _validate(
         raise Unprocessable.on_field("ca_id", f"CA {ca.name!r} is disabled")
     policy = await get_or_404(session, Policy, policy_id, "policy", "policy_id")
     violations = check_defaults(PolicyDocument.model_validate(policy.document), defaults)
+    # The defaults' subject (a host-name CN, the DN) must also fit the CA chain's constraints.
+    violations += name_violations(
+        _defaults_template(defaults),
+        chain_constraints(ca.name_constraints, ca.chain_name_constraints),
+    )
     if violations:
         raise PolicyViolation(
-            detail=f"the defaults violate policy {policy.name!r}: "
+            detail=f"the defaults violate policy {policy.name!r} or CA {ca.name!r}: "
             + "; ".join(v.message for v in violations),
             errors=[FieldError(_defaults_field(v), v.message) for v in violations],
         )

@@ -55,6 +55,8 @@ from certforge.common.errors import (
     Unprocessable,
 )
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
+from certforge.common.name_constraint_rules import name_violations
+from certforge.common.name_constraints import chain_constraints
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate
 from certforge.common.request_rows import new_request_row
@@ -122,7 +124,8 @@ SELECT a.id AS app_id, a.slug AS app_slug,
        p.id AS profile_id, p.slug AS profile_slug, p.defaults,
        ap.application_id IS NOT NULL AS attached, ap.api_enabled, ap.api_auto_renew,
        ca.name AS ca_name, ca.status AS ca_status, ca.key_algorithm AS ca_key_algorithm,
-       ca.not_after AS ca_not_after,
+       ca.not_after AS ca_not_after, ca.name_constraints AS ca_name_constraints,
+       ca.chain_name_constraints AS ca_chain_name_constraints,
        pol.name AS policy_name, pol.document AS policy_document
 FROM applications a
 LEFT JOIN profiles p ON p.{profile_column} = $2
@@ -174,22 +177,30 @@ async def submit(
             return previous
     profile = _usable_profile(target, body.profile)
     params = _params(body)
+    ca = IssuingCA(
+        target["ca_name"],
+        KeyAlgorithm(target["ca_key_algorithm"]),
+        target["ca_not_after"],
+        chain_constraints(target["ca_name_constraints"], target["ca_chain_name_constraints"]),
+    )
     template = resolve_template(
         params,
         ProfileDefaults.model_validate(target["defaults"]),
-        IssuingCA(
-            target["ca_name"], KeyAlgorithm(target["ca_key_algorithm"]), target["ca_not_after"]
-        ),
+        ca,
         now,
     )
     policy = target["policy_name"]
     violations = evaluate(
         PolicyDocument.model_validate(target["policy_document"]), template, policy_name=policy
     )
-    if violations:
-        errors = [FieldError(_request_field(v.field, params), v.message) for v in violations]
+    names = name_violations(template, ca.name_constraints)
+    if violations or names:
+        errors = [
+            FieldError(_request_field(v.field, params), v.message) for v in [*violations, *names]
+        ]
+        by = " and the CA's name constraints" if names else ""
         raise PolicyViolation(
-            detail=f"{len(errors)} violation(s) of policy {policy!r}: "
+            detail=f"{len(errors)} violation(s) of policy {policy!r}{by}: "
             + "; ".join(e.message for e in errors),
             errors=errors,
         )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from certforge.api.schemas.common import Name, Strict, examples
 from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash, SubjectFields
 from certforge.common.durations import Duration
+from certforge.common.name_constraints import NameConstraints
 
 
 class CACreate(Strict):
@@ -20,7 +21,19 @@ class CACreate(Strict):
             "key_algorithm": "EC_P256",
             "validity": "10y",
             "max_path_length": 1,
-        }
+        },
+        {
+            "name": "shop-issuing",
+            "type": "intermediate",
+            "parent_ca_id": "0b7e1a52-5c1e-4d7a-9a49-3f0f7f1c2b10",
+            "subject": {"common_name": "Shop Issuing CA", "organization": "Example"},
+            "validity": "5y",
+            "max_path_length": 0,
+            "name_constraints": {
+                "permitted": {"dns": ["shop.internal"], "ip": ["10.20.0.0/16"]},
+                "excluded": {"dns": ["admin.shop.internal"]},
+            },
+        },
     )
 
     name: Name
@@ -36,6 +49,11 @@ class CACreate(Strict):
         default=None, ge=0, le=10, description="CAs allowed below this one; none = unlimited"
     )
     not_before: datetime | None = Field(default=None, description="default: now")
+    name_constraints: NameConstraints | None = Field(
+        default=None,
+        description="RFC 5280 name constraints: the names this CA (and every CA below it) may "
+        "sign for, wherever the chain is checked; an intermediate's lie inside its parent's",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CACreate:
@@ -81,4 +99,7 @@ class CAPublic(BaseModel):
     not_after: datetime
     certificate: str = Field(description="PEM")
     chain: str = Field(description="PEM of the issuers above this CA, nearest first")
+    name_constraints: NameConstraints | None = Field(
+        description="what its certificate carries; issuance also honours those of the CAs above"
+    )
     created_at: datetime
