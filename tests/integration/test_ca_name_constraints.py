@@ -410,3 +410,30 @@ async def test_imported_constrained_ca_outside_names_fail_everywhere(
     assert "shop.internal" in refusal["detail"]
     issued = await issue(admin, e, sans=[{"type": "dns", "value": "api.shop.internal"}])
     openssl_verify(_pem(root), [_pem(sub)], issued["certificate"]["certificate"])
+
+
+async def test_every_subtree_form_is_carried_and_lint_clean(admin: httpx.AsyncClient) -> None:
+    constraints = {
+        "permitted": {
+            "dns": ["shop.internal"],
+            "ip": ["10.20.0.0/16", "fd00::/8"],
+            "email": [".shop.internal", "ops@corp.internal"],
+            "uri": ["shop.internal", ".shop.internal"],
+            "directory_names": ["O=Example"],
+        },
+        "excluded": {"dns": ["admin.shop.internal"], "ip": ["10.20.9.0/24"]},
+    }
+    root = await create_root(admin, name_constraints=constraints)
+    assert root["name_constraints"]["permitted"]["email"] == [".shop.internal", "ops@corp.internal"]
+    assert pkilint_errors(root["certificate"]) == "", pkilint_errors(root["certificate"])
+    cert = x509.load_pem_x509_certificate(root["certificate"].encode())
+    ext = cert.extensions.get_extension_for_class(x509.NameConstraints)
+    assert ext.critical
+    assert len(ext.value.permitted_subtrees or []) == 8
+    assert len(ext.value.excluded_subtrees or []) == 2
+
+    # Non-critical on request (CA/Browser Forum allows it; RFC 5280, and so pkilint, do not).
+    loose = await create_root(admin, name_constraints={**constraints, "critical": False})
+    cert = x509.load_pem_x509_certificate(loose["certificate"].encode())
+    assert not cert.extensions.get_extension_for_class(x509.NameConstraints).critical
+    assert "name_constraints_extension_not_critical" in pkilint_errors(loose["certificate"])
