@@ -34,6 +34,7 @@ from admin_kit import (
 from issuance_kit import (
     WAIT,
     Enrollment,
+    audit_events,
     certificate_count,
     check_issued,
     inject_request,
@@ -119,7 +120,7 @@ async def test_a_child_inside_its_parent_is_created(
 
 
 async def test_constrained_cas_show_their_constraints_and_lint_clean(
-    admin: httpx.AsyncClient, shop: Enrollment
+    api_app: Any, admin: httpx.AsyncClient, shop: Enrollment
 ) -> None:
     issuing = ok(await admin.get(f"{API}/cas/{shop.issuing['id']}"))
     assert issuing["name_constraints"] == {
@@ -139,6 +140,8 @@ async def test_constrained_cas_show_their_constraints_and_lint_clean(
         cert = x509.load_pem_x509_certificate(ca["certificate"].encode())
         assert cert.extensions.get_extension_for_class(x509.NameConstraints).critical
     openssl_verify(shop.root["certificate"], [], issuing["certificate"])
+    entries = await audit_events(api_app, resource_type="ca", resource_id=issuing["id"])
+    assert entries[0].details["name_constraints"]["permitted"]["dns"] == ["shop.internal"]
 
 
 @pytest.mark.parametrize(

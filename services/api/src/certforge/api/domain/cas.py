@@ -110,7 +110,12 @@ async def _created(session: AsyncSession, audit: AuditScope, ca_id: UUID) -> CAP
         session,
         resource_type="ca",
         resource_id=ca.id,
-        details={"name": ca.name, "type": ca.type, "subject": ca.subject_dn},
+        details={
+            "name": ca.name,
+            "type": ca.type,
+            "subject": ca.subject_dn,
+            **({"name_constraints": ca.name_constraints} if ca.name_constraints else {}),
+        },
         status_code=201,
     )
     await commit(session)
