@@ -224,7 +224,9 @@ def template(*sans: tuple[str, str], cn: str | None = None, **subject: str) -> C
         pytest.param(template(("dns", "*.api.shop.internal")), [], id="ok/wildcard-inside"),
         pytest.param(template(("dns", "API.Shop.Internal.")), [], id="ok/dns-other-spelling"),
         pytest.param(template(("ip", "10.20.3.4")), [], id="ok/ip-inside"),
-        pytest.param(template(("ip", "::ffff:10.20.3.4")), [], id="ok/ipv4-mapped-inside"),
+        pytest.param(
+            template(("ip", "::ffff:10.20.3.4")), ["sans.0.value"], id="fail/ipv4-mapped-not-v4"
+        ),
         pytest.param(template(("email", "ops@mail.shop.internal")), [], id="ok/email-below"),
         pytest.param(template(("uri", "https://api.shop.internal/x")), [], id="ok/uri-host"),
         pytest.param(template(cn="Shop service"), [], id="ok/cn-not-a-host-name"),
@@ -283,6 +285,19 @@ def test_wildcards_against_exclusions(excluded: str, refused: bool) -> None:
     those names refuses it, as a policy's denied pattern does."""
     chain = [nc(excluded={"dns": [excluded]})]
     assert bool(name_violations(template(("dns", "*.shop.internal")), chain)) is refused
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        pytest.param("10.20.9.1", True, id="fail/v4-excluded"),
+        pytest.param("::ffff:10.20.9.1", True, id="fail/v4-mapped-excluded"),
+        pytest.param("::ffff:10.20.8.1", False, id="ok/v4-mapped-elsewhere"),
+    ],
+)
+def test_ip_exclusions_see_through_ipv4_mapping(address: str, refused: bool) -> None:
+    chain = [nc(excluded={"ip": ["10.20.9.0/24"]})]
+    assert bool(name_violations(template(("ip", address)), chain)) is refused
 
 
 @pytest.mark.parametrize(

@@ -187,11 +187,18 @@ def _uri_host(uri: str) -> str:
 
 
 def _ip_covers(value: str, network: str) -> bool:
-    net = ipaddress.ip_network(network)
+    """Strictly by version: a relying party compares an IPv6 SAN with IPv6 subtrees only, so
+    `::ffff:10.20.3.4` is not inside a permitted `10.20.0.0/16`."""
+    return ipaddress.ip_address(value) in ipaddress.ip_network(network)
+
+
+def _ip_excluded_hit(value: str, network: str) -> bool:
+    """An IPv4-mapped IPv6 address is also judged as the IPv4 address it carries, as policies
+    do: it reaches that host, so an exclusion of it must not be side-stepped."""
     address = ipaddress.ip_address(value)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped and net.version == 4:
-        address = address.ipv4_mapped  # judged as the IPv4 address it carries, as policies do
-    return address in net
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    net = ipaddress.ip_network(network)
+    return address in net or (mapped is not None and mapped in net)
 
 
 def _uri_covers(uri: str, constraint: str) -> bool:
@@ -207,7 +214,7 @@ def _email_value_covers(address: str, constraint: str) -> bool:
 _Rule = tuple[str, str, Callable[[str, str], bool], Callable[[str, str], bool]]
 _SAN_RULES: dict[SanType, _Rule] = {
     SanType.DNS: ("DNS name", "dns", _dns_within, _dns_excluded_hit),
-    SanType.IP: ("IP address", "ip", _ip_covers, _ip_covers),
+    SanType.IP: ("IP address", "ip", _ip_covers, _ip_excluded_hit),
     SanType.EMAIL: ("email address", "email", _email_value_covers, _email_value_covers),
     SanType.URI: ("URI", "uri", _uri_covers, _uri_covers),
 }
