@@ -82,9 +82,11 @@ async def enroll(
     issuing_validity: str = "5y",
     policy: dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Enrollment:
     """Root and issuing CA keyed `ca_key` (root: `root_key` if given), the admin_kit example
-    policy and profile with `policy` / `defaults` overrides, an application with API enrollment."""
+    policy and profile with `policy` / `defaults` / `extensions` overrides, an application with
+    API enrollment."""
     root = await create_root(admin, key_algorithm=root_key or ca_key)
     issuing = await create_intermediate(
         admin, root["id"], key_algorithm=ca_key, validity=issuing_validity
@@ -97,7 +99,10 @@ async def enroll(
         "extended_key_usages": ["server_auth"],
         **(defaults or {}),
     }
-    profile = await create_profile(admin, issuing["id"], pol["id"], defaults=profile_defaults)
+    more = {"extensions": extensions} if extensions is not None else {}
+    profile = await create_profile(
+        admin, issuing["id"], pol["id"], defaults=profile_defaults, **more
+    )
     app = await create_application(admin)
     ok(await admin.put(f"{API}/applications/{app['slug']}/profiles/{profile['slug']}"), 201)
     ok(

@@ -37,6 +37,7 @@ from certforge.common.db.tables import (
 from certforge.common.issuance import ProfileDefaults
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument
+from certforge.common.profile_extensions import ProfileExtensions
 
 if TYPE_CHECKING:
     from certforge.common.db.pool import Connection
@@ -72,6 +73,17 @@ class Batch:
             self._parsed[key] = ProfileDefaults.model_validate(self.profiles[profile_id].defaults)
         defaults: ProfileDefaults = self._parsed[key]
         return defaults
+
+    def profile_extensions(self, profile_id: UUID) -> ProfileExtensions:
+        """The profile's extensions as they are now (a renewal gets the current ones too),
+        parsed once per batch; the profile row is loaded anyway, so this costs no query."""
+        key = ("extensions", profile_id)
+        if key not in self._parsed:
+            self._parsed[key] = ProfileExtensions.model_validate(
+                self.profiles[profile_id].extensions
+            )
+        extensions: ProfileExtensions = self._parsed[key]
+        return extensions
 
 
 def _models(model: type[ModelT], rows: Sequence[asyncpg.Record]) -> list[ModelT]:

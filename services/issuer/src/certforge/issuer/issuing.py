@@ -9,7 +9,9 @@ For each pending request of a batch:
      certificate is still active with no other renewal in flight);
   3. enforce the policy (authoritative; the api's check was an early courtesy);
   4. obtain the public key: generate a managed key (or reuse the old one), or re-verify a CSR;
-  5. pick a random serial and, when enabled, lint the certificate signed by a throwaway key;
+  5. pick a random serial, add the profile's extensions as the profile has them now (read at
+     signing, not carried with the request: a renewal gets the current ones), and, when
+     enabled, lint the certificate signed by a throwaway key;
   6. sign with the CA key;
   7. store the certificate (managed key encrypted under the leaf key ring, bound to its id),
      mark the request issued and enqueue `certificate.issued` (for a renewal: mark the old
@@ -301,6 +303,7 @@ class IssuanceService:
         public_key = plan.public_key
         assert public_key is not None
         serial = new_serial()
+        extensions = batch.profile_extensions(profile.id)
 
         def build(key: PrivateKey) -> x509.Certificate:
             return build_certificate(
@@ -313,6 +316,7 @@ class IssuanceService:
                 crl_url=urls.crl,
                 ocsp_url=urls.ocsp,
                 ca_issuers_url=urls.ca_issuers,
+                extensions=extensions,
             )
 
         if self.lint_before_signing:

@@ -38,6 +38,7 @@ from certforge.common.domain import (
 )
 from certforge.common.errors import InvalidInput, Unprocessable
 from certforge.common.name_constraints import NameConstraints
+from certforge.common.profile_extensions import DEFAULT_EXTENSIONS, ProfileExtensions, SkiMethod
 from certforge.common.template import CertificateTemplate
 
 SERIAL_BITS = 159
@@ -80,9 +81,42 @@ def new_serial(rng: Callable[[int], int] = secrets.randbits) -> int:
             return serial
 
 
-def key_identifier(public_key: CertificatePublicKeyTypes) -> bytes:
-    """The RFC 5280 4.2.1.2 method-1 key identifier (SHA-1 of the subjectPublicKey bits)."""
-    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+def key_identifier(
+    public_key: CertificatePublicKeyTypes, method: SkiMethod = SkiMethod.SHA1
+) -> bytes:
+    """The key identifier of `public_key`: RFC 5280 4.2.1.2 method 1 (SHA-1 of the
+    subjectPublicKey bits), or RFC 7093 method 1 (the leftmost 160 bits of their SHA-256) for
+    profiles that must avoid SHA-1 anywhere."""
+    if method is SkiMethod.SHA1:
+        return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(_subject_public_key_bits(public_key))
+    return digest.finalize()[:20]
+
+
+def _subject_public_key_bits(public_key: CertificatePublicKeyTypes) -> bytes:
+    """The BIT STRING subjectPublicKey of the key's SubjectPublicKeyInfo, without its tag,
+    length and unused-bits octet (what both methods hash)."""
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    at = _skip_header(spki, 0)  # into SEQUENCE
+    at = _skip_header(spki, at) + _length(spki, at)  # past AlgorithmIdentifier
+    bits = _skip_header(spki, at)
+    return spki[bits + 1 : bits + _length(spki, at)]
+
+
+def _skip_header(der: bytes, at: int) -> int:
+    """Offset of the contents of the (low-tag) element at `at`."""
+    first = der[at + 1]
+    return at + 2 + (first & 0x7F if first & 0x80 else 0)
+
+
+def _length(der: bytes, at: int) -> int:
+    first = der[at + 1]
+    if not first & 0x80:
+        return first
+    return int.from_bytes(der[at + 2 : at + 2 + (first & 0x7F)], "big")
 
 
 def key_identifier_of(cert: x509.Certificate) -> bytes:
@@ -186,6 +220,7 @@ def build_certificate(
     ocsp_url: str | None = None,
     ca_issuers_url: str | None = None,
     name_constraints: NameConstraints | None = None,
+    extensions: ProfileExtensions = DEFAULT_EXTENSIONS,
 ) -> x509.Certificate:
     """Sign `template` for `public_key` with `issuer_key`.
 
@@ -194,6 +229,9 @@ def build_certificate(
     self-signed certificate is recognised by `issuer_key` matching `public_key` and then needs
     `issuer_name == subject`. Self-signed certificates never carry CRL or AIA pointers (they are
     trust anchors, nothing could check their revocation), so the URLs are ignored for them.
+    `extensions` are the profile's: what it adds (policies, must-staple, custom extensions) and
+    what it leaves out (AIA, CDP) or computes otherwise (the SKI method). They are validated
+    when the profile is saved (`certforge.common.profile_extensions`), not here.
     Raises `Unprocessable` for a template that breaks RFC 5280 or does not match the key.
     """
     subject_alg = key_algorithm_of(public_key, field="public_key")
@@ -213,7 +251,7 @@ def build_certificate(
     self_signed = same_public_key(issuer_key.public_key(), public_key)
     if self_signed and issuer_name != subject:
         raise ValueError("a self-signed certificate's issuer name must equal its subject")
-    ski = key_identifier(public_key)
+    ski = key_identifier(public_key, extensions.subject_key_identifier)
 
     builder = (
         x509.CertificateBuilder()
@@ -259,8 +297,9 @@ def build_certificate(
         builder = builder.add_extension(
             name_constraints.to_extension(), critical=name_constraints.critical
         )
+    builder = _add_profile_extensions(builder, extensions)
     if not self_signed:
-        if crl_url:
+        if crl_url and extensions.crl_distribution_points:
             builder = builder.add_extension(
                 x509.CRLDistributionPoints(
                     [
@@ -282,9 +321,52 @@ def build_certificate(
             )
             if url
         ]
-        if access:
+        if access and extensions.aia:
             builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
     return builder.sign(issuer_key, algorithm)
+
+
+def _add_profile_extensions(
+    builder: x509.CertificateBuilder, extensions: ProfileExtensions
+) -> x509.CertificateBuilder:
+    """Certificate policies and must-staple are non-critical (CA/B Forum BR 7.1.2; RFC 7633
+    section 4), custom extensions as the profile says."""
+    if extensions.certificate_policies:
+        policies = [
+            x509.PolicyInformation(
+                x509.ObjectIdentifier(policy.oid),
+                [
+                    *([policy.cps_uri] if policy.cps_uri else []),
+                    *([x509.UserNotice(None, policy.user_notice)] if policy.user_notice else []),
+                ]
+                or None,
+            )
+            for policy in extensions.certificate_policies
+        ]
+        builder = builder.add_extension(x509.CertificatePolicies(policies), critical=False)
+    if extensions.must_staple:
+        builder = builder.add_extension(
+            x509.TLSFeature([x509.TLSFeatureType.status_request]), critical=False
+        )
+    for custom in extensions.custom:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(custom.oid), custom.value.encode()),
+            critical=custom.critical,
+        )
+    return builder
+
+
+def extension_summaries(cert: x509.Certificate) -> list[tuple[str, str, bool]]:
+    """(dotted OID, name, critical) of each extension, in the certificate's order; the name
+    is cryptography's, or `unknown` for an OID it does not know (a profile's custom ones)."""
+    return [
+        (
+            ext.oid.dotted_string,
+            ext.oid._name if ext.oid._name != "Unknown OID" else "unknown",
+            ext.critical,
+        )
+        for ext in cert.extensions
+    ]
 
 
 def ca_template(

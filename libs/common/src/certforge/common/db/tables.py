@@ -171,6 +171,8 @@ class Profile(SQLModel, table=True):
     ca_id: UUID = _fk("certificate_authorities.id")
     policy_id: UUID = _fk("policies.id")
     defaults: dict[str, Any] = _json({})
+    extensions: dict[str, Any] = _json({})
+    """`certforge.common.profile_extensions.ProfileExtensions`; `{}` is today's behaviour."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
+from cryptography import x509
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -18,8 +19,10 @@ from certforge.api.domain.requests import RequestRecord, Submitted
 from certforge.api.schemas.certificates import (
     CertificatePublic,
     CertificateRequestPublic,
+    ExtensionSummary,
     IssuedCertificate,
 )
+from certforge.common.crypto.certificates import extension_summaries
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.crypto.keys import load_stored_private_key, private_key_to_pkcs8_pem
 from certforge.common.db.pool import Database
@@ -218,6 +221,12 @@ def certificate_view(
         renewal_error=certificate.renewal_error,
         renewal_attempts=certificate.renewal_attempts,
         has_private_key=certificate.encrypted_private_key is not None,
+        extensions=[
+            ExtensionSummary(oid=oid, name=name, critical=critical)
+            for oid, name, critical in extension_summaries(
+                x509.load_pem_x509_certificate(certificate.certificate_pem.encode("ascii"))
+            )
+        ],
         renewed_from_id=certificate.renewed_from_id,
         renewed_by_id=certificate.renewed_by_id,
         revoked_at=certificate.revoked_at,

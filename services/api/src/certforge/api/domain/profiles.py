@@ -25,6 +25,7 @@ from certforge.common.issuance import ProfileDefaults
 from certforge.common.name_constraint_rules import name_violations
 from certforge.common.name_constraints import chain_constraints
 from certforge.common.policy import PolicyDocument, Violation, evaluate
+from certforge.common.profile_extensions import ProfileExtensions
 from certforge.common.template import CertificateTemplate
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -39,6 +40,7 @@ def public(profile: Profile) -> ProfilePublic:
         ca_id=profile.ca_id,
         policy_id=profile.policy_id,
         defaults=ProfileDefaults.model_validate(profile.defaults),
+        extensions=ProfileExtensions.model_validate(profile.extensions),
         created_at=profile.created_at,
         updated_at=profile.updated_at,
     )
@@ -121,6 +123,7 @@ async def create(session: AsyncSession, audit: AuditScope, body: ProfileCreate) 
         ca_id=body.ca_id,
         policy_id=body.policy_id,
         defaults=body.defaults.model_dump(mode="json"),
+        extensions=body.extensions.model_dump(mode="json"),
     )
     session.add(profile)
     audit.record(
@@ -160,6 +163,8 @@ async def update(
     profile.ca_id = body.ca_id or profile.ca_id
     profile.policy_id = body.policy_id or profile.policy_id
     profile.defaults = defaults.model_dump(mode="json")
+    if body.extensions is not None:
+        profile.extensions = body.extensions.model_dump(mode="json")
     profile.updated_at = now()
     session.add(profile)
     audit.record(

@@ -137,6 +137,12 @@ class CertificateRequestPublic(BaseModel):
     certificate: IssuedCertificate | None = None
 
 
+class ExtensionSummary(BaseModel):
+    oid: str = Field(description="dotted OID")
+    name: str = Field(description="e.g. keyUsage, TLSFeature; unknown for custom OIDs")
+    critical: bool
+
+
 class CertificatePublic(BaseModel):
     id: UUID
     application: str
@@ -161,6 +167,9 @@ class CertificatePublic(BaseModel):
     renewal_error: str | None = Field(default=None, description="why the last renewal failed")
     renewal_attempts: int = Field(default=0, description="failed renewals since the last success")
     has_private_key: bool
+    extensions: list[ExtensionSummary] = Field(
+        default_factory=list, description="the certificate's extensions, in its order"
+    )
     renewed_from_id: UUID | None
     renewed_by_id: UUID | None
     revoked_at: datetime | None
