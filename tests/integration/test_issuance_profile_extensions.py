@@ -84,7 +84,8 @@ async def test_issued_certificate_carries_policy_and_must_staple(
 
 
 async def test_csr_cannot_smuggle_extensions(admin: httpx.AsyncClient, stapled: Enrollment) -> None:
-    """Asked-for extensions are ignored: the certificate has what the profile says, no more."""
+    """Asked-for extensions are ignored: the certificate has what the profile says, no more.
+    (A critical one the profile does not add is refused: see the next test.)"""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -95,7 +96,7 @@ async def test_csr_cannot_smuggle_extensions(admin: httpx.AsyncClient, stapled: 
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.666.1"), b"\x05\x00"),
-            critical=True,
+            critical=False,
         )
         .add_extension(  # the profile's own custom OID, with another value
             x509.UnrecognizedExtension(x509.ObjectIdentifier(CUSTOM_OID), b"\x0c\x04evil"),
@@ -117,6 +118,43 @@ async def test_csr_cannot_smuggle_extensions(admin: httpx.AsyncClient, stapled: 
     assert (custom.critical, custom.value.value) == (False, b"\x0c\x04shop")
     policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
     assert [p.policy_identifier.dotted_string for p in policies] == [POLICY_OID]
+
+
+@pytest.mark.parametrize(
+    "extension",
+    [
+        pytest.param(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.666.1"), b"\x05\x00"),
+            id="fail/unknown-critical-oid",
+        ),
+        pytest.param(
+            x509.TLSFeature([x509.TLSFeatureType.status_request]),
+            id="fail/critical-must-staple-the-profile-does-not-add",
+        ),
+    ],
+)
+async def test_csr_marking_critical_what_the_profile_does_not_add_is_refused(
+    admin: httpx.AsyncClient, extension: x509.ExtensionType
+) -> None:
+    """The requester says it must not be used without that extension; it would be missing."""
+    plain = await enroll(admin)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr.example.com")]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("csr.example.com")]), critical=False
+        )
+        .add_extension(extension, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    body = problem(
+        await admin.post(plain.requests, json=plain.body(method="csr", csr=csr_to_pem(csr))),
+        422,
+        "csr",
+    )
+    assert "does not add" in body["detail"]
+    assert ok(await admin.get(plain.requests))["items"] == []
 
 
 async def test_csr_asking_for_must_staple_without_the_profile_gets_none(

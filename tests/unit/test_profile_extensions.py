@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from certforge.common.errors import Unprocessable
 from certforge.common.profile_extensions import (
     CustomValue,
     ProfileExtensions,
     SkiMethod,
+    check_csr_extensions,
     der_valid,
 )
 
@@ -202,3 +204,32 @@ DER = [
 @pytest.mark.parametrize(("data", "valid"), DER)
 def test_der_structure(data: bytes, valid: bool) -> None:
     assert der_valid(data) is valid
+
+
+@pytest.mark.parametrize(
+    ("critical", "profile", "refused"),
+    [
+        pytest.param([], {}, False, id="ok/nothing-critical"),
+        pytest.param(["2.5.29.19", "2.5.29.15"], {}, False, id="ok/ours-to-decide"),
+        pytest.param(["1.3.6.1.5.5.7.1.24"], {"must_staple": True}, False, id="ok/profile-adds"),
+        pytest.param(
+            ["1.2.3.4"],
+            {"custom": [{"oid": "1.2.3.4", "critical": False, "value": {"boolean": True}}]},
+            False,
+            id="ok/profile-custom-oid",
+        ),
+        pytest.param(["1.3.6.1.5.5.7.1.24"], {}, True, id="fail/must-staple-not-added"),
+        pytest.param(["1.2.3.4"], {}, True, id="fail/unknown-oid"),
+        pytest.param(
+            ["2.5.29.31"], {"crl_distribution_points": False}, True, id="fail/cdp-switched-off"
+        ),
+    ],
+)
+def test_check_csr_extensions(critical: list[str], profile: dict[str, Any], refused: bool) -> None:
+    extensions = ProfileExtensions.model_validate(profile)
+    if refused:
+        with pytest.raises(Unprocessable) as caught:
+            check_csr_extensions(critical, extensions, "web")
+        assert caught.value.errors[0].field == "csr"
+    else:
+        check_csr_extensions(critical, extensions, "web")

@@ -31,6 +31,8 @@ from cryptography.x509.oid import ExtensionOID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from certforge.common.errors import Unprocessable
+
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 KNOWN_EXTENSIONS: dict[str, str] = {
@@ -265,6 +267,54 @@ class ProfileExtensions(BaseModel):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+
+_ALWAYS_CARRIED = frozenset(
+    oid.dotted_string
+    for oid in (
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    )
+)
+"""Extensions Certforge decides for every leaf, whatever a CSR asks (their values are ours)."""
+
+
+def carried_extension_oids(extensions: ProfileExtensions) -> frozenset[str]:
+    """Every extension a leaf of this profile carries."""
+    carried = set(_ALWAYS_CARRIED) | {custom.oid for custom in extensions.custom}
+    if extensions.certificate_policies:
+        carried.add(ExtensionOID.CERTIFICATE_POLICIES.dotted_string)
+    if extensions.must_staple:
+        carried.add(ExtensionOID.TLS_FEATURE.dotted_string)
+    if extensions.aia:
+        carried.add(ExtensionOID.AUTHORITY_INFORMATION_ACCESS.dotted_string)
+    if extensions.crl_distribution_points:
+        carried.add(ExtensionOID.CRL_DISTRIBUTION_POINTS.dotted_string)
+    return frozenset(carried)
+
+
+def check_csr_extensions(
+    critical_oids: list[str], extensions: ProfileExtensions, profile: str
+) -> None:
+    """Refuse a CSR that marks critical an extension the profile does not add.
+
+    A requester that marks an extension critical says it must not be used without it; the
+    certificate would silently lack it, so the request is refused instead. Non-critical
+    requests (and critical ones for extensions every leaf carries, such as key usage or basic
+    constraints, whose values Certforge decides) are ignored, as clients routinely send them.
+    """
+    missing = [oid for oid in critical_oids if oid not in carried_extension_oids(extensions)]
+    if missing:
+        names = ", ".join(KNOWN_EXTENSIONS.get(oid, oid) for oid in missing)
+        raise Unprocessable.on_field(
+            "csr",
+            f"the CSR marks critical {names}, which profile {profile!r} does not add;"
+            " remove it from the CSR or use a profile that adds it",
+        )
 
 
 DEFAULT_EXTENSIONS = ProfileExtensions()

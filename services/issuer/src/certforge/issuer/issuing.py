@@ -95,6 +95,7 @@ from certforge.common.metrics import (
 from certforge.common.name_constraint_rules import enforce_names
 from certforge.common.name_constraints import chain_constraints
 from certforge.common.policy import enforce
+from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rules import (
     Enrollment,
     RenewalAsked,
@@ -250,7 +251,9 @@ class IssuanceService:
         template = resolve_template(params, batch.profile_defaults(profile.id), issuing, now)
         plan = _Planned(request=request, params=params, template=template)
         if params.method is RequestMethod.CSR:
-            plan.public_key = _csr_key(params, template.key_algorithm)
+            plan.public_key = _csr_key(
+                params, template.key_algorithm, batch.profile_extensions(profile.id), profile.slug
+            )
         enforce(document, plan.template, policy.name)
         enforce_names(plan.template, ca.name, issuing.name_constraints)
         return plan
@@ -499,9 +502,12 @@ def _observe(issued: list[_Planned], failed: list[CertificateRequest]) -> None:
             RENEWALS.labels("failed").inc()
 
 
-def _csr_key(params: RequestParams, expected: KeyAlgorithm) -> PublicKey:
+def _csr_key(
+    params: RequestParams, expected: KeyAlgorithm, extensions: ProfileExtensions, profile: str
+) -> PublicKey:
     assert params.csr is not None
     csr = parse_csr(params.csr)
+    check_csr_extensions(csr.critical_extension_oids, extensions, profile)
     if csr.key_algorithm is not expected:
         raise Unprocessable.on_field("csr", "the CSR's key changed algorithm")
     return csr.public_key

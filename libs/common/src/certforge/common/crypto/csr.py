@@ -42,7 +42,8 @@ class ParsedCsr:
 
     `unsupported_subject_oids` are subject attributes outside `SubjectFields` (dropped from the
     certificate unless policy refuses them); `ignored_extension_oids` are requested extensions
-    other than subjectAltName, which the profile decides instead.
+    other than subjectAltName, which the profile decides instead; `critical_extension_oids` are
+    those of them the CSR marks critical (see `profile_extensions.check_csr_extensions`).
     """
 
     subject: SubjectFields
@@ -51,6 +52,7 @@ class ParsedCsr:
     key_algorithm: KeyAlgorithm
     unsupported_subject_oids: list[str] = field(default_factory=list)
     ignored_extension_oids: list[str] = field(default_factory=list)
+    critical_extension_oids: list[str] = field(default_factory=list)
 
 
 def parse_csr(pem: str | bytes) -> ParsedCsr:
@@ -98,11 +100,14 @@ def _verified(csr: x509.CertificateSigningRequest) -> ParsedCsr:
         raise InvalidInput.on_field(CSR_FIELD, "malformed extension request") from None
     sans: list[San] = []
     ignored: list[str] = []
+    critical: list[str] = []
     for extension in extensions:
         if isinstance(extension.value, x509.SubjectAlternativeName):
             sans = general_names_to_sans(extension.value, field=f"{CSR_FIELD}.sans")
         else:
             ignored.append(extension.oid.dotted_string)
+            if extension.critical:
+                critical.append(extension.oid.dotted_string)
     with warnings.catch_warnings():
         # cryptography warns about over-long attributes while decoding; we refuse them below
         # with a proper error, so the warning would only be noise in the service's log.
@@ -116,6 +121,7 @@ def _verified(csr: x509.CertificateSigningRequest) -> ParsedCsr:
         key_algorithm=key_algorithm_of(public_key, field=CSR_FIELD),
         unsupported_subject_oids=unsupported,
         ignored_extension_oids=ignored,
+        critical_extension_oids=critical,
     )
 
 

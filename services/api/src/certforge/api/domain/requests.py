@@ -59,6 +59,7 @@ from certforge.common.name_constraint_rules import name_violations
 from certforge.common.name_constraints import chain_constraints
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate
+from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rows import new_request_row
 from certforge.common.request_rules import Enrollment, check_enrollment
 
@@ -121,7 +122,7 @@ class Submitted:
 def _target_sql(app_column: str, profile_column: str) -> str:
     return f"""
 SELECT a.id AS app_id, a.slug AS app_slug,
-       p.id AS profile_id, p.slug AS profile_slug, p.defaults,
+       p.id AS profile_id, p.slug AS profile_slug, p.defaults, p.extensions,
        ap.application_id IS NOT NULL AS attached, ap.api_enabled, ap.api_auto_renew,
        ca.name AS ca_name, ca.status AS ca_status, ca.key_algorithm AS ca_key_algorithm,
        ca.not_after AS ca_not_after, ca.name_constraints AS ca_name_constraints,
@@ -176,7 +177,7 @@ async def submit(
         if previous is not None:
             return previous
     profile = _usable_profile(target, body.profile)
-    params = _params(body)
+    params = _params(body, target)
     ca = IssuingCA(
         target["ca_name"],
         KeyAlgorithm(target["ca_key_algorithm"]),
@@ -300,7 +301,7 @@ async def _by_idempotency_key(
     return Submitted(record, target["app_id"], target["app_slug"], row["profile_slug"], True)
 
 
-def _params(body: CertificateRequestCreate) -> RequestParams:
+def _params(body: CertificateRequestCreate, target: Row) -> RequestParams:
     common = {
         "signature_algorithm": body.signature_algorithm,
         "ttl": body.ttl,
@@ -313,6 +314,12 @@ def _params(body: CertificateRequestCreate) -> RequestParams:
     if body.method is RequestMethod.CSR:
         assert body.csr is not None
         csr = parse_csr(body.csr)
+        if csr.critical_extension_oids:
+            check_csr_extensions(
+                csr.critical_extension_oids,
+                ProfileExtensions.model_validate(target["extensions"]),
+                target["profile_slug"],
+            )
         if csr.unsupported_subject_oids:
             raise Unprocessable.on_field(
                 "csr",
