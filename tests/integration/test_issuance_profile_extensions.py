@@ -238,3 +238,38 @@ async def test_bad_extensions_are_422_on_the_field_and_change_nothing(
     r = await admin.patch(f"{API}/profiles/{stapled.profile}", json={"extensions": extensions})
     problem(r, 422, field)
     assert ok(await admin.get(f"{API}/profiles")) == before
+
+
+async def test_renewal_csr_marking_critical_what_the_profile_does_not_add_is_refused(
+    admin: httpx.AsyncClient,
+) -> None:
+    plain = await enroll(admin)
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def csr(*critical: x509.ExtensionType) -> str:
+        builder = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ren.example.com")]))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("ren.example.com")]), critical=False
+            )
+        )
+        for extension in critical:
+            builder = builder.add_extension(extension, critical=True)
+        return csr_to_pem(builder.sign(key, hashes.SHA256()))
+
+    issued = await issue(admin, plain, method="csr", csr=csr())
+    certificate_id = issued["certificate_id"]
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.666.2"), b"\x05\x00")
+    body = problem(
+        await admin.post(
+            f"{plain.certificates}/{certificate_id}/renew",
+            json={"key": "csr", "csr": csr(unknown)},
+        ),
+        422,
+        "csr",
+    )
+    assert "does not add" in body["detail"]
+    shown = ok(await admin.get(f"{plain.certificates}/{certificate_id}"))
+    assert shown["status"] == "active"
+    assert shown["renewed_by_id"] is None

@@ -34,6 +34,11 @@ from certforge.common.errors import Conflict, Unprocessable
 from certforge.common.issuance import IssuingCA, renewal_template
 from certforge.common.name_constraint_rules import enforce_names
 from certforge.common.policy import PolicyDocument, enforce
+from certforge.common.profile_extensions import (
+    DEFAULT_EXTENSIONS,
+    ProfileExtensions,
+    check_csr_extensions,
+)
 from certforge.common.template import CertificateTemplate
 
 _TARGET_FIELD = {RequestKind.ISSUE: "profile", RequestKind.RENEW: "certificate_id"}
@@ -165,6 +170,7 @@ def plan_renewal(
     policy_name: str,
     ca: IssuingCA,
     now: datetime,
+    extensions: ProfileExtensions = DEFAULT_EXTENSIONS,
 ) -> RenewalPlan:
     """Every check of a renewal, in order, and the successor's template: the certificate is
     renewable, its profile still enrolls, a CSR (if any) verifies and holds the old key when
@@ -177,6 +183,7 @@ def plan_renewal(
     csr_key: PublicKey | None = None
     if asked.key is RenewalKey.CSR:
         csr = parse_csr(asked.csr or "")
+        check_csr_extensions(csr.critical_extension_oids, extensions, enrollment.profile)
         csr_key, key_algorithm = csr.public_key, csr.key_algorithm
         if asked.same_key and not same_public_key(csr_key, old_cert.public_key()):
             raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")

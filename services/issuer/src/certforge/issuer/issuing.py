@@ -282,6 +282,7 @@ class IssuanceService:
             policy.name,
             ca,
             now,
+            batch.profile_extensions(request.profile_id),
         )
         plan = _Planned(
             request=request,

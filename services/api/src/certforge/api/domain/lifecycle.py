@@ -43,6 +43,7 @@ from certforge.common.issuance import IssuingCA, RequestParams, renew_at
 from certforge.common.name_constraints import chain_constraints
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument
+from certforge.common.profile_extensions import ProfileExtensions
 from certforge.common.request_rows import new_request_row
 from certforge.common.request_rules import (
     Enrollment,
@@ -158,6 +159,7 @@ async def renew(
             chain_constraints(ca.name_constraints, ca.chain_name_constraints),
         ),
         now,
+        ProfileExtensions.model_validate(profile.extensions),
     )
     params = RequestParams(
         method=RequestMethod.CSR if body.csr else RequestMethod.MANAGED,
