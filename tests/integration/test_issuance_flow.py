@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 import pytest_asyncio
+from cryptography import x509
 
 from admin_kit import API, create_profile, ok, problem
 from certforge.common.contracts.events import RequestFailed
@@ -26,9 +27,11 @@ from issuance_kit import (
     enroll,
     inject_request,
     issue,
+    pem_blocks,
     poll_until_done,
     request_count,
 )
+from pki_tools import openssl_verify
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -428,3 +431,20 @@ async def test_redelivered_command_makes_no_second_certificate(
     assert await certificate_count(api_app, first["id"]) == 1
     again = ok(await admin.get(f"{e.requests}/{first['id']}"))
     assert again["certificate"]["id"] == first["certificate"]["id"]
+
+
+async def test_a_wildcard_certificate_is_issued(admin: httpx.AsyncClient, shop: Enrollment) -> None:
+    """The policy allows `*.example.com`; the pre-issuance lint must not refuse the wildcard
+    (pkilint's RFC 5280 validator reads `*` as a bad label; see issuer/lint.py)."""
+    body = shop.body(
+        method="managed",
+        common_name="*.example.com",
+        sans=[{"type": "dns", "value": "*.example.com"}, {"type": "dns", "value": "example.com"}],
+    )
+    r = await admin.post(shop.requests, headers=WAIT, json=body)
+    assert r.status_code == 201, r.text
+    issued = r.json()["certificate"]
+    openssl_verify(shop.root["certificate"], pem_blocks(issued["chain"]), issued["certificate"])
+    cert = x509.load_pem_x509_certificate(issued["certificate"].encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["*.example.com", "example.com"]

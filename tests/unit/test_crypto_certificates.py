@@ -38,6 +38,7 @@ from certforge.common.domain import (
 )
 from certforge.common.errors import InvalidInput, Unprocessable
 from certforge.common.template import CertificateTemplate, San
+from certforge.issuer import lint
 from pki_tools import openssl_verify, pkilint_cli_errors, pkilint_errors
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -462,3 +463,44 @@ def test_in_process_pkilint_agrees_with_the_cli() -> None:
         key(A.EC_P256, "inter"),
     )
     assert "pkix.invalid_uri_syntax" in pkilint_cli_errors(certificate_to_pem(flagged))
+
+
+def test_pre_issuance_lint_tolerates_wildcards_but_not_bad_names() -> None:
+    """pkilint's RFC 5280 validator refuses any wildcard DNS name; our lint lets a valid one
+    through (RFC 5280 leaves wildcards to RFC 6125), and only when every DNS name is valid."""
+    root = root_ca(A.EC_P256)
+
+    def leaf(*names: str) -> x509.Certificate:
+        template = leaf_template(
+            A.EC_P256, sans=[San(type=SanType.DNS, value=n) for n in ("*.example.com", "a.com")]
+        )
+        built = build_certificate(
+            template,
+            key(A.EC_P256, "leaf").public_key(),
+            root.subject,
+            key(A.EC_P256, "root"),
+            key_identifier_of(root),
+            new_serial(),
+        )
+        if not names:
+            return built
+        # the same certificate with raw SANs that our template would never have let through
+        builder = x509.CertificateBuilder(
+            issuer_name=built.issuer,
+            subject_name=built.subject,
+            public_key=built.public_key(),
+            serial_number=built.serial_number,
+            not_valid_before=built.not_valid_before_utc,
+            not_valid_after=built.not_valid_after_utc,
+            extensions=[e for e in built.extensions if e.oid != x509.SubjectAlternativeName.oid],
+        ).add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+        return builder.sign(key(A.EC_P256, "root"), hashes.SHA256())
+
+    wildcard = leaf()
+    assert "pkix.invalid_domain_name_syntax" in pkilint_errors(certificate_to_pem(wildcard))
+    assert lint.lint_errors(wildcard) == []
+    bad_names = (["*.example.com", "bad_name.example.com"], ["*.*.example.com"], ["a.*.com"])
+    for bad in bad_names:
+        assert "pkix.invalid_domain_name_syntax" in lint.lint_errors(leaf(*bad)), bad

@@ -67,7 +67,7 @@ def normalize_dns_name(value: str) -> str:
     return name
 
 
-def _normalize_host_name(value: str) -> str:
+def normalize_host_name(value: str) -> str:
     """A DNS name in a certificate: also a domain in "preferred name syntax" (RFC 5280 4.2.1.6,
     RFC 1034), as the issuer's pre-issuance lint (pkilint) requires: at least two labels and a
     top-level label ending in a letter, so `localhost` and `10.0.0.1` as DNS are refused here
@@ -96,7 +96,7 @@ def _normalize_email(value: str) -> str:
     ):
         raise ValueError(f"invalid email address {value!r}")
     try:
-        return f"{local}@{_normalize_host_name(domain)}"
+        return f"{local}@{normalize_host_name(domain)}"
     except ValueError:
         raise ValueError(f"invalid email address {value!r}") from None
 
@@ -130,7 +130,7 @@ class San(BaseModel):
         if san_type is None:  # the type itself was refused; that error says enough
             return value
         if san_type is SanType.DNS:
-            return _normalize_host_name(value)
+            return normalize_host_name(value)
         if san_type is SanType.IP:
             try:
                 return str(ipaddress.ip_address(value.strip()))
