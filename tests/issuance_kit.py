@@ -103,13 +103,25 @@ async def enroll(
     profile = await create_profile(
         admin, issuing["id"], pol["id"], defaults=profile_defaults, **more
     )
+    return await enroll_new_application(admin, root, issuing, pol, profile, profile_defaults)
+
+
+async def enroll_new_application(
+    admin: httpx.AsyncClient,
+    root: dict[str, Any],
+    issuing: dict[str, Any],
+    policy: dict[str, Any],
+    profile: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
+) -> Enrollment:
+    """A new application with `profile` attached and API enrollment on (one call)."""
     app = await create_application(admin)
-    ok(await admin.put(f"{API}/applications/{app['slug']}/profiles/{profile['slug']}"), 201)
     ok(
         await admin.put(
-            f"{API}/applications/{app['slug']}/profiles/{profile['slug']}/enrollment/api",
-            json={"enabled": True, "auto_renew": True, "renew_before_days": 10},
-        )
+            f"{API}/applications/{app['slug']}/profiles/{profile['slug']}",
+            json={"api": {"enabled": True, "auto_renew": True, "renew_before_days": 10}},
+        ),
+        201,
     )
     return Enrollment(
         app=app["slug"],
@@ -118,8 +130,8 @@ async def enroll(
         profile_id=profile["id"],
         root=root,
         issuing=issuing,
-        policy=pol,
-        defaults=profile_defaults,
+        policy=policy,
+        defaults=defaults or {},
     )
 
 

@@ -11,10 +11,13 @@ import functools
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pkilint import loader, pkix, report
 from pkilint.pkix import certificate, crl, extension, name
 from pkilint.validation import ValidationFindingSeverity
@@ -143,3 +146,61 @@ def pkilint_cli_errors(cert_pem: str) -> str:
             check=False,
         )
     return "" if result.returncode == 0 else (result.stdout + result.stderr)
+
+
+def external_certificate(
+    subject: str,
+    key: Any,
+    issuer: tuple[x509.Certificate, Any] | None,
+    *,
+    ca: bool,
+    not_after: datetime | None = None,
+    constraints: x509.NameConstraints | None = None,
+    san: str | None = None,
+) -> x509.Certificate:
+    """A certificate made outside Certforge (an external CA to import, a leaf a key holder signs
+    on its own): self-signed when `issuer` is None, else signed by `(issuer_cert, issuer_key)`."""
+    now = datetime.now(UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_cert, issuer_key = issuer if issuer else (None, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=3650 if ca else 365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer_cert is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    if constraints is not None:
+        builder = builder.add_extension(constraints, critical=True)
+    if san is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def certificate_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()

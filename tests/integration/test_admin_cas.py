@@ -12,9 +12,8 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from sqlmodel import select
 
 from admin_kit import (
@@ -30,7 +29,7 @@ from admin_kit import (
     uid,
 )
 from certforge.common.db.tables import CertificateAuthority
-from pki_tools import openssl_verify, pkilint_errors
+from pki_tools import certificate_pem, external_certificate, openssl_verify, pkilint_errors
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -265,15 +264,6 @@ async def test_only_product_admins_manage_cas(
 # --- import ------------------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "External"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-
-
 def _external_ca(
     cn: str = "External Root",
     *,
@@ -283,43 +273,8 @@ def _external_ca(
     key: Any = None,
 ) -> tuple[x509.Certificate, Any]:
     key = key or ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    issuer_cert, issuer_key = issuer if issuer else (None, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer_cert.subject if issuer_cert else _name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(not_after or now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if issuer_cert is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256()), key
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    not_after = not_after or datetime.now(UTC) + timedelta(days=3650)
+    return external_certificate(cn, key, issuer, ca=ca, not_after=not_after), key
 
 
 def _key_pem(key: Any) -> str:
@@ -338,17 +293,17 @@ async def test_import_external_root_then_sign_an_intermediate(
     name = uid("ext")
     r = await admin.post(
         f"{API}/cas/import",
-        json={"name": name, "certificate": _pem(cert), "private_key": _key_pem(key)},
+        json={"name": name, "certificate": certificate_pem(cert), "private_key": _key_pem(key)},
     )
     imported = ok(r, 201)
     assert imported["type"] == "external"
     assert imported["status"] == "active"
-    assert imported["certificate"] == _pem(cert)
+    assert imported["certificate"] == certificate_pem(cert)
     assert imported["key_algorithm"] == "EC_P256"
     assert "PRIVATE KEY" not in r.text
 
     issuing = await create_intermediate(admin, imported["id"], validity="2y")
-    openssl_verify(_pem(cert), [], issuing["certificate"])
+    openssl_verify(certificate_pem(cert), [], issuing["certificate"])
     assert pkilint_errors(issuing["certificate"]) == ""
 
     # The key is stored encrypted: neither its PEM nor its DER appears in the row.
@@ -370,15 +325,19 @@ async def test_import_external_root_then_sign_an_intermediate(
 async def test_import_intermediate_with_chain(admin: httpx.AsyncClient) -> None:
     root, root_key = _external_ca("External Root 2")
     sub, sub_key = _external_ca("External Sub", issuer=(root, root_key))
-    base = {"certificate": _pem(sub), "private_key": _key_pem(sub_key)}
+    base = {"certificate": certificate_pem(sub), "private_key": _key_pem(sub_key)}
     problem(await admin.post(f"{API}/cas/import", json={"name": uid("x"), **base}), 422, "chain")
-    r = await admin.post(f"{API}/cas/import", json={"name": uid("x"), **base, "chain": _pem(sub)})
+    r = await admin.post(
+        f"{API}/cas/import", json={"name": uid("x"), **base, "chain": certificate_pem(sub)}
+    )
     problem(r, 422, "chain")
-    r = await admin.post(f"{API}/cas/import", json={"name": uid("x"), **base, "chain": _pem(root)})
+    r = await admin.post(
+        f"{API}/cas/import", json={"name": uid("x"), **base, "chain": certificate_pem(root)}
+    )
     imported = ok(r, 201)
-    assert imported["chain"] == _pem(root)
+    assert imported["chain"] == certificate_pem(root)
     r = await admin.get(f"{API}/cas/{imported['id']}/chain")
-    assert r.text == _pem(sub) + _pem(root)
+    assert r.text == certificate_pem(sub) + certificate_pem(root)
 
 
 async def test_import_refusals_change_nothing(admin: httpx.AsyncClient) -> None:
@@ -394,25 +353,25 @@ async def test_import_refusals_change_nothing(admin: httpx.AsyncClient) -> None:
     cases: list[tuple[str, dict[str, Any], int, str]] = [
         (
             "wrong-key",
-            {"certificate": _pem(cert), "private_key": _key_pem(other_key)},
+            {"certificate": certificate_pem(cert), "private_key": _key_pem(other_key)},
             422,
             "private_key",
         ),
         (
             "not-a-ca",
-            {"certificate": _pem(leaf), "private_key": _key_pem(leaf_key)},
+            {"certificate": certificate_pem(leaf), "private_key": _key_pem(leaf_key)},
             422,
             "certificate",
         ),
         (
             "expired",
-            {"certificate": _pem(expired), "private_key": _key_pem(expired_key)},
+            {"certificate": certificate_pem(expired), "private_key": _key_pem(expired_key)},
             422,
             "certificate",
         ),
         (
             "rsa-1024",
-            {"certificate": _pem(weak), "private_key": _key_pem(weak_key)},
+            {"certificate": certificate_pem(weak), "private_key": _key_pem(weak_key)},
             422,
             "private_key",
         ),
@@ -420,22 +379,27 @@ async def test_import_refusals_change_nothing(admin: httpx.AsyncClient) -> None:
         ("not-pem", {"certificate": "hello", "private_key": _key_pem(key)}, 400, "certificate"),
         (
             "two-certs",
-            {"certificate": _pem(cert) * 2, "private_key": _key_pem(key)},
+            {"certificate": certificate_pem(cert) * 2, "private_key": _key_pem(key)},
             400,
             "certificate",
         ),
-        ("garbage-key", {"certificate": _pem(cert), "private_key": "nope"}, 400, "private_key"),
+        (
+            "garbage-key",
+            {"certificate": certificate_pem(cert), "private_key": "nope"},
+            400,
+            "private_key",
+        ),
         (
             "key-as-cert",
             {"certificate": _key_pem(key), "private_key": _key_pem(key)},
             400,
             "certificate",
         ),
-        ("missing-key", {"certificate": _pem(cert)}, 422, "private_key"),
-        ("key-type", {"certificate": _pem(cert), "private_key": 42}, 422, "private_key"),
+        ("missing-key", {"certificate": certificate_pem(cert)}, 422, "private_key"),
+        ("key-type", {"certificate": certificate_pem(cert), "private_key": 42}, 422, "private_key"),
         (
             "garbage-chain",
-            {"certificate": _pem(cert), "private_key": _key_pem(key), "chain": "junk"},
+            {"certificate": certificate_pem(cert), "private_key": _key_pem(key), "chain": "junk"},
             400,
             "chain",
         ),
@@ -447,7 +411,7 @@ async def test_import_refusals_change_nothing(admin: httpx.AsyncClient) -> None:
         assert "PRIVATE KEY" not in r.text, case
     r = await admin.post(
         f"{API}/cas/import",
-        json={"name": taken, "certificate": _pem(cert), "private_key": _key_pem(key)},
+        json={"name": taken, "certificate": certificate_pem(cert), "private_key": _key_pem(key)},
     )
     problem(r, 409, "name")
     assert await _ca_names(admin) == before

@@ -7,7 +7,7 @@ a certificate signed outside it anyway (here by the test, holding an imported CA
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,12 +16,11 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from admin_kit import (
     API,
-    create_application,
     create_policy,
     create_profile,
     create_root,
@@ -37,12 +36,13 @@ from issuance_kit import (
     audit_events,
     certificate_count,
     check_issued,
+    enroll_new_application,
     inject_request,
     issue,
     poll_until_done,
     request_count,
 )
-from pki_tools import openssl_verify, pkilint_errors
+from pki_tools import certificate_pem, external_certificate, openssl_verify, pkilint_errors
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -65,23 +65,7 @@ async def _enroll_under(
     """A profile on `issuing` whose policy allows any name: what is refused, the CA refuses."""
     policy = await create_policy(admin, subject={}, sans={})
     profile = await create_profile(admin, issuing["id"], policy["id"])
-    app = await create_application(admin)
-    ok(await admin.put(f"{API}/applications/{app['slug']}/profiles/{profile['slug']}"), 201)
-    ok(
-        await admin.put(
-            f"{API}/applications/{app['slug']}/profiles/{profile['slug']}/enrollment/api",
-            json={"enabled": True, "auto_renew": True, "renew_before_days": 10},
-        )
-    )
-    return Enrollment(
-        app=app["slug"],
-        app_id=app["id"],
-        profile=profile["slug"],
-        profile_id=profile["id"],
-        root=root,
-        issuing=issuing,
-        policy=policy,
-    )
+    return await enroll_new_application(admin, root, issuing, policy, profile)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -281,63 +265,6 @@ async def test_profile_defaults_must_fit_the_cas_constraints(
 # --- an imported constrained intermediate, and what relying parties make of it ----------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _sign(
-    subject: str,
-    key: Any,
-    issuer: tuple[x509.Certificate, Any] | None,
-    *,
-    ca: bool,
-    constraints: x509.NameConstraints | None = None,
-    san: str | None = None,
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    issuer_cert, issuer_key = issuer if issuer else (None, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_cert.subject if issuer_cert else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365 if not ca else 3650))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    )
-    if constraints is not None:
-        builder = builder.add_extension(constraints, critical=True)
-    if san is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 def _path_builder_accepts(root: x509.Certificate, sub: x509.Certificate, leaf_name: str,
                           leaf: x509.Certificate) -> bool:  # fmt: skip
     verifier = (
@@ -357,25 +284,27 @@ async def test_imported_constrained_ca_outside_names_fail_everywhere(
     admin: httpx.AsyncClient,
 ) -> None:
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = _sign("Test Root", root_key, None, ca=True)
+    root = external_certificate("Test Root", root_key, None, ca=True)
     sub_key = ec.generate_private_key(ec.SECP256R1())
     constraints = x509.NameConstraints(
         permitted_subtrees=[x509.DNSName("shop.internal")],
         excluded_subtrees=[x509.DNSName("admin.shop.internal")],
     )
-    sub = _sign("Shop Issuing", sub_key, (root, root_key), ca=True, constraints=constraints)
+    sub = external_certificate(
+        "Shop Issuing", sub_key, (root, root_key), ca=True, constraints=constraints
+    )
     imported = ok(
         await admin.post(
             f"{API}/cas/import",
             json={
                 "name": uid("shop-ext"),
-                "certificate": _pem(sub),
+                "certificate": certificate_pem(sub),
                 "private_key": sub_key.private_bytes(
                     serialization.Encoding.PEM,
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),
                 ).decode(),
-                "chain": _pem(root),
+                "chain": certificate_pem(root),
             },
         ),
         201,
@@ -391,16 +320,16 @@ async def test_imported_constrained_ca_outside_names_fail_everywhere(
         ("evil.example.com", False),
         ("admin.shop.internal", False),
     ):
-        leaf = _sign(name, leaf_key, (sub, sub_key), ca=False, san=name)
+        leaf = external_certificate(name, leaf_key, (sub, sub_key), ca=False, san=name)
         assert _path_builder_accepts(root, sub, name, leaf) is valid, name
         if valid:
-            openssl_verify(_pem(root), [_pem(sub)], _pem(leaf))
+            openssl_verify(certificate_pem(root), [certificate_pem(sub)], certificate_pem(leaf))
         else:
             with pytest.raises(AssertionError, match="subtree violation"):
-                openssl_verify(_pem(root), [_pem(sub)], _pem(leaf))
+                openssl_verify(certificate_pem(root), [certificate_pem(sub)], certificate_pem(leaf))
 
     # And Certforge, signing with that CA, refuses the outside name before signing.
-    e = await _enroll_under(admin, {"certificate": _pem(root)}, imported)
+    e = await _enroll_under(admin, {"certificate": certificate_pem(root)}, imported)
     refusal = problem(
         await admin.post(
             e.requests,
@@ -412,7 +341,9 @@ async def test_imported_constrained_ca_outside_names_fail_everywhere(
     )
     assert "shop.internal" in refusal["detail"]
     issued = await issue(admin, e, sans=[{"type": "dns", "value": "api.shop.internal"}])
-    openssl_verify(_pem(root), [_pem(sub)], issued["certificate"]["certificate"])
+    openssl_verify(
+        certificate_pem(root), [certificate_pem(sub)], issued["certificate"]["certificate"]
+    )
 
 
 async def test_every_subtree_form_is_carried_and_lint_clean(admin: httpx.AsyncClient) -> None:
