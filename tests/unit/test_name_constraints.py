@@ -15,11 +15,12 @@ from certforge.common.crypto.certificates import build_self_signed_ca
 from certforge.common.domain import KeyAlgorithm, SubjectFields
 from certforge.common.errors import PolicyViolation
 from certforge.common.name_constraint_rules import (
-    enforce_names,
+    enforce_policy_and_names,
     name_constraint_errors,
     name_violations,
 )
 from certforge.common.name_constraints import NameConstraints, chain_constraints
+from certforge.common.policy import PolicyDocument
 from certforge.common.template import CertificateTemplate, San
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -314,9 +315,11 @@ def test_directory_names(subject: dict[str, str], fields: list[str]) -> None:
     assert [v.field for v in name_violations(tpl, [dn])] == fields
 
 
-def test_no_constraints_refuse_nothing_and_enforce_names_raises() -> None:
+def test_no_constraints_refuse_nothing_and_enforce_policy_and_names_raises() -> None:
     assert name_violations(template(("dns", "anything.example")), []) == []
     with pytest.raises(PolicyViolation) as caught:
-        enforce_names(template(("dns", "evil.example.com")), "shop-issuing", [SHOP])
+        enforce_policy_and_names(
+            PolicyDocument(), template(("dns", "evil.example.com")), "web", "shop-issuing", [SHOP]
+        )
     assert "shop-issuing" in caught.value.detail
     assert [e.field for e in caught.value.errors] == ["sans.0.value"]

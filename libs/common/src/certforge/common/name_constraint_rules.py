@@ -18,9 +18,9 @@ from cryptography import x509
 
 from certforge.common.crypto.names import subject_to_name
 from certforge.common.domain import SanType
-from certforge.common.errors import FieldError, PolicyViolation
+from certforge.common.errors import FieldError
 from certforge.common.name_constraints import NameConstraints, Subtrees
-from certforge.common.policy import Violation
+from certforge.common.policy import PolicyDocument, Violation, evaluate, refusal
 from certforge.common.template import CertificateTemplate, normalize_dns_name
 
 
@@ -255,16 +255,16 @@ def name_violations(
     return violations
 
 
-def enforce_names(
-    template: CertificateTemplate, ca_name: str, chain: Sequence[NameConstraints]
+def enforce_policy_and_names(
+    policy: PolicyDocument,
+    template: CertificateTemplate,
+    policy_name: str,
+    ca_name: str,
+    chain: Sequence[NameConstraints],
 ) -> None:
-    """Raise `PolicyViolation` listing every name the CA chain's constraints refuse."""
-    violations = name_violations(template, chain)
-    if not violations:
-        return
-    count = len(violations)
-    raise PolicyViolation(
-        detail=f"{count} name{'' if count == 1 else 's'} outside the name constraints of CA "
-        f"{ca_name!r}: " + "; ".join(v.message for v in violations),
-        errors=[FieldError(v.field, v.message) for v in violations],
-    )
+    """Raise `PolicyViolation` listing every violation of the policy and of the CA chain's name
+    constraints together, worded as the api's early refusal is (`policy.refusal`)."""
+    violations = evaluate(policy, template, policy_name=policy_name)
+    names = name_violations(template, chain)
+    if violations or names:
+        raise refusal([*violations, *names], policy_name, ca_name=ca_name if names else None)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -374,13 +374,28 @@ def evaluate(
 def enforce(policy: PolicyDocument, template: CertificateTemplate, policy_name: str) -> None:
     """Raise `PolicyViolation` listing every violation, or return when the template complies."""
     violations = evaluate(policy, template, policy_name=policy_name)
-    if not violations:
-        return
+    if violations:
+        raise refusal(violations, policy_name)
+
+
+def refusal(
+    violations: Sequence[Violation],
+    policy_name: str,
+    *,
+    ca_name: str | None = None,
+    field_of: Callable[[str], str] = lambda field: field,
+) -> PolicyViolation:
+    """The one wording of a refused certificate, whoever refuses it (the api early, the issuer
+    at signing): every violation of the policy and, with `ca_name`, of the name constraints of
+    that CA's chain. `field_of` renames a template field to the one the caller sent."""
     count = len(violations)
-    raise PolicyViolation(
-        detail=f'{count} violation{"" if count == 1 else "s"} of policy "{policy_name}": '
+    of = f'policy "{policy_name}"'
+    if ca_name is not None:
+        of += f" and the name constraints of CA {ca_name!r}"
+    return PolicyViolation(
+        detail=f"{count} violation{'' if count == 1 else 's'} of {of}: "
         + "; ".join(v.message for v in violations),
-        errors=[FieldError(v.field, v.message) for v in violations],
+        errors=[FieldError(field_of(v.field), v.message) for v in violations],
     )
 
 

@@ -32,8 +32,8 @@ from certforge.common.domain import (
 )
 from certforge.common.errors import Conflict, Unprocessable
 from certforge.common.issuance import IssuingCA, renewal_template
-from certforge.common.name_constraint_rules import enforce_names
-from certforge.common.policy import PolicyDocument, enforce
+from certforge.common.name_constraint_rules import enforce_policy_and_names
+from certforge.common.policy import PolicyDocument
 from certforge.common.profile_extensions import (
     DEFAULT_EXTENSIONS,
     ProfileExtensions,
@@ -188,6 +188,5 @@ def plan_renewal(
         if asked.same_key and not same_public_key(csr_key, old_cert.public_key()):
             raise Unprocessable.on_field("csr", "the CSR's key is not the certificate's key")
     template = renewal_template(old_cert, key_algorithm, policy.max_validity, ca, now)
-    enforce(policy, template, policy_name)
-    enforce_names(template, ca.name, ca.name_constraints)
+    enforce_policy_and_names(policy, template, policy_name, ca.name, ca.name_constraints)
     return RenewalPlan(template=template, csr_key=csr_key)

@@ -92,9 +92,8 @@ from certforge.common.metrics import (
     RENEWALS,
     REQUESTS_FAILED,
 )
-from certforge.common.name_constraint_rules import enforce_names
+from certforge.common.name_constraint_rules import enforce_policy_and_names
 from certforge.common.name_constraints import chain_constraints
-from certforge.common.policy import enforce
 from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rules import (
     Enrollment,
@@ -254,8 +253,9 @@ class IssuanceService:
             plan.public_key = _csr_key(
                 params, template.key_algorithm, batch.profile_extensions(profile.id), profile.slug
             )
-        enforce(document, plan.template, policy.name)
-        enforce_names(plan.template, ca.name, issuing.name_constraints)
+        enforce_policy_and_names(
+            document, plan.template, policy.name, ca.name, issuing.name_constraints
+        )
         return plan
 
     def _plan_renewal(

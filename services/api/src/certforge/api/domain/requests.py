@@ -48,17 +48,15 @@ from certforge.common.db.tables import (
 )
 from certforge.common.domain import KeyAlgorithm, RequestKind, RequestMethod, RequestStatus
 from certforge.common.errors import (
-    FieldError,
     InvalidInput,
     NotFound,
-    PolicyViolation,
     Unprocessable,
 )
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.name_constraint_rules import name_violations
 from certforge.common.name_constraints import chain_constraints
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
-from certforge.common.policy import PolicyDocument, evaluate
+from certforge.common.policy import PolicyDocument, evaluate, refusal
 from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rows import new_request_row
 from certforge.common.request_rules import Enrollment, check_enrollment
@@ -196,14 +194,11 @@ async def submit(
     )
     names = name_violations(template, ca.name_constraints)
     if violations or names:
-        errors = [
-            FieldError(_request_field(v.field, params), v.message) for v in [*violations, *names]
-        ]
-        by = " and the CA's name constraints" if names else ""
-        raise PolicyViolation(
-            detail=f"{len(errors)} violation(s) of policy {policy!r}{by}: "
-            + "; ".join(e.message for e in errors),
-            errors=errors,
+        raise refusal(
+            [*violations, *names],
+            policy,
+            ca_name=target["ca_name"] if names else None,
+            field_of=lambda field: _request_field(field, params),
         )
 
     app_id: UUID = target["app_id"]
