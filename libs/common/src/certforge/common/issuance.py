@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from certforge.common.crypto.certificates import check_template, usages_allowed_for, usages_of
 from certforge.common.crypto.names import general_names_to_sans, name_to_subject
+from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import (
     ExtendedKeyUsage,
     KeyAlgorithm,
@@ -26,7 +27,7 @@ from certforge.common.domain import (
 )
 from certforge.common.durations import Duration
 from certforge.common.errors import Unprocessable
-from certforge.common.name_constraints import NameConstraints
+from certforge.common.name_constraints import NameConstraints, chain_constraints
 from certforge.common.template import CertificateTemplate, San
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")]
@@ -82,6 +83,16 @@ class IssuingCA:
     not_after: datetime
     name_constraints: tuple[NameConstraints, ...] = ()
     """its own and those of every CA above it (`name_constraints.chain_constraints`)"""
+
+    @classmethod
+    def of(cls, ca: CertificateAuthority) -> IssuingCA:
+        """From the CA's row (the api's plain-SQL hot path builds it from its joined record)."""
+        return cls(
+            ca.name,
+            KeyAlgorithm(ca.key_algorithm),
+            ca.not_after,
+            chain_constraints(ca.name_constraints, ca.chain_name_constraints),
+        )
 
 
 def resolve_template(

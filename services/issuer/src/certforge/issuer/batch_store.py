@@ -34,7 +34,7 @@ from certforge.common.db.tables import (
     Profile,
     ProfileAttachment,
 )
-from certforge.common.issuance import ProfileDefaults
+from certforge.common.issuance import IssuingCA, ProfileDefaults
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument
 from certforge.common.profile_extensions import ProfileExtensions
@@ -73,6 +73,14 @@ class Batch:
             self._parsed[key] = ProfileDefaults.model_validate(self.profiles[profile_id].defaults)
         defaults: ProfileDefaults = self._parsed[key]
         return defaults
+
+    def issuing_ca(self, ca_id: UUID) -> IssuingCA:
+        """The CA as resolution sees it, its chain's name constraints parsed once per batch."""
+        key = ("ca", ca_id)
+        if key not in self._parsed:
+            self._parsed[key] = IssuingCA.of(self.cas[ca_id])
+        issuing: IssuingCA = self._parsed[key]
+        return issuing
 
     def profile_extensions(self, profile_id: UUID) -> ProfileExtensions:
         """The profile's extensions as they are now (a renewal gets the current ones too),

@@ -93,7 +93,6 @@ from certforge.common.metrics import (
     REQUESTS_FAILED,
 )
 from certforge.common.name_constraint_rules import enforce_policy_and_names
-from certforge.common.name_constraints import chain_constraints
 from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rules import (
     Enrollment,
@@ -233,12 +232,7 @@ class IssuanceService:
         profile = batch.profiles[request.profile_id]
         app = batch.applications[request.application_id]
         ca = batch.cas[profile.ca_id]
-        issuing = IssuingCA(
-            ca.name,
-            KeyAlgorithm(ca.key_algorithm),
-            ca.not_after,
-            chain_constraints(ca.name_constraints, ca.chain_name_constraints),
-        )
+        issuing = batch.issuing_ca(ca.id)
         params = RequestParams.model_validate(request.params)
         policy = batch.policies[profile.policy_id]
         document = batch.policy_document(policy.id)

@@ -33,14 +33,12 @@ from certforge.common.db.tables import (
 )
 from certforge.common.domain import (
     CertificateStatus,
-    KeyAlgorithm,
     RequestKind,
     RequestMethod,
     RevocationReason,
 )
 from certforge.common.errors import Conflict, NotFound, Unprocessable
 from certforge.common.issuance import IssuingCA, RequestParams, renew_at
-from certforge.common.name_constraints import chain_constraints
 from certforge.common.outbox import enqueue
 from certforge.common.policy import PolicyDocument
 from certforge.common.profile_extensions import ProfileExtensions
@@ -152,12 +150,7 @@ async def renew(
         Enrollment.of(app, profile, attachment, ca),
         PolicyDocument.model_validate(policy.document),
         policy.name,
-        IssuingCA(
-            ca.name,
-            KeyAlgorithm(ca.key_algorithm),
-            ca.not_after,
-            chain_constraints(ca.name_constraints, ca.chain_name_constraints),
-        ),
+        IssuingCA.of(ca),
         now,
         ProfileExtensions.model_validate(profile.extensions),
     )
