@@ -38,6 +38,12 @@ def stream_configs(subjects: Subjects, settings: NatsSettings) -> list[StreamCon
         stream(subjects.commands_stream, subjects.commands_wildcard, RetentionPolicy.WORK_QUEUE, 0),
         stream(subjects.sync_stream, subjects.sync_wildcard, RetentionPolicy.WORK_QUEUE, 0),
         stream(
+            subjects.validation_stream,
+            subjects.validation_wildcard,
+            RetentionPolicy.WORK_QUEUE,
+            0,
+        ),
+        stream(
             subjects.events_stream,
             subjects.events_wildcard,
             RetentionPolicy.LIMITS,

@@ -26,6 +26,7 @@ from certforge.common.contracts.commands import (
     RenewCertificate,
     RevokeCertificate,
     SyncCertificate,
+    ValidateChallenge,
 )
 from certforge.common.contracts.envelope import MessageData
 from certforge.common.contracts.events import (
@@ -35,6 +36,7 @@ from certforge.common.contracts.events import (
     CertificateRenewalFailed,
     CertificateRenewed,
     CertificateRevoked,
+    ChallengeValidated,
     RequestFailed,
     SyncFailed,
     SyncSucceeded,
@@ -59,6 +61,7 @@ __all__ = [
     "RENEWER",
     "SUBJECTS",
     "SYNCER",
+    "VALIDATOR",
     "Contract",
     "catalog_problems",
     "command",
@@ -76,6 +79,7 @@ API = "api"
 ISSUER = "issuer"
 RENEWER = "renewer"
 SYNCER = "syncer"
+VALIDATOR = "validator"
 OTHER_SYSTEMS = "other systems"
 API_WAITERS = "api (core subscription, wakes `Prefer: wait`)"
 
@@ -203,6 +207,17 @@ CATALOG: tuple[Contract, ...] = (
         "failing destination is retried (nack with backoff) without holding back the others.",
         stream=SUBJECTS.sync_stream,
     ),
+    command(
+        SUBJECTS.validate_challenge,
+        ValidateChallenge,
+        publishers=(API,),
+        consumers=(VALIDATOR,),
+        description="An ACME client asked for challenge `challenge_id` to be checked: the "
+        "validator fetches the http-01 token, queries the dns-01 TXT record or performs the "
+        "tls-alpn-01 handshake, and records the verdict on the challenge, its authorization "
+        "and its order. Redelivery of a decided challenge changes nothing.",
+        stream=SUBJECTS.validation_stream,
+    ),
     # --- events: CERTFORGE_EVENTS (limits, kept 7 days) --------------------------------------
     event(
         CertificateIssued,
@@ -274,6 +289,13 @@ CATALOG: tuple[Contract, ...] = (
         consumers=(OTHER_SYSTEMS,),
         description="A destination refused a certificate, or kept failing until the retry "
         "limit; `error` holds the destination's message.",
+    ),
+    event(
+        ChallengeValidated,
+        publishers=(VALIDATOR,),
+        consumers=(OTHER_SYSTEMS,),
+        description="The validator decided an ACME challenge: `valid`, or `invalid` with the "
+        "ACME problem (`connection`, `dns`, `incorrectResponse`, `tls`, …) in `error`.",
     ),
     rpc(
         SUBJECTS.rpc_sync_test,

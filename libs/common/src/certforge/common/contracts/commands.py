@@ -46,3 +46,13 @@ class SyncCertificate(MessageData):
     application_id: UUID
     action: Literal["push", "remove"]
     reason: str = Field(default="", description="what caused it: issued, renewed, revoked, run")
+
+
+class ValidateChallenge(MessageData):
+    """Check the ACME challenge `challenge_id` (its type, token, identifier and the account's
+    key thumbprint are in the database) and record the result on the challenge, its
+    authorization and its order."""
+
+    event_type = "io.certforge.command.validate_challenge.v1"
+    challenge_id: UUID
+    application_id: UUID

@@ -125,3 +125,20 @@ class SyncFailed(MessageData):
     action: str
     error: str
     attempts: int
+
+
+class ChallengeValidated(MessageData):
+    """The validator's verdict on one ACME challenge (`valid` or `invalid`, with the ACME
+    problem when invalid)."""
+
+    event_type = "io.certforge.acme.challenge_validated.v1"
+    event_name = "acme.challenge.validated"
+    challenge_id: UUID
+    authorization_id: UUID
+    order_id: UUID
+    application_id: UUID
+    application: str
+    type: str
+    identifier: str
+    status: str
+    error: dict[str, object] | None = None

@@ -37,6 +37,20 @@ class Subjects:
         return f"{self.namespace}.sync.task"
 
     @property
+    def validation_stream(self) -> str:
+        """Work queue of ACME challenge validations (its own stream for the same reason as
+        sync: the issuer's consumer takes every `cmd.>` subject)."""
+        return f"{self.namespace.upper()}_VALIDATION"
+
+    @property
+    def validation_wildcard(self) -> str:
+        return f"{self.namespace}.validate.>"
+
+    @property
+    def validate_challenge(self) -> str:
+        return f"{self.namespace}.validate.challenge"
+
+    @property
     def rpc_sync_test(self) -> str:
         return self.rpc("sync.test")
 

@@ -137,6 +137,12 @@ class CertificateAuthority(SQLModel, table=True):
     encrypted_private_key: bytes = Field(sa_type=sa.LargeBinary)
     key_kek_id: str = Field(max_length=64)
     crl_number: int = Field(default=0, sa_type=sa.BigInteger)
+    early_renewal_requested_at: datetime | None = Field(
+        default=None,
+        sa_type=sa.DateTime(timezone=True),
+        description="an admin asked for every certificate this CA issued before then to be "
+        "renewed early (ARI)",
+    )
     crl_dirty: bool = Field(
         default=True,
         sa_column_kwargs={"server_default": sa.true()},
@@ -196,6 +202,20 @@ class ProfileAttachment(SQLModel, table=True):
     api_auto_renew: bool = True
     api_renew_before_days: int = 30
     acme_enabled: bool = False
+    acme_eab_required: bool = False
+    acme_challenge_types: list[Any] = Field(
+        default_factory=lambda: ["http-01", "dns-01", "tls-alpn-01"],
+        sa_column=sa.Column(
+            JSONB,
+            nullable=False,
+            server_default=sa.text('\'["http-01", "dns-01", "tls-alpn-01"]\''),
+        ),
+    )
+    acme_renew_before_days: int = Field(
+        default=30, description="what ARI's suggested renewal window is derived from"
+    )
+    acme_terms_of_service: str | None = Field(default=None, max_length=2048)
+    acme_website: str | None = Field(default=None, max_length=2048)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
@@ -296,6 +316,12 @@ class Certificate(SQLModel, table=True):
     )
     expiry_notified_days: int | None = Field(
         default=None, description="smallest expiry threshold (days) already announced"
+    )
+    early_renewal_requested_at: datetime | None = Field(
+        default=None,
+        sa_type=sa.DateTime(timezone=True),
+        description="an admin asked for this certificate to be renewed early (ARI moves its "
+        "suggested window to now)",
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
@@ -444,3 +470,125 @@ class PooledKey(SQLModel, table=True):
     encrypted_key: bytes = Field(sa_type=sa.LargeBinary)
     key_kek_id: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+# --- ACME (RFC 8555). Owner: api, except the validation results (validator). ----------------
+
+
+class AcmeEabKey(SQLModel, table=True):
+    """An External Account Binding key of one ACME enrollment (application + profile).
+
+    The HMAC key must be recoverable to check a MAC, so it is encrypted under the leaf key ring
+    (AAD = the key id), never hashed. Bound to at most one account. Owner: api."""
+
+    __tablename__ = "acme_eab_keys"
+
+    id: str = Field(primary_key=True, max_length=64, description="the EAB key identifier")
+    application_id: UUID = _fk("applications.id", ondelete="CASCADE")
+    profile_id: UUID = _fk("profiles.id", ondelete="CASCADE", index=False)
+    name: str = Field(default="", max_length=128)
+    encrypted_hmac_key: bytes = Field(sa_type=sa.LargeBinary)
+    key_kek_id: str = Field(max_length=64)
+    created_by: UUID | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    account_id: UUID | None = Field(default=None, description="the account it was bound to")
+    bound_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class AcmeAccount(SQLModel, table=True):
+    """An ACME account: a public key registered at one directory (application + profile).
+    Owner: api."""
+
+    __tablename__ = "acme_accounts"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "application_id", "profile_id", "jwk_thumbprint", name="uq_acme_account_key"
+        ),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    application_id: UUID = _fk("applications.id", ondelete="CASCADE", index=False)
+    profile_id: UUID = _fk("profiles.id", ondelete="CASCADE")
+    status: str = Field(default="valid", max_length=16, description="valid, deactivated, revoked")
+    jwk: dict[str, Any] = _json({})
+    jwk_thumbprint: str = Field(max_length=64, description="RFC 7638, base64url SHA-256")
+    contact: list[Any] = _json([])
+    eab_key_id: str | None = Field(default=None, max_length=64)
+    terms_agreed: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AcmeOrder(SQLModel, table=True):
+    """An ACME order: `pending → ready → processing → valid | invalid`.
+
+    Finalize moves `ready → processing` with a guarded UPDATE and, in the same transaction,
+    writes a `csr` certificate request and its issue command, so a finalize is processed once
+    whatever the retries; `valid`/`invalid` then follow from that request. Owner: api (the
+    validator moves `pending → ready | invalid`)."""
+
+    __tablename__ = "acme_orders"
+    __table_args__ = (sa.Index("ix_acme_orders_account", "account_id", "created_at"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    account_id: UUID = _fk("acme_accounts.id", ondelete="CASCADE", index=False)
+    application_id: UUID = _fk("applications.id", ondelete="CASCADE", index=False)
+    profile_id: UUID = _fk("profiles.id", ondelete="CASCADE", index=False)
+    status: str = Field(default="pending", max_length=16, index=True)
+    identifiers: list[Any] = _json([])
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    error: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONB, nullable=True))
+    request_id: UUID | None = _fk("certificate_requests.id", nullable=True, index=False)
+    certificate_id: UUID | None = Field(default=None)
+    replaces: str | None = Field(
+        default=None, max_length=255, description="ARI certificate identifier it replaces"
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AcmeAuthorization(SQLModel, table=True):
+    """Proof of control over one identifier for one order. Owner: api creates it `pending`;
+    the validator sets `valid`/`invalid`; the account may deactivate it."""
+
+    __tablename__ = "acme_authorizations"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    order_id: UUID = _fk("acme_orders.id", ondelete="CASCADE")
+    account_id: UUID = _fk("acme_accounts.id", ondelete="CASCADE", index=False)
+    identifier_type: str = Field(max_length=8, description="dns or ip")
+    identifier_value: str = Field(max_length=253)
+    wildcard: bool = False
+    status: str = Field(default="pending", max_length=16)
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AcmeChallenge(SQLModel, table=True):
+    """One way to prove an authorization: `pending → processing → valid | invalid`.
+    Owner: api (pending → processing, and the validate command); validator (the result)."""
+
+    __tablename__ = "acme_challenges"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    authorization_id: UUID = _fk("acme_authorizations.id", ondelete="CASCADE")
+    type: str = Field(max_length=16, description="http-01, dns-01 or tls-alpn-01")
+    token: str = Field(max_length=64, description="base64url of 32 random bytes")
+    status: str = Field(default="pending", max_length=16)
+    error: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONB, nullable=True))
+    attempts: int = 0
+    validated_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AcmeNonce(SQLModel, table=True):
+    """An issued, not yet used `Replay-Nonce`. Consumed with DELETE … RETURNING, so each is
+    accepted once by whichever api replica sees it first. Owner: api."""
+
+    __tablename__ = "acme_nonces"
+
+    value: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
