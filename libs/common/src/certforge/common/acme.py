@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -182,3 +183,40 @@ def _serial_bytes(serial: int) -> bytes:
     """The DER INTEGER content octets: big-endian, with a leading 0x00 when the top bit is set."""
     length = serial.bit_length() // 8 + 1
     return serial.to_bytes(length, "big")
+
+
+def eab_key_aad(key_id: str) -> bytes:
+    """The AAD an EAB HMAC key is sealed with under the leaf key ring: a sealed key cannot be
+    passed off as another key id's, nor as any other secret sealed under the same ring."""
+    return b"acme-eab-key:" + key_id.encode("utf-8")
+
+
+EARLY_RENEWAL_WINDOW = timedelta(hours=1)
+
+
+def suggested_window(
+    *,
+    not_before: datetime,
+    not_after: datetime,
+    renew_before_days: int,
+    early_renewal_at: datetime | None,
+) -> tuple[datetime, datetime]:
+    """ARI's suggested renewal window (RFC 9773 §4.2) for one certificate.
+
+    Normally it opens `renew_before_days` before expiry (the enrollment's setting, as API
+    certificates are renewed) and stays open for half of that, so clients spread their renewals
+    and still have half the margin left for retries. A certificate whose lifetime is shorter
+    than the margin opens at two thirds of its lifetime instead. When an admin asked for early
+    renewal (of this certificate, or of everything its CA issued before a moment), the window
+    opens at that moment and closes an hour later: a window in the past tells clients to renew
+    now.
+    """
+    if early_renewal_at is not None:
+        start = max(early_renewal_at, not_before)
+        return start, min(start + EARLY_RENEWAL_WINDOW, not_after)
+    margin = timedelta(days=renew_before_days)
+    lifetime = not_after - not_before
+    if margin >= lifetime:
+        margin = lifetime / 3
+    start = not_after - margin
+    return start, start + margin / 2
