@@ -278,6 +278,8 @@ def _after_cursor(created: Any, row_id: Any, cursor: str | None) -> list[sa.Colu
         last = UUID(last_id)
     except ValueError:
         raise InvalidInput.on_field("cursor", "not a cursor returned by this API") from None
+    if created_at.tzinfo is None:  # never made by encode_cursor; asyncpg would refuse it
+        raise InvalidInput.on_field("cursor", "not a cursor returned by this API")
     return [(created < created_at) | ((created == created_at) & (row_id < last))]
 
 
@@ -329,10 +331,13 @@ async def _account(
 async def _account_detail(
     session: AsyncSession, account: AcmeAccount, profile: Profile
 ) -> AcmeAccountDetail:
+    status = _order_status()
     rows = await session.exec(
-        select(AcmeOrder.status, sa.func.count())
+        select(status, sa.func.count())
+        .select_from(AcmeOrder)
+        .outerjoin(CertificateRequest, col(CertificateRequest.id) == col(AcmeOrder.request_id))
         .where(AcmeOrder.account_id == account.id)
-        .group_by(col(AcmeOrder.status))
+        .group_by(status)
     )
     counts = Counter({OrderStatus(status): n for status, n in rows})
     return AcmeAccountDetail(
@@ -380,19 +385,39 @@ def _identifiers(raw: list[Any]) -> list[AcmeIdentifier]:
     return [AcmeIdentifier(type=str(i.get("type")), value=str(i.get("value"))) for i in raw]
 
 
+_FINISHED = {
+    RequestStatus.ISSUED: OrderStatus.VALID,
+    RequestStatus.FAILED: OrderStatus.INVALID,
+    RequestStatus.REJECTED: OrderStatus.INVALID,
+}
+
+
+def _order_status() -> sa.ColumnElement[str]:
+    """The order's status as `order_public` reads it, in SQL: filters and counts agree with
+    what the orders show (the query must outer-join the order's certificate request)."""
+    processing = col(AcmeOrder.status) == OrderStatus.PROCESSING.value
+    return sa.case(
+        *(
+            (processing & (col(CertificateRequest.status) == request.value), order.value)
+            for request, order in _FINISHED.items()
+        ),
+        else_=col(AcmeOrder.status),
+    )
+
+
 def order_public(
     order: AcmeOrder, profile: Profile, request: CertificateRequest | None
 ) -> AcmeOrderPublic:
     """The order as it stands. A `processing` order's outcome is its certificate request's: an
     issued request reads `valid` with its certificate, a failed or rejected one `invalid`, even
-    before the ACME endpoints next read (and persist) it."""
+    before the ACME endpoints next read (and persist) it: the api's finalize path owns that
+    write, this read only shows what it will say."""
     status = OrderStatus(order.status)
     certificate_id = order.certificate_id
     if status is OrderStatus.PROCESSING and request is not None:
-        if request.status == RequestStatus.ISSUED:
-            status, certificate_id = OrderStatus.VALID, request.certificate_id
-        elif request.status in (RequestStatus.FAILED, RequestStatus.REJECTED):
-            status = OrderStatus.INVALID
+        status = _FINISHED.get(RequestStatus(request.status), status)
+        if status is OrderStatus.VALID:
+            certificate_id = request.certificate_id
     return AcmeOrderPublic(
         id=order.id,
         account_id=order.account_id,
@@ -429,7 +454,7 @@ async def list_orders(
     if profile_id is not None:
         query = query.where(AcmeOrder.profile_id == profile_id)
     if f.status is not None:
-        query = query.where(AcmeOrder.status == f.status.value)
+        query = query.where(_order_status() == f.status.value)
     query = query.where(
         *_after_cursor(col(AcmeOrder.created_at), col(AcmeOrder.id), f.cursor)
     ).order_by(col(AcmeOrder.created_at).desc(), col(AcmeOrder.id).desc())
