@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import pytest_asyncio
 
+from acme_responders import DnsServer, Http01Responder, TlsAlpnResponder
 from certforge.common.crypto.envelope import KeyRing
 from certforge.devstack import (
     create_database,
@@ -164,3 +165,29 @@ async def syncer(backends: Backends, env_for: None, issuer: object) -> AsyncIter
     yield worker
     worker.stop()
     await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def acme_dns() -> Iterator[DnsServer]:
+    """The session's authoritative DNS server (`acme_responders.DnsServer`): every name under
+    `.test` is 127.0.0.1 unless a test sets otherwise; the validator resolves through it."""
+    server = DnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def http01_responder() -> Iterator[Http01Responder]:
+    """The session's http-01 responder on 127.0.0.1 and ::1: the validator's `http01_port`."""
+    responder = Http01Responder().start()
+    yield responder
+    responder.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_alpn_responder() -> Iterator[TlsAlpnResponder]:
+    """The session's tls-alpn-01 listener on 127.0.0.1 and ::1: the validator's
+    `tls_alpn01_port`."""
+    responder = TlsAlpnResponder().start()
+    yield responder
+    responder.stop()
