@@ -191,3 +191,45 @@ def tls_alpn_responder() -> Iterator[TlsAlpnResponder]:
     responder = TlsAlpnResponder().start()
     yield responder
     responder.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def validator(
+    backends: Backends,
+    env_for: None,
+    acme_dns: DnsServer,
+    http01_responder: Http01Responder,
+    tls_alpn_responder: TlsAlpnResponder,
+) -> AsyncIterator[object]:
+    """The real validator worker in this process: names resolved by `acme_dns`, http-01 and
+    tls-alpn-01 checked against the session responders' ports, private targets allowed (the
+    responders are on loopback), one quick retry after a connection failure."""
+    from certforge.validator.main import build
+    from certforge.validator.settings import ValidationSettings, ValidatorSettings
+
+    worker = build(
+        ValidatorSettings.load(
+            validator=ValidationSettings(
+                http01_port=http01_responder.port,
+                tls_alpn01_port=tls_alpn_responder.port,
+                https_port=tls_alpn_responder.port,
+                resolver=acme_dns.nameserver,
+                allow_private_targets=True,
+                connect_timeout_seconds=2,
+                read_timeout_seconds=3,
+                attempt_timeout_seconds=10,
+                retries=1,
+                retry_base_seconds=0.05,
+            )
+        )
+    )
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
