@@ -195,12 +195,14 @@ def _service_settings() -> dict[str, type[CommonSettings]]:
     from certforge.issuer.settings import IssuerSettings
     from certforge.renewer.settings import RenewerSettings
     from certforge.syncer.settings import SyncerSettings
+    from certforge.validator.settings import ValidatorSettings
 
     return {
         "api": ApiSettings,
         "issuer": IssuerSettings,
         "renewer": RenewerSettings,
         "syncer": SyncerSettings,
+        "validator": ValidatorSettings,
     }
 
 
