@@ -6,8 +6,9 @@ failure these gauges exist to catch (a certificate that nears expiry without a r
 flight). Why an aggregate and not a series per certificate: the series count stays
 applications x profiles x statuses whatever the number of certificates, and the query is an
 index-only scan of `ix_certificates_inventory` (migration 0009), so its cost is a pass over a
-narrow index, not over the certificates' PEMs (`measure` on 100,000 certificates: see
-docs/architecture.md, "Expiry metrics").
+narrow index, not over the certificates' PEMs: on 100,000 certificates (20 applications, 5
+profiles, 1.1 kB PEMs) `measure` takes 22-25 ms over the 7 MB index, against 43-55 ms for a
+sequential scan of the 156 MB table with every page cached (and far more when it is not).
 
 Every replica measures and exposes the same values; alert rules aggregate with `max`/`min`.
 """
