@@ -8,7 +8,8 @@ applications x profiles x statuses whatever the number of certificates, and the 
 index-only scan of `ix_certificates_inventory` (migration 0009), so its cost is a pass over a
 narrow index, not over the certificates' PEMs: on 100,000 certificates (20 applications, 5
 profiles, 1.1 kB PEMs) `measure` takes 22-25 ms over the 7 MB index, against 43-55 ms for a
-sequential scan of the 156 MB table with every page cached (and far more when it is not).
+sequential scan of the 156 MB table with every page cached (and far more when it is not); on
+1,000,000, 120-190 ms over a 70 MB index against 430-490 ms over 1.5 GB.
 
 Every replica measures and exposes the same values; alert rules aggregate with `max`/`min`.
 """
