@@ -30,6 +30,7 @@ from uuid import uuid4
 
 import pytest
 import pytest_asyncio
+from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -211,3 +212,35 @@ async def test_an_application_user_reads_only_its_own_events(users: dict[str, Us
     assert await denied(shop, "certforge.evt.billing.>")
     await shop.client.subscribe("_INBOX_billing.>")
     assert await denied(shop, "_INBOX_billing.>")
+
+
+async def test_the_faststream_consumer_runs_as_an_application_user(
+    server: Server, users: dict[str, User]
+) -> None:
+    """docs/events.md's FastStream subscriber, connected as `shop`: nats-py (under FastStream)
+    creates the durable on the API subject that names its filter, which the user is granted,
+    and it receives shop's event. (Runs after the test above, which published it.)"""
+    await users["certforge"].client.jetstream().delete_consumer(EVENTS, "shop")
+    broker = NatsBroker(
+        server.url.replace("nats://", "nats://shop:shop-pw@"), inbox_prefix="_INBOX_shop"
+    )
+    received: list[dict[str, object]] = []
+    arrived = asyncio.Event()
+
+    @broker.subscriber(
+        SUBJECTS.event("shop", ">"),
+        stream=JStream(EVENTS, declare=False),
+        durable="shop",
+        pull_sub=PullSub(batch_size=10, timeout=1),
+        deliver_policy=DeliverPolicy.ALL,
+        decoder=lambda message: json.loads(message.body),
+        inbox_prefix=b"_INBOX_shop.",  # the pull inbox: FastStream's default is _INBOX.
+    )
+    async def on_event(event: dict[str, object]) -> None:
+        received.append(event)
+        arrived.set()
+
+    async with broker:
+        await broker.start()
+        await asyncio.wait_for(arrived.wait(), timeout=10)
+    assert [e["data"] for e in received] == [{"application": "shop"}]
