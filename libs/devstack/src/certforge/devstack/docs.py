@@ -21,18 +21,24 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, cast
+from uuid import UUID
 
 import annotated_types
-from pydantic import BaseModel, SecretStr, create_model
+from pydantic import BaseModel, Field, SecretStr, create_model
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from certforge.common.contracts.catalog import CATALOG, SUBJECTS, Contract, catalog_problems
-from certforge.common.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, MessageData
+from certforge.common.contracts.envelope import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    SPEC_VERSION,
+    CloudEvent,
+    MessageData,
+)
 from certforge.common.durations import format_duration
 from certforge.common.settings import CommonSettings
 
@@ -84,14 +90,26 @@ _REPLY_SUBJECT = "_INBOX.{inbox}"
 
 
 def _envelope_model(contract: Contract) -> type[BaseModel]:
-    """`CloudEvent[Model]` under a readable name, with `type` pinned to the model's type."""
+    """`CloudEvent[Model]` under a readable name, as consumers receive it: `type` pinned to
+    the model's type, `specversion` and `datacontenttype` to their only values, and every
+    attribute the producer always sends required (`subject` and `traceparent` are omitted when
+    empty), so a consumer's schema validation holds the producer to all of it."""
     model = cast(type[MessageData], contract.model)
+    fields = CloudEvent.model_fields
+
+    def pinned(annotation: Any, name: str) -> Any:
+        return (annotation, Field(description=fields[name].description))
+
     return create_model(
         f"{model.__name__}CloudEvent",
         __base__=cast(Any, CloudEvent)[model],
-        __doc__=f"CloudEvents 1.0 envelope whose `data` is a {model.__name__}. `id` is also the "
-        "`Nats-Msg-Id` header, so JetStream stores a message published twice only once.",
-        type=(cast(Any, Literal)[model.event_type], model.event_type),
+        __doc__=f"CloudEvents 1.0 envelope (structured mode, `Content-Type: "
+        f"{CLOUDEVENTS_CONTENT_TYPE}`) whose `data` is a {model.__name__}.",
+        specversion=pinned(Literal[SPEC_VERSION], "specversion"),
+        id=pinned(UUID, "id"),
+        type=pinned(cast(Any, Literal)[model.event_type], "type"),
+        time=pinned(datetime, "time"),
+        datacontenttype=pinned(Literal["application/json"], "datacontenttype"),
     )
 
 
@@ -140,8 +158,49 @@ def _declare_parameters(document: dict[str, Any]) -> None:
             }
 
 
+_STREAM_HEADERS = {
+    "type": "object",
+    "properties": {
+        "Content-Type": {
+            "const": CLOUDEVENTS_CONTENT_TYPE,
+            "description": "CloudEvents structured mode: the body is the whole event.",
+        },
+        "Nats-Msg-Id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "The event's `id`: JetStream de-duplicates on it.",
+        },
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the change, when there was one.",
+        },
+    },
+    "required": ["Content-Type", "Nats-Msg-Id"],
+}
+
+
+def _describe_stream_messages(document: dict[str, Any], catalog: Iterable[Contract]) -> None:
+    """Say on each stream message what FastStream cannot: its content type, its NATS headers,
+    and its CloudEvents type as the message's name (the envelope schema pins it too)."""
+    by_schema = {
+        f"{contract.model.__name__}CloudEvent": contract
+        for contract in catalog
+        if contract.stream is not None
+    }
+    for message in document.get("components", {}).get("messages", {}).values():
+        schema = message.get("payload", {}).get("$ref", "").rsplit("/", 1)[-1]
+        contract = by_schema.get(schema)
+        if contract is None:
+            message["contentType"] = "application/json"
+            continue
+        message["contentType"] = CLOUDEVENTS_CONTENT_TYPE
+        message["name"] = contract.event_type
+        message["headers"] = _STREAM_HEADERS
+
+
 def asyncapi_document(catalog: Iterable[Contract] = CATALOG) -> str:
     """The AsyncAPI 3.0 document of `catalog`, as sorted, indented JSON."""
+    catalog = tuple(catalog)
     from faststream import FastStream
     from faststream.nats import NatsBroker
     from faststream.specification import AsyncAPI
@@ -184,6 +243,7 @@ def asyncapi_document(catalog: Iterable[Contract] = CATALOG) -> str:
     )
     document = app.schema.to_specification().to_jsonable()
     _declare_parameters(document)
+    _describe_stream_messages(document, catalog)
     return _json(document)
 
 

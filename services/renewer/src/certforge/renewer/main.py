@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker, serve
+from certforge.renewer.inventory import InventoryGauges
 from certforge.renewer.scan import RenewalScanner
 from certforge.renewer.settings import RenewerSettings
 
@@ -14,6 +15,7 @@ def build(settings: RenewerSettings) -> Worker:
         worker.sessions, worker.subjects, settings.renewer, after_commit=worker.wake_relay
     )
     worker.add_loop(scanner.run)
+    worker.add_loop(InventoryGauges(worker.sessions, settings.renewer.inventory_interval).run)
     return worker
 
 

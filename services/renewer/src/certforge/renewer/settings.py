@@ -21,6 +21,11 @@ class ScanSettings(BaseModel):
         default_factory=lambda: [timedelta(days=30), timedelta(days=7), timedelta(days=1)],
         description="certificate.expiring is announced once per certificate per threshold",
     )
+    inventory_interval: Duration = Field(
+        default=timedelta(seconds=60),
+        description="time between measurements of the inventory gauges on /metrics "
+        "(certificates by application, profile and status; earliest expiry; CA expiry)",
+    )
 
 
 class RenewerSettings(CommonSettings):

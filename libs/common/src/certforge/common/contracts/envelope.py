@@ -35,14 +35,29 @@ DataT = TypeVar("DataT", bound=MessageData)
 class CloudEvent(BaseModel, Generic[DataT]):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    specversion: str = SPEC_VERSION
-    id: UUID = Field(default_factory=uuid4)
-    source: str
-    type: str
-    subject: str | None = None
-    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    datacontenttype: str = "application/json"
-    traceparent: str | None = Field(default=None, description="W3C trace context extension")
+    specversion: str = Field(default=SPEC_VERSION, description="CloudEvents version: 1.0")
+    id: UUID = Field(
+        default_factory=uuid4,
+        description="unique per event (with `source`); also the `Nats-Msg-Id` header, so "
+        "JetStream stores an event published twice only once: consumers de-duplicate on it",
+    )
+    source: str = Field(description="the service that produced it, e.g. /certforge/issuer")
+    type: str = Field(
+        description="what happened, versioned: io.certforge.<kind>.<event>.v<N>; a breaking "
+        "change is a new version"
+    )
+    subject: str | None = Field(
+        default=None, description="the id of the object the event is about (omitted if none)"
+    )
+    time: datetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="when it happened (RFC 3339)"
+    )
+    datacontenttype: str = Field(default="application/json", description="`data` is a JSON object")
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context extension: the trace of the change that caused it "
+        "(omitted outside a trace)",
+    )
     data: DataT
 
     @classmethod

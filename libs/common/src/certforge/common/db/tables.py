@@ -274,6 +274,13 @@ class Certificate(SQLModel, table=True):
             "not_after",
             postgresql_where=sa.text("status = 'revoked'"),
         ),
+        sa.Index(
+            "ix_certificates_inventory",
+            "application_id",
+            "profile_id",
+            "status",
+            postgresql_include=["not_after", "renewing_request_id"],
+        ),
     )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)

@@ -1,11 +1,23 @@
 """Webhook destination: an HTTPS POST of a CloudEvents 1.0 JSON document per change, signed.
 
-Signature header (what receivers verify, with the shared secret):
+Signed per Standard Webhooks (https://www.standardwebhooks.com), with the `standardwebhooks`
+package, so a receiver verifies with that specification's libraries in any language:
+
+    webhook-id: <the CloudEvent id>
+    webhook-timestamp: <unix seconds>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+
+The key is `destinations.webhook.signing_key(secret)`; a receiver gives its verifier
+`standard_secret(secret)` (`whsec_…`). Signing the id and the timestamp with the body lets a
+receiver refuse replays (old timestamps) and duplicates (an id seen before): the id is the same
+on every retry of one push or removal of one certificate.
+
+Until the next release, the header of earlier releases is also sent unless the sync turns
+`legacy_signature` off:
 
     Certforge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
 
-Signing the timestamp with the body lets a receiver refuse replays (reject old `t`). The
-private key is sent only when the sync explicitly enables `include_private_key`.
+The private key is sent only when the sync explicitly enables `include_private_key`.
 """
 
 from __future__ import annotations
@@ -19,8 +31,14 @@ from typing import Any
 
 import httpx
 import orjson
+from standardwebhooks import Webhook
 
-from certforge.common.destinations.webhook import WEBHOOK, WebhookCredentials, WebhookSettings
+from certforge.common.destinations.webhook import (
+    WEBHOOK,
+    WebhookCredentials,
+    WebhookSettings,
+    signing_key,
+)
 from certforge.syncer.plugins.base import (
     Destination,
     PermanentSyncError,
@@ -29,9 +47,35 @@ from certforge.syncer.plugins.base import (
 )
 
 SIGNATURE_HEADER = "Certforge-Signature"
+"""The header of earlier releases (deprecated; sent while the sync's `legacy_signature` is on)."""
+
+PUSHED = "io.certforge.sync.certificate.pushed.v1"
+REMOVED = "io.certforge.sync.certificate.removed.v1"
+PING = "io.certforge.sync.ping.v1"
+_IDS = uuid.UUID("0b7f3f47-6a53-4d5e-9c1e-5f0d2c8e4a11")
+"""Namespace of the ids of pushes and removals (uuid5 over type and certificate)."""
+
+
+def message_id(event_type: str, certificate_id: uuid.UUID | None) -> str:
+    """The same id for every attempt at one change, so a receiver can drop duplicates
+    (Standard Webhooks: `webhook-id` is stable across retries); a ping gets a new one."""
+    if certificate_id is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_IDS, f"{event_type}/{certificate_id}"))
+
+
+def standard_headers(key: bytes, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers of `body`."""
+    signature = Webhook(key).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+    }
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The legacy `Certforge-Signature` value."""
     digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
@@ -77,7 +121,7 @@ class WebhookDestination(Destination[WebhookSettings, WebhookCredentials]):
         }
         if self.settings.include_private_key and item.private_key_pem is not None:
             data["private_key"] = item.private_key_pem
-        await self._send("io.certforge.sync.certificate.pushed.v1", str(item.lineage_id), data)
+        await self._send(PUSHED, item, data)
         return str(self.settings.url)
 
     async def remove(self, item: SyncItem, external_id: str) -> None:
@@ -87,32 +131,36 @@ class WebhookDestination(Destination[WebhookSettings, WebhookCredentials]):
             "lineage_id": str(item.lineage_id),
             "serial_number": item.serial_number,
         }
-        await self._send("io.certforge.sync.certificate.removed.v1", str(item.lineage_id), data)
+        await self._send(REMOVED, item, data)
 
     async def check(self) -> None:
-        await self._send("io.certforge.sync.ping.v1", None, {})
+        await self._send(PING, None, {})
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _send(self, event_type: str, subject: str | None, data: dict[str, Any]) -> None:
-        event = {
+    async def _send(self, event_type: str, item: SyncItem | None, data: dict[str, Any]) -> None:
+        msg_id = message_id(event_type, item.certificate_id if item else None)
+        event: dict[str, Any] = {
             "specversion": "1.0",
-            "id": str(uuid.uuid4()),
+            "id": msg_id,
             "source": "/certforge/syncer",
             "type": event_type,
             "time": datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json",
             "data": data,
         }
-        if subject:
-            event["subject"] = subject
+        if item is not None:
+            event["subject"] = str(item.lineage_id)
         body = orjson.dumps(event)
-        secret = self.credentials.hmac_secret.get_secret_value().encode()
+        secret = self.credentials.hmac_secret.get_secret_value()
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/cloudevents+json",
-            SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+            **standard_headers(signing_key(secret), msg_id, timestamp, body),
         }
+        if self.settings.legacy_signature:
+            headers[SIGNATURE_HEADER] = sign(secret.encode(), timestamp, body)
         try:
             response = await self._client.post(
                 str(self.settings.url), content=body, headers=headers
