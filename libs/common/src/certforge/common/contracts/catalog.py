@@ -30,6 +30,7 @@ from certforge.common.contracts.commands import (
 )
 from certforge.common.contracts.envelope import MessageData
 from certforge.common.contracts.events import (
+    AlertDeliveryFailed,
     CertificateExpired,
     CertificateExpiring,
     CertificateIssued,
@@ -42,11 +43,17 @@ from certforge.common.contracts.events import (
     SyncSucceeded,
 )
 from certforge.common.contracts.rpc import (
+    ALERT_TEST,
+    NOTIFIER_CHANNELS,
+    AlertTestReply,
     CAReply,
     CreateCA,
     ImportCA,
+    NotifierChannels,
+    NotifierChannelsReply,
     RpcReply,
     SyncTestReply,
+    TestAlert,
     TestSync,
 )
 from certforge.common.contracts.subjects import Subjects
@@ -57,6 +64,7 @@ __all__ = [
     "APPLICATION",
     "CATALOG",
     "ISSUER",
+    "NOTIFIER",
     "OTHER_SYSTEMS",
     "RENEWER",
     "SUBJECTS",
@@ -80,6 +88,7 @@ ISSUER = "issuer"
 RENEWER = "renewer"
 SYNCER = "syncer"
 VALIDATOR = "validator"
+NOTIFIER = "notifier"
 OTHER_SYSTEMS = "other systems"
 API_WAITERS = "api (core subscription, wakes `Prefer: wait`)"
 
@@ -313,6 +322,32 @@ CATALOG: tuple[Contract, ...] = (
         consumers=(ISSUER,),
         description="Import an external CA certificate and its private key. The key crosses "
         "NATS once, in this request: run NATS with TLS in production.",
+    ),
+    # --- alerts (issue 13) ------------------------------------------------------------------
+    event(
+        AlertDeliveryFailed,
+        publishers=(NOTIFIER,),
+        consumers=(OTHER_SYSTEMS,),
+        description="An alert kept failing through one channel until the retry limit; "
+        "`error` holds the last failure, `deliveries` the delivery rows (several for a digest).",
+    ),
+    rpc(
+        SUBJECTS.rpc(ALERT_TEST),
+        TestAlert,
+        AlertTestReply,
+        publishers=(API,),
+        consumers=(NOTIFIER,),
+        description="Send a sample alert through every channel of a rule, recording nothing; "
+        "the reply gives each channel's outcome.",
+    ),
+    rpc(
+        SUBJECTS.rpc(NOTIFIER_CHANNELS),
+        NotifierChannels,
+        NotifierChannelsReply,
+        publishers=(API,),
+        consumers=(NOTIFIER,),
+        description="Which channel types the notifier can deliver (email only with an SMTP "
+        "server configured): the api refuses a rule it could never deliver.",
     ),
 )
 
