@@ -30,6 +30,7 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     TypeAdapter,
+    ValidationError,
     field_validator,
 )
 
@@ -212,7 +213,7 @@ class AlertFilters(BaseModel):
 
 def parse_channel(value: Mapping[str, Any]) -> Any:
     """A channel model from a request body or from stored settings merged with its secrets."""
-    return _CHANNEL.validate_python(dict(value))
+    return _CHANNEL.validate_python(value)
 
 
 def split_channel(channel: _Channel) -> tuple[dict[str, Any], dict[str, str]]:
@@ -260,3 +261,43 @@ def rule_errors(
         if isinstance(channel, EmailChannel) and smtp_configured is False:
             errors.append(FieldError(f"channels.{index}.type", SMTP_NOT_CONFIGURED))
     return errors
+
+
+def parse_channels(raw: list[dict[str, Any]]) -> tuple[list[Any], list[FieldError]]:
+    """Each channel of a request body as its model, or the errors at `channels.N.<field>` (the
+    discriminated union would put the type's name into the path: `channels.0.webhook.url`)."""
+    channels: list[Any] = []
+    errors: list[FieldError] = []
+    for index, value in enumerate(raw):
+        try:
+            channels.append(parse_channel(value))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False, include_input=False):
+                kind = err["type"]
+                loc = [str(p) for p in err["loc"]]
+                if kind in ("union_tag_invalid", "union_tag_not_found", "model_attributes_type"):
+                    message = f"must be one of {', '.join(CHANNEL_TYPES)}"
+                    errors.append(FieldError(f"channels.{index}.type", message))
+                    continue
+                if loc and loc[0] in CHANNEL_TYPES:
+                    loc = loc[1:]
+                message = str(err["msg"]).removeprefix("Value error, ")
+                errors.append(FieldError(".".join([f"channels.{index}", *loc]), message))
+    return channels, errors
+
+
+CHANNEL_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        model.model_json_schema()
+        for model in (WebhookChannel, EmailChannel, SlackChannel, PagerDutyChannel)
+    ]
+}
+"""The JSON schema of one channel in a request body, for the OpenAPI document."""
+
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "webhook": WebhookChannel.secret_fields,
+    "email": EmailChannel.secret_fields,
+    "slack": SlackChannel.secret_fields,
+    "pagerduty": PagerDutyChannel.secret_fields,
+}
+"""The write-only fields of each channel type: shown as `{"configured": true}`."""

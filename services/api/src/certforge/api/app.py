@@ -24,6 +24,7 @@ from certforge.api.middleware import RequestContextMiddleware
 from certforge.api.observability import ObservabilityMiddleware
 from certforge.api.outcomes import Outcomes
 from certforge.api.routes import (
+    alerts,
     applications,
     audit,
     cas,
@@ -137,6 +138,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         inventory,
         downloads,
         syncs,
+        alerts,
         audit,
     ):
         app.include_router(_summarized(module.router))
