@@ -144,7 +144,7 @@ async def _validated(
     before: Any,
     filters: AlertFilters,
     raw_channels: list[dict[str, Any]] | None,
-    kept_secrets: dict[str, dict[str, str]],
+    existing: dict[str, dict[str, Any]],
 ) -> list[tuple[str, Any]]:
     """[(channel id, channel model)], or `Unprocessable` naming every field at fault. With
     `raw_channels` None (a PATCH that leaves them) the channels are not judged again: disabling
@@ -162,12 +162,12 @@ async def _validated(
         body = dict(raw)
         given_id = body.pop("id", None)
         if given_id is not None:
-            if str(given_id) not in kept_secrets:
+            if str(given_id) not in existing:
                 errors.append(
                     FieldError(f"channels.{index}.id", f"no channel {given_id} in this alert")
                 )
             else:
-                body = {**kept_secrets[str(given_id)], **body}
+                body = {**existing[str(given_id)], **body}
         ids.append(str(given_id) if given_id is not None else str(uuid4()))
         bodies.append(body)
     channels, channel_errors = parse_channels(bodies)
@@ -242,7 +242,7 @@ async def create(
         before=body.before,
         filters=body.filters,
         raw_channels=body.channels,
-        kept_secrets={},
+        existing={},
     )
     rule = AlertRule(
         application_id=app.id,
@@ -315,7 +315,7 @@ async def update(
         before=before,
         filters=filters,
         raw_channels=body.channels,
-        kept_secrets={k: {**_settings_of(rule, k), **v} for k, v in kept.items()},
+        existing={k: {**_settings_of(rule, k), **v} for k, v in kept.items()},
     )
     if body.channels is not None:
         _store_channels(context, rule, channels)
@@ -342,9 +342,10 @@ async def update(
 
 
 def _settings_of(rule: AlertRule, channel_id: str) -> dict[str, Any]:
-    """A stored channel's type (so a PATCH may send only the id and what changes)."""
+    """A stored channel's settings without its id: a PATCH may send only the id and what
+    changes."""
     stored: dict[str, Any] = next((c for c in rule.channels if c["id"] == channel_id), {})
-    return {"type": stored["type"]} if "type" in stored else {}
+    return {k: v for k, v in stored.items() if k != "id"}
 
 
 async def delete(session: AsyncSession, audit: AuditScope, app_ref: str, alert_id: UUID) -> None:

@@ -33,7 +33,7 @@ ChannelBodies = Annotated[
         max_length=MAX_CHANNELS,
         description="1 to 10 channels: webhook, email, slack or pagerduty. In a PATCH the list "
         "replaces the old one; a channel given with the `id` of an existing one keeps its "
-        "stored secrets unless new ones are sent.",
+        "stored settings and secrets, except the fields sent.",
     ),
 ]
 
