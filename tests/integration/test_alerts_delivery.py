@@ -352,3 +352,48 @@ async def test_event_alerts_and_the_test_endpoint(
     assert "certforge-test-alert.example" in str(hook.received[1]["body"])
     assert len(smtp_server.to(address)) == 1
     assert len(await deliveries(admin, e.app, alert["id"])) == 1
+
+
+async def test_an_event_digest_gathers_what_happens_within_its_wait(
+    admin: httpx.AsyncClient, e: Enrollment, alert_receiver: Receiver
+) -> None:
+    secret = webhook_secret()
+    hook_url, hook = alert_receiver.endpoint(secret=secret)
+    alert = await create_alert(
+        admin,
+        e.app,
+        "issued",
+        [{"type": "webhook", "url": hook_url, "secret": secret}],
+        filters={"name": "batch*.example.com"},
+        digest=True,
+    )
+    issued = [
+        (await issue(admin, e, common_name=f"batch{i}.example.com"))["certificate"]
+        for i in range(3)
+    ]
+    await wait_deliveries(admin, e.app, alert["id"], _all("delivered", 3))
+    await settle()
+    assert len(hook.received) == 1
+    data = hook.received[0]["body"]["data"]
+    assert sorted(i["id"] for i in data["items"]) == sorted(c["id"] for c in issued)
+    assert data["summary"] == f"[{e.app}] 3 issued alerts ({alert['name']})"
+
+
+async def test_ca_expiring_alerts_about_the_applications_issuing_ca(
+    admin: httpx.AsyncClient, e: Enrollment, alert_receiver: Receiver
+) -> None:
+    url, endpoint = alert_receiver.endpoint()
+    alert = await create_alert(
+        admin,
+        e.app,
+        "ca_expiring",
+        [{"type": "slack", "url": url}],
+        before="2000d",  # the issuing CA is valid for 5 years
+        filters={"profiles": [e.profile]},
+    )
+    [delivered] = await wait_deliveries(admin, e.app, alert["id"], _all("delivered", 1))
+    assert delivered["subject_kind"] == "ca"
+    assert delivered["subject_id"] == e.issuing["id"]
+    await settle()
+    assert len(endpoint.received) == 1
+    assert e.issuing["name"] in endpoint.received[0]["body"]["text"]
