@@ -293,3 +293,19 @@ def test_keys_and_names() -> None:
         "b.example.com",
     ]
     assert names_of(None, []) == []
+
+
+def test_a_rule_ignores_events_from_before_it_existed() -> None:
+    from datetime import UTC, datetime
+
+    from certforge.notifier.matching import happened_before
+
+    created = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    envelope = _envelope(CertificateIssued, application_id=uuid4(), certificate_id=uuid4())
+    for time, before in (("2026-12-02T11:59:59+00:00", True), ("2026-12-02T12:00:01Z", False)):
+        found = occurrence({**envelope, "time": time})
+        assert found is not None
+        assert happened_before(found, created) is before
+    untimed = occurrence(envelope)
+    assert untimed is not None
+    assert happened_before(untimed, created) is False

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -55,11 +56,14 @@ SOURCE = "/certforge/notifier"
 ERROR_LIMIT = 2000
 
 
+@dataclass(frozen=True)
 class Outcome:
-    def __init__(self, error: str | None = None, *, final: bool = False, skip: bool = False):
-        self.error = error
-        self.final = final
-        self.skip = skip
+    """How one send ended: `error` None is delivered; `final` fails at once (the peer refused);
+    `skip` means nothing was sent on purpose (the rule or channel is gone)."""
+
+    error: str | None = None
+    final: bool = False
+    skip: bool = False
 
 
 class Deliveries:

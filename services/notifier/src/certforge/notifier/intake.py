@@ -26,7 +26,13 @@ from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import AlertRule, Certificate, CertificateRequest, Profile
 from certforge.notifier.alert import AlertItem
 from certforge.notifier.firing import Candidate, fire, resolve_incidents
-from certforge.notifier.matching import Occurrence, names_of, occurrence, resolves
+from certforge.notifier.matching import (
+    Occurrence,
+    happened_before,
+    names_of,
+    occurrence,
+    resolves,
+)
 from certforge.notifier.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -83,6 +89,7 @@ class Intake:
                         if o.application_id == rule.application_id
                         and o.event == rule.event
                         and o.subject_id in items
+                        and not happened_before(o, rule.created_at)
                     ]
                     queued += await fire(
                         session, rule, candidates, now, digest_wait=self._digest_wait

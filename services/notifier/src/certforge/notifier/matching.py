@@ -8,8 +8,8 @@ the scan's (`expiring:<seconds>`), so a 7d rule and a 30d rule each alert once p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -34,13 +34,40 @@ class Occurrence:
     subject_id: UUID
     window_key: str
     detail: str | None = None
+    occurred_at: datetime | None = None
+
+
+_TAKEN = frozenset(
+    m.event_type
+    for m in (
+        CertificateIssued,
+        CertificateRenewed,
+        CertificateRevoked,
+        CertificateRenewalFailed,
+        SyncFailed,
+        RequestFailed,
+    )
+)
 
 
 def occurrence(envelope: dict[str, Any]) -> Occurrence | None:
     """What an event's CloudEvent envelope may alert about; None for events no rule takes.
-    Raises KeyError/ValueError/TypeError on a malformed envelope."""
+    Raises KeyError/ValueError/TypeError on a malformed envelope of a type rules take."""
     kind = envelope["type"]
-    data = envelope["data"]
+    if kind not in _TAKEN:
+        return None
+    found = _occurrence(kind, envelope["data"], envelope)
+    time = envelope.get("time")
+    return replace(found, occurred_at=datetime.fromisoformat(time)) if time else found
+
+
+def happened_before(found: Occurrence, created_at: datetime) -> bool:
+    """Whether an event predates a rule: a rule speaks of what happens once it exists, not of
+    the events stream's backlog (a consumer catching up, the first start of the notifier)."""
+    return found.occurred_at is not None and found.occurred_at < created_at
+
+
+def _occurrence(kind: str, data: dict[str, Any], envelope: dict[str, Any]) -> Occurrence:
     app = UUID(data["application_id"])
     if kind in (CertificateIssued.event_type, CertificateRenewed.event_type):
         event = AlertEvent.ISSUED if kind == CertificateIssued.event_type else AlertEvent.RENEWED
@@ -72,16 +99,15 @@ def occurrence(envelope: dict[str, Any]) -> Occurrence | None:
             f"sync_failed:{UUID(data['sync_id'])}:{UUID(envelope['id'])}",
             detail=f"to {data['sync']} ({data['kind']}): {data['error']}",
         )
-    if kind == RequestFailed.event_type:
-        return Occurrence(
-            AlertEvent.REQUEST_FAILED,
-            app,
-            "request",
-            UUID(data["request_id"]),
-            "request_failed",
-            detail=str(data["reason"]),
-        )
-    return None
+    # RequestFailed, the last of _TAKEN
+    return Occurrence(
+        AlertEvent.REQUEST_FAILED,
+        app,
+        "request",
+        UUID(data["request_id"]),
+        "request_failed",
+        detail=str(data["reason"]),
+    )
 
 
 def resolves(envelope: dict[str, Any]) -> UUID | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +26,7 @@ class Rule:
     enabled: bool
     digest: bool
     sealed: bytes | None
+    created_at: datetime
 
     @classmethod
     def of(cls, row: AlertRule) -> Rule:
@@ -40,6 +41,7 @@ class Rule:
             enabled=row.enabled,
             digest=row.digest,
             sealed=row.encrypted_secrets,
+            created_at=row.created_at,
         )
 
     def channel(self, channel_id: UUID) -> dict[str, Any] | None:
