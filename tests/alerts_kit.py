@@ -64,13 +64,14 @@ class _Keep:
 
 
 class SmtpInbox:
-    """aiosmtpd on a free loopback port, in its own thread; keeps (recipients, message)."""
+    """aiosmtpd on a free loopback port, in its own thread; keeps (recipients, message).
+    `server` options go to aiosmtpd (TLS contexts, STARTTLS, authentication)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **server: Any) -> None:
         self.port = free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.lock = threading.Lock()
-        self._controller = Controller(_Keep(self), hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(_Keep(self), hostname="127.0.0.1", port=self.port, **server)
 
     def start(self) -> None:
         self._controller.start()
