@@ -23,11 +23,16 @@ class SmtpSettings(BaseModel):
     port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587, 465, 25)")
     security: Literal["starttls", "tls", "none"] = Field(
         default="starttls",
-        description="starttls (upgrade after connecting, port 587), tls (implicit TLS, port "
-        "465) or none (a relay on a trusted network only)",
+        description="How the SMTP session is secured: `starttls` (upgrade after connecting, "
+        "port 587), `tls` (implicit TLS, port 465) or `none` (a relay on a trusted network "
+        "only)",
     )
     username: str | None = Field(default=None, description="SMTP login, when the server wants one")
-    password: SecretStr | None = Field(default=None, description="SMTP password")
+    password: SecretStr | None = Field(
+        default=None,
+        description="SMTP password; in Kubernetes, the file `certforge_notifier` of the "
+        'secrets directory (`{"smtp": {"password": "…"}}`)',
+    )
     sender: str = Field(
         default="certforge@localhost", description="the From address of alert emails"
     )
