@@ -120,6 +120,14 @@ async def test_update_keeps_stored_secrets_for_a_channel_named_by_id(
     opened = KeyRing.parse(backends.leaf_keks).decrypt(row.encrypted_secrets, secrets_aad(row.id))
     assert secret.encode() in opened
 
+    problem(
+        await admin.patch(url, json={"channels": [{"id": webhook_id}, {"id": webhook_id}]}),
+        422,
+        "channels.1.id",
+    )
+    problem(
+        await admin.patch(url, json={"channels": [{"id": created["id"]}]}), 422, "channels.0.id"
+    )
     renamed = ok(await admin.patch(url, json={"name": "renamed-" + uid()}))
     assert renamed["channels"] == patched["channels"]
 

@@ -162,7 +162,9 @@ async def _validated(
         body = dict(raw)
         given_id = body.pop("id", None)
         if given_id is not None:
-            if str(given_id) not in existing:
+            if str(given_id) in ids:
+                errors.append(FieldError(f"channels.{index}.id", "the same channel twice"))
+            elif str(given_id) not in existing:
                 errors.append(
                     FieldError(f"channels.{index}.id", f"no channel {given_id} in this alert")
                 )
