@@ -191,7 +191,7 @@ def notifier_options(smtp: SmtpInbox, receiver: Receiver) -> NotifierOptions:
         max_attempts=3,
         max_backoff_seconds=1,
         timeout_seconds=5,
-        digest_wait_seconds=1,
+        digest_wait_seconds=3,
     )
 
 

@@ -197,8 +197,9 @@ async def notifier(
     smtp_server: object,
     alert_receiver: object,
 ) -> AsyncIterator[object]:
-    """The real notifier worker in this process: mail to `smtp_server`, PagerDuty at
-    `alert_receiver`, a scan every second, a failed delivery retried after at most 1 s, 4 tries."""
+    """The real notifier worker in this process, with `alerts_kit.notifier_options`: mail to
+    `smtp_server`, PagerDuty at `alert_receiver`, a scan every second, a failed delivery retried
+    after at most 1 s (3 tries), event digests gathered for 3 s."""
     from alerts_kit import notifier_options
     from certforge.notifier.main import build
     from certforge.notifier.settings import NotifierSettings
