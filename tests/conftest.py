@@ -223,6 +223,59 @@ async def validator(
             )
         )
     )
+
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def smtp_server() -> AsyncIterator[object]:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps every message."""
+    from alerts_kit import SmtpInbox
+
+    inbox = SmtpInbox()
+    inbox.start()
+    yield inbox
+    inbox.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def alert_receiver() -> AsyncIterator[object]:
+    """A real local HTTP server that records every request (webhooks, Slack, PagerDuty) and
+    answers with the status a test sets per path."""
+    from alerts_kit import Receiver
+
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def notifier(
+    backends: Backends,
+    env_for: None,
+    issuer: object,
+    smtp_server: object,
+    alert_receiver: object,
+) -> AsyncIterator[object]:
+    """The real notifier worker in this process, with `alerts_kit.notifier_options`: mail to
+    `smtp_server`, PagerDuty at `alert_receiver`, a scan every second, a failed delivery retried
+    after at most 1 s (3 tries), event digests gathered for 3 s."""
+    from alerts_kit import notifier_options
+    from certforge.notifier.main import build
+    from certforge.notifier.settings import NotifierSettings
+
+    options = notifier_options(smtp_server, alert_receiver)
+    worker = build(NotifierSettings.load(notifier=options))
     started = asyncio.Event()
 
     async def on_started() -> None:

@@ -40,6 +40,7 @@ from certforge.common.crypto.envelope import KeyRing
 from certforge.common.runtime import health_app
 from certforge.common.settings import CommonSettings
 from certforge.issuer.settings import IssuerSettings
+from certforge.notifier.settings import NotifierSettings
 from certforge.renewer.settings import RenewerSettings
 from certforge.syncer.settings import SyncerSettings
 from certforge.validator.settings import ValidatorSettings
@@ -65,9 +66,10 @@ SETTINGS: dict[str, type[CommonSettings]] = {
     "renewer": RenewerSettings,
     "syncer": SyncerSettings,
     "validator": ValidatorSettings,
+    "notifier": NotifierSettings,
     "migrate": CommonSettings,
 }
-SERVICES = ("api", "issuer", "renewer", "syncer", "validator")
+SERVICES = ("api", "issuer", "renewer", "syncer", "validator", "notifier")
 METRICS_SCRAPE = "certforge-metrics-scrape"
 """The monitoring component's NetworkPolicy: Prometheus in, to the metrics ports only."""
 UID = 10001
@@ -613,6 +615,8 @@ def test_network_policies_let_only_the_api_in(
             expected |= {443, 6443}
         if component == "validator":
             expected |= {80, 443}
+        if component == "notifier":  # its channels: HTTPS and SMTP submission
+            expected |= {443, 465, 587}
         assert egress_ports == expected, f"{component}: egress {sorted(egress_ports)}"
 
     # Every pod selector the services' egress names matches a pod the overlay runs.

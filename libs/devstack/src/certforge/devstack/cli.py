@@ -44,7 +44,7 @@ __all__ = [
 
 _logger = logging.getLogger("certforge.devstack")
 
-SERVICES = ("api", "issuer", "renewer", "syncer", "validator")
+SERVICES = ("api", "issuer", "renewer", "syncer", "validator", "notifier")
 DEV_DATABASE = "certforge"
 DEFAULT_API_PORT = 8080
 HEALTH_TIMEOUT = 60.0

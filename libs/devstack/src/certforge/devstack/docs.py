@@ -253,6 +253,7 @@ def asyncapi_document(catalog: Iterable[Contract] = CATALOG) -> str:
 def _service_settings() -> dict[str, type[CommonSettings]]:
     from certforge.api.settings import ApiSettings
     from certforge.issuer.settings import IssuerSettings
+    from certforge.notifier.settings import NotifierSettings
     from certforge.renewer.settings import RenewerSettings
     from certforge.syncer.settings import SyncerSettings
     from certforge.validator.settings import ValidatorSettings
@@ -263,6 +264,7 @@ def _service_settings() -> dict[str, type[CommonSettings]]:
         "renewer": RenewerSettings,
         "syncer": SyncerSettings,
         "validator": ValidatorSettings,
+        "notifier": NotifierSettings,
     }
 
 

@@ -25,6 +25,7 @@ from certforge.api.observability import ObservabilityMiddleware
 from certforge.api.outcomes import Outcomes
 from certforge.api.routes import (
     acme_admin,
+    alerts,
     applications,
     audit,
     cas,
@@ -139,6 +140,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         inventory,
         downloads,
         syncs,
+        alerts,
         audit,
     ):
         app.include_router(_summarized(module.router))

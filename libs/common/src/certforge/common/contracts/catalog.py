@@ -30,6 +30,7 @@ from certforge.common.contracts.commands import (
 )
 from certforge.common.contracts.envelope import MessageData
 from certforge.common.contracts.events import (
+    AlertDeliveryFailed,
     CertificateExpired,
     CertificateExpiring,
     CertificateIssued,
@@ -42,11 +43,17 @@ from certforge.common.contracts.events import (
     SyncSucceeded,
 )
 from certforge.common.contracts.rpc import (
+    ALERT_TEST,
+    NOTIFIER_CHANNELS,
+    AlertTestReply,
     CAReply,
     CreateCA,
     ImportCA,
+    NotifierChannels,
+    NotifierChannelsReply,
     RpcReply,
     SyncTestReply,
+    TestAlert,
     TestSync,
 )
 from certforge.common.contracts.subjects import Subjects
@@ -57,6 +64,7 @@ __all__ = [
     "APPLICATION",
     "CATALOG",
     "ISSUER",
+    "NOTIFIER",
     "OTHER_SYSTEMS",
     "RENEWER",
     "SUBJECTS",
@@ -80,6 +88,7 @@ ISSUER = "issuer"
 RENEWER = "renewer"
 SYNCER = "syncer"
 VALIDATOR = "validator"
+NOTIFIER = "notifier"
 OTHER_SYSTEMS = "other systems"
 API_WAITERS = "api (core subscription, wakes `Prefer: wait`)"
 
@@ -222,27 +231,27 @@ CATALOG: tuple[Contract, ...] = (
     event(
         CertificateIssued,
         publishers=(ISSUER,),
-        consumers=(SYNCER, OTHER_SYSTEMS, API_WAITERS),
+        consumers=(NOTIFIER, SYNCER, OTHER_SYSTEMS, API_WAITERS),
         description="A certificate was issued for a request. Carries the public certificate, "
         "never a private key.",
     ),
     event(
         CertificateRenewed,
         publishers=(ISSUER,),
-        consumers=(SYNCER, OTHER_SYSTEMS, API_WAITERS),
+        consumers=(NOTIFIER, SYNCER, OTHER_SYSTEMS, API_WAITERS),
         description="A certificate was issued as the successor of `renewed_from_id`.",
     ),
     event(
         CertificateRenewalFailed,
         publishers=(ISSUER,),
-        consumers=(OTHER_SYSTEMS,),
+        consumers=(NOTIFIER, OTHER_SYSTEMS),
         description="A renewal of `certificate_id` failed; it is retried with backoff from "
         "`next_attempt_at` (the failure is also recorded on the certificate).",
     ),
     event(
         CertificateRevoked,
         publishers=(API,),
-        consumers=(SYNCER, OTHER_SYSTEMS),
+        consumers=(NOTIFIER, SYNCER, OTHER_SYSTEMS),
         description="A certificate was revoked (recorded by the api in the same transaction, "
         "so OCSP answers `revoked` at once); destinations that remove on revoke remove it.",
     ),
@@ -262,7 +271,7 @@ CATALOG: tuple[Contract, ...] = (
     event(
         RequestFailed,
         publishers=(ISSUER,),
-        consumers=(OTHER_SYSTEMS, API_WAITERS),
+        consumers=(NOTIFIER, OTHER_SYSTEMS, API_WAITERS),
         description="A certificate request failed or was rejected; `errors` names the fields "
         "at fault.",
     ),
@@ -286,7 +295,7 @@ CATALOG: tuple[Contract, ...] = (
     event(
         SyncFailed,
         publishers=(SYNCER,),
-        consumers=(OTHER_SYSTEMS,),
+        consumers=(NOTIFIER, OTHER_SYSTEMS),
         description="A destination refused a certificate, or kept failing until the retry "
         "limit; `error` holds the destination's message.",
     ),
@@ -313,6 +322,32 @@ CATALOG: tuple[Contract, ...] = (
         consumers=(ISSUER,),
         description="Import an external CA certificate and its private key. The key crosses "
         "NATS once, in this request: run NATS with TLS in production.",
+    ),
+    # --- alerts (issue 13) ------------------------------------------------------------------
+    event(
+        AlertDeliveryFailed,
+        publishers=(NOTIFIER,),
+        consumers=(OTHER_SYSTEMS,),
+        description="An alert kept failing through one channel until the retry limit; "
+        "`error` holds the last failure, `deliveries` the delivery rows (several for a digest).",
+    ),
+    rpc(
+        SUBJECTS.rpc(ALERT_TEST),
+        TestAlert,
+        AlertTestReply,
+        publishers=(API,),
+        consumers=(NOTIFIER,),
+        description="Send a sample alert through every channel of a rule, recording nothing; "
+        "the reply gives each channel's outcome.",
+    ),
+    rpc(
+        SUBJECTS.rpc(NOTIFIER_CHANNELS),
+        NotifierChannels,
+        NotifierChannelsReply,
+        publishers=(API,),
+        consumers=(NOTIFIER,),
+        description="Which channel types the notifier can deliver (email only with an SMTP "
+        "server configured): the api refuses a rule it could never deliver.",
     ),
 )
 

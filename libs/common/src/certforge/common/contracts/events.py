@@ -161,3 +161,21 @@ class ChallengeValidated(MessageData):
     identifier: str
     status: str
     error: dict[str, object] | None = None
+
+
+class AlertDeliveryFailed(MessageData):
+    """An alert could not be delivered through one channel after every retry."""
+
+    event_type = "io.certforge.alert.delivery_failed.v1"
+    event_name = "alert.delivery_failed"
+    alert_id: UUID
+    alert: str
+    event: str
+    application_id: UUID
+    application: str
+    channel_id: UUID
+    channel_type: str
+    deliveries: list[UUID]
+    subjects: list[UUID]
+    error: str
+    attempts: int

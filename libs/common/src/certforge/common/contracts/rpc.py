@@ -96,3 +96,42 @@ class TestSync(BaseModel):
 class SyncTestReply(BaseModel):
     ok: bool
     detail: str
+
+
+ALERT_TEST = "alert.test"
+"""`<ns>.rpc.alert.test`: send a sample alert through every channel of a rule."""
+NOTIFIER_CHANNELS = "alert.channels"
+"""`<ns>.rpc.alert.channels`: which channel types the notifier can deliver."""
+
+
+class TestAlert(BaseModel):
+    """Send a sample alert through every channel of `alert_id`; nothing is recorded."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    __test__ = False  # not a pytest class
+    alert_id: UUID
+
+
+class ChannelTestResult(BaseModel):
+    channel_id: UUID
+    type: str
+    ok: bool
+    detail: str
+
+
+class AlertTestReply(BaseModel):
+    ok: bool = Field(description="true when every channel accepted the sample")
+    detail: str
+    channels: list[ChannelTestResult] = []
+
+
+class NotifierChannels(BaseModel):
+    """Ask the notifier what it can deliver (the api refuses an email channel when no SMTP
+    server is configured there, which only the notifier knows)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class NotifierChannelsReply(BaseModel):
+    types: list[str] = Field(description="channel types the notifier can deliver now")

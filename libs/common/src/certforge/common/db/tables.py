@@ -599,3 +599,116 @@ class AcmeNonce(SQLModel, table=True):
 
     value: str = Field(primary_key=True, max_length=64)
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
+
+
+# --- Alerts (issue 13). Owner: api (rules); notifier (firings and deliveries). ---------------
+
+
+class AlertRule(SQLModel, table=True):
+    """Who to tell, and how, when an application's certificates near expiry or change.
+    Channel settings are `channels` (each with its `id` and `type`); their secrets are one
+    envelope under the leaf key ring bound to the rule (`alerts.secrets_aad`). Owner: api."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (
+        sa.UniqueConstraint("application_id", "name", name="uq_alert_rule_name"),
+        sa.Index("ix_alert_rules_enabled_event", "event", postgresql_where=sa.text("enabled")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    application_id: UUID = _fk("applications.id", ondelete="CASCADE")
+    name: str = Field(max_length=128)
+    event: str = Field(max_length=32, description="certforge.common.alerts.AlertEvent")
+    before_seconds: int | None = Field(
+        default=None, description="expiry window of expiring and ca_expiring"
+    )
+    filters: dict[str, Any] = _json({})
+    channels: list[Any] = _json([])
+    encrypted_secrets: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    secrets_kek_id: str | None = Field(default=None, max_length=64)
+    enabled: bool = True
+    digest: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AlertFiring(SQLModel, table=True):
+    """That a rule has fired for one subject (certificate, CA, request) in one window: the
+    primary key makes "exactly one alert per certificate, rule and window" a database fact.
+    Inserted with ON CONFLICT DO NOTHING, so only the replica whose insert lands delivers, and
+    a scan repeated or a notifier restarted finds the row and sends nothing. `matched` false
+    records a subject the rule's filters left out, so the scan does not read it again.
+    Owner: notifier."""
+
+    __tablename__ = "alert_firings"
+
+    rule_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey("alert_rules.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    subject_id: UUID = Field(sa_column=sa.Column(sa.Uuid, primary_key=True))
+    window_key: str = Field(
+        sa_column=sa.Column(sa.String(128), primary_key=True),
+        description="expiring:<seconds>, issued, revoked, sync:<sync>:<event>, …",
+    )
+    matched: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One alert through one channel (a PagerDuty resolve is its own row), with its status:
+    `pending` (waiting for `next_attempt_at`), `delivered` or `failed`. A worker leases due rows
+    (`lease_until`) before it sends, so a notifier that dies mid-send leaves them due again
+    after the lease. Owner: notifier."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "rule_id",
+            "subject_id",
+            "window_key",
+            "channel_id",
+            "action",
+            name="uq_alert_delivery",
+        ),
+        sa.Index("ix_alert_deliveries_rule_created", "rule_id", "created_at"),
+        sa.Index(
+            "ix_alert_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index(
+            "ix_alert_deliveries_pagerduty",
+            "subject_id",
+            postgresql_where=sa.text("dedup_key IS NOT NULL"),
+        ),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    rule_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid, sa.ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    application_id: UUID
+    subject_kind: str = Field(max_length=16, description="certificate, ca or request")
+    subject_id: UUID
+    window_key: str = Field(max_length=128)
+    channel_id: UUID
+    channel_type: str = Field(max_length=16)
+    action: str = Field(default="trigger", max_length=16, description="trigger or resolve")
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    last_error: str | None = None
+    payload: dict[str, Any] = _json({})
+    """What the alert says about its subject (name, expiry, reason), fixed when it fired."""
+    dedup_key: str | None = Field(
+        default=None, max_length=255, description="PagerDuty's incident key, for the resolve"
+    )
+    digest: bool = False
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    lease_until: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    delivered_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
