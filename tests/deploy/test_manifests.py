@@ -635,12 +635,16 @@ INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169
             "100.64.0.0/10", "::1/128", "fc00::/7", "fe80::/10")  # fmt: skip
 
 
+OUTSIDE_PORTS = {"validator": {80, 443, 53}, "syncer": {443, 6443}, "notifier": {443, 465, 587}}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_only_the_validator_reaches_hosts_outsiders_choose(
     documents: dict[str, list[dict[str, Any]]], overlay: str
 ) -> None:
     """Egress to addresses outside the cluster (ipBlocks): the validator on 80/443/53 (public
-    ranges only, in prod), the syncer on 443/6443 to its destinations; nobody else."""
+    ranges only, in prod), the syncer on 443/6443 to its destinations, the notifier on
+    443/465/587 to the channels admins configure; nobody else."""
     docs = documents[overlay]
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     for component, (doc, _) in _certforge(docs).items():
@@ -653,12 +657,12 @@ def test_only_the_validator_reaches_hosts_outsiders_choose(
             for peer in rule["to"]
             if "ipBlock" in peer
         ]
-        if component not in ("validator", "syncer"):
+        if component not in OUTSIDE_PORTS:
             assert outside == [], f"{component} reaches outside the cluster: {outside}"
             continue
         assert outside, f"{component} needs egress to the outside"
         for block, ports in outside:
-            expected = {80, 443, 53} if component == "validator" else {443, 6443}
+            expected = OUTSIDE_PORTS[component]
             assert ports == expected, f"{component}: {sorted(ports)}"
             if component != "validator" or overlay == "dev":
                 continue
