@@ -155,8 +155,8 @@ async def record_verdict(api_app: Any, challenge_url: str, *, valid: bool = True
     async with context.db.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             """
-            UPDATE acme_challenges SET status = $2, error = $3, attempts = attempts + 1,
-                   validated_at = CASE WHEN $2 = 'valid' THEN $4 END, updated_at = $4
+            UPDATE acme_challenges SET status = $2::text, error = $3, attempts = attempts + 1,
+                   validated_at = CASE WHEN $2::text = 'valid' THEN $4::timestamptz END, updated_at = $4::timestamptz
             WHERE id = $1 AND status = 'processing' RETURNING authorization_id, type
             """,
             challenge_id,
