@@ -14,12 +14,15 @@ import pytest
 from cryptography import x509
 
 from acme_kit import (
-    AcmeClient,
+    BASE,
+    acme_client,
     acme_problem,
     csr_der,
+    directory_url,
     enable_acme,
     new_key,
     record_verdict,
+    registered,
 )
 from admin_kit import API, ClientFor
 from certforge.common.acme import AriCertId
@@ -28,56 +31,12 @@ from pki_tools import openssl_verify
 
 pytestmark = pytest.mark.integration
 
-BASE = "http://certforge.test"
-
-
-def directory_url(enrollment: Enrollment) -> str:
-    return f"{BASE}/acme/{enrollment.app}/{enrollment.profile}/directory"
-
-
-async def acme_client(
-    client_for: ClientFor, enrollment: Enrollment, *, kind: str = "ES256"
-) -> AcmeClient:
-    return await AcmeClient(client_for(None), directory_url(enrollment), key=new_key(kind)).load()
-
 
 @pytest.fixture(scope="module")
 async def enrollment(admin: httpx.AsyncClient, api_app: Any) -> Enrollment:
     e = await enroll(admin)
     await enable_acme(api_app, e, terms_of_service="https://example.com/tos")
     return e
-
-
-async def registered(client_for: ClientFor, enrollment: Enrollment, **kw: Any) -> AcmeClient:
-    client = await acme_client(client_for, enrollment, **kw)
-    r = await client.register(contact=["mailto:ops@example.com"])
-    assert r.status_code == 201, r.text
-    return client
-
-
-async def ready_order(client: AcmeClient, api_app: Any, *names: str) -> dict[str, Any]:
-    r = await client.new_order(*names)
-    assert r.status_code == 201, r.text
-    order_url = r.headers["location"]
-    order = r.json()
-    for url in await client.challenge_urls(order):
-        answered = await client.post(url, {})
-        assert answered.status_code == 200, answered.text
-        await record_verdict(api_app, url)
-    order = (await client.get(order_url)).json()
-    assert order["status"] == "ready", order
-    order["url"] = order_url
-    return order
-
-
-async def issued(client: AcmeClient, api_app: Any, *names: str) -> tuple[dict[str, Any], Any]:
-    order = await ready_order(client, api_app, *names)
-    csr, key = csr_der(list(names))
-    r = await client.finalize(order, csr)
-    assert r.status_code == 200, r.text
-    done = await client.wait_order(order["url"])
-    done["url"] = order["url"]
-    return done, key
 
 
 # --- directory and nonces --------------------------------------------------------------------

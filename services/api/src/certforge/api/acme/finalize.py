@@ -66,9 +66,10 @@ def check_csr(
     except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise bad_csr("the CSR is not a DER PKCS#10 request") from None
     try:
+        # badCSR, not badPublicKey: RFC 8555 defines the latter for the keys that sign JWS.
         as_supported_public_key(raw_key, field="csr")
     except CertforgeError as exc:
-        raise AcmeProblem(ErrorType.BAD_PUBLIC_KEY, _plain(exc)) from None
+        raise bad_csr(f"the CSR's key is refused: {_plain(exc)}") from None
     try:
         parsed = parse_csr_der(der)
     except CertforgeError as exc:
