@@ -674,3 +674,41 @@ async def test_expired_order_is_invalid(
         order_id,
     )
     assert (await client.get(r.headers["location"])).json()["status"] == "invalid"
+
+
+async def test_expired_nonces_are_purged(api_app: Any) -> None:
+    from certforge.api.acme import nonces
+
+    db = api_app.state.certforge.db
+    now = datetime.now(UTC)
+    old = [await nonces.issue(db, now - timedelta(hours=2), 3600) for _ in range(3)]
+    fresh = await nonces.issue(db, now, 3600)
+    assert await nonces.purge(db, now) >= 3
+    left = await db.fetch("SELECT value FROM acme_nonces WHERE value = ANY($1)", [*old, fresh])
+    assert [r["value"] for r in left] == [fresh]
+    assert await nonces.consume(db, fresh, now)
+    assert not await nonces.consume(db, fresh, now)
+
+
+async def test_orders_list_is_paginated(client_for: ClientFor, enrollment: Enrollment) -> None:
+    from certforge.api.acme.orders import PAGE_SIZE
+
+    client = await registered(client_for, enrollment)
+    made = []
+    for i in range(PAGE_SIZE + 2):
+        r = await client.new_order(f"p{i}.example.com")
+        assert r.status_code == 201, r.text
+        made.append(r.headers["location"])
+    assert client.kid is not None
+    first = await client.get(f"{client.kid}/orders")
+    assert first.status_code == 200, first.text
+    assert len(first.json()["orders"]) == PAGE_SIZE
+    nexts = [link for link in first.headers.get_list("link") if 'rel="next"' in link]
+    assert len(nexts) == 1
+    next_url = nexts[0].split(">")[0].lstrip("<")
+    second = await client.get(next_url)
+    assert second.status_code == 200, second.text
+    assert not any('rel="next"' in link for link in second.headers.get_list("link"))
+    listed = first.json()["orders"] + second.json()["orders"]
+    assert listed == made[::-1]
+    acme_problem(await client.get(f"{client.kid}/orders?cursor=junk"), 400, "malformed")

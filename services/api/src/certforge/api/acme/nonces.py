@@ -35,8 +35,14 @@ async def issue(db: Database, now: datetime, lifetime_seconds: int) -> str:
     value = new_nonce()
     await db.execute(_ISSUE_SQL, value, now + timedelta(seconds=lifetime_seconds))
     if secrets.randbelow(PURGE_ONE_IN) == 0:
-        await db.execute(_PURGE_SQL, now, PURGE_BATCH)
+        await purge(db, now)
     return value
+
+
+async def purge(db: Database, now: datetime) -> int:
+    """Delete up to `PURGE_BATCH` expired nonces; how many went."""
+    status = await db.execute(_PURGE_SQL, now, PURGE_BATCH)
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def consume(db: Database, value: object, now: datetime) -> bool:
