@@ -712,3 +712,16 @@ async def test_orders_list_is_paginated(client_for: ClientFor, enrollment: Enrol
     listed = first.json()["orders"] + second.json()["orders"]
     assert listed == made[::-1]
     acme_problem(await client.get(f"{client.kid}/orders?cursor=junk"), 400, "malformed")
+
+
+async def test_nul_bytes_never_reach_the_database(
+    client_for: ClientFor, eab_enrollment: Enrollment
+) -> None:
+    client = await acme_client(client_for, eab_enrollment)
+    url = client.directory["newAccount"]
+    r = await client.post(url, {}, use_jwk=True, nonce="abc\x00def")
+    acme_problem(r, 400, "badNonce")
+    eab = client.eab("kid\x00", b64url(b"k" * 32))
+    acme_problem(await client.register(externalAccountBinding=eab), 400, "malformed")
+    r = await client.register(contact=["mailto:a\x00@example.com"])
+    acme_problem(r, 400, "invalidContact")

@@ -131,8 +131,8 @@ def parse_binding(value: object, new_account_url: str, account_key: jws.PublicKe
             f"the externalAccountBinding must be MACed with one of {', '.join(EAB_ALGORITHMS)}"
         )
     kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise malformed("the externalAccountBinding has no 'kid' (the EAB key id)")
+    if not isinstance(kid, str) or not 0 < len(kid) <= 64 or not kid.isprintable():
+        raise malformed("the externalAccountBinding has no valid 'kid' (the EAB key id)")
     if "nonce" in header or "jwk" in header:
         raise malformed("the externalAccountBinding must have no 'nonce' and no 'jwk'")
     if header.get("url") != new_account_url:
