@@ -233,7 +233,9 @@ async def test_wrong_method_is_an_acme_problem(
     client_for: ClientFor, enrollment: Enrollment
 ) -> None:
     client = await acme_client(client_for, enrollment)
-    acme_problem(await client.http.get(client.directory["newAccount"]), 405, "malformed")
+    r = await client.http.get(client.directory["newAccount"])
+    acme_problem(r, 405, "malformed")
+    assert r.headers["allow"] == "POST"
 
 
 # --- nonces ----------------------------------------------------------------------------------
