@@ -727,3 +727,21 @@ async def test_nul_bytes_never_reach_the_database(
     acme_problem(await client.register(externalAccountBinding=eab), 400, "malformed")
     r = await client.register(contact=["mailto:a\x00@example.com"])
     acme_problem(r, 400, "invalidContact")
+
+
+async def test_orders_follow_the_issuers_enrollment_rule(
+    admin: httpx.AsyncClient, client_for: ClientFor, api_app: Any
+) -> None:
+    """The issuer signs only for an attachment with API enrollment on and an active CA (see
+    `request_rules.check_enrollment`); ACME refuses orders it would fail, at once."""
+    e = await enroll(admin)
+    await enable_acme(api_app, e)
+    client = await registered(client_for, e)
+    await api_app.state.certforge.db.execute(
+        "UPDATE application_profiles SET api_enabled = FALSE "
+        "WHERE application_id = $1::uuid AND profile_id = $2::uuid",
+        e.app_id,
+        e.profile_id,
+    )
+    problem = acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
+    assert "enrollment is disabled" in problem["detail"]
