@@ -53,7 +53,8 @@ WHERE id = $1 AND jwk_thumbprint = $5 RETURNING *
 
 
 def account_json(urls: AcmeUrls, row: Row) -> dict[str, Any]:
-    """The account object (RFC 8555 §7.1.2)."""
+    """The account object (RFC 8555 §7.1.2). The EAB key it was bound with is not echoed
+    (as Boulder): the field would be the client's own JWS, and admins see the key id."""
     body: dict[str, Any] = {
         "status": row["status"],
         "contact": list(row["contact"]),
@@ -61,8 +62,6 @@ def account_json(urls: AcmeUrls, row: Row) -> dict[str, Any]:
         "orders": urls.orders(row["id"]),
         "createdAt": row["created_at"].isoformat().replace("+00:00", "Z"),
     }
-    if row["eab_key_id"]:
-        body["externalAccountBinding"] = {"kid": row["eab_key_id"]}
     return body
 
 
