@@ -126,7 +126,7 @@ async def test_account_with_each_algorithm(
 
 
 async def test_account_update_deactivation_and_key_change(
-    client_for: ClientFor, enrollment: Enrollment
+    client_for: ClientFor, enrollment: Enrollment, api_app: Any
 ) -> None:
     client = await registered(client_for, enrollment)
     assert client.kid is not None
@@ -149,9 +149,20 @@ async def test_account_update_deactivation_and_key_change(
     acme_problem(r, 409, "malformed")
     assert r.headers["location"] == client.kid
 
+    pending = await client.new_order("cancelled.example.com")
+    assert pending.status_code == 201, pending.text
     r = await client.post(client.kid, {"status": "deactivated"})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "deactivated"
+    db = api_app.state.certforge.db
+    order_id = pending.headers["location"].rsplit("/", 1)[1]
+    order = await db.fetchrow("SELECT status, error FROM acme_orders WHERE id = $1::uuid", order_id)
+    assert order["status"] == "invalid"
+    assert order["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    authz = await db.fetchval(
+        "SELECT status FROM acme_authorizations WHERE order_id = $1::uuid", order_id
+    )
+    assert authz == "deactivated"
     acme_problem(await client.get(client.kid), 403, "unauthorized")
     acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
 

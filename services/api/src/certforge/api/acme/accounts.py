@@ -22,7 +22,7 @@ from certforge.api.acme.errors import AcmeProblem, malformed, unauthorized
 from certforge.api.acme.signed import Signed
 from certforge.api.acme.urls import AcmeUrls
 from certforge.api.context import ApiContext
-from certforge.common.acme import ErrorType, Status
+from certforge.common.acme import ErrorType, Status, problem
 from certforge.common.db.pool import Row
 from certforge.common.domain import SanType
 from certforge.common.template import San
@@ -43,9 +43,20 @@ _UPDATE_CONTACT_SQL = """
 UPDATE acme_accounts SET contact = $2, updated_at = $3 WHERE id = $1 RETURNING *
 """
 _DEACTIVATE_SQL = """
-UPDATE acme_accounts SET status = 'deactivated', updated_at = $2
-WHERE id = $1 AND status = 'valid' RETURNING *
+WITH account AS (
+    UPDATE acme_accounts SET status = 'deactivated', updated_at = $2
+    WHERE id = $1 AND status = 'valid' RETURNING *
+), authorizations AS (
+    UPDATE acme_authorizations SET status = 'deactivated', updated_at = $2
+    WHERE account_id = (SELECT id FROM account) AND status = 'pending'
+), orders AS (
+    UPDATE acme_orders SET status = 'invalid', updated_at = $2, error = $3
+    WHERE account_id = (SELECT id FROM account) AND status IN ('pending', 'ready')
+)
+SELECT * FROM account
 """
+"""Deactivation cancels what the account had in progress (RFC 8555 §7.3.6): its pending
+authorizations are deactivated and its unfinished orders invalid; processing ones complete."""
 _CHANGE_KEY_SQL = """
 UPDATE acme_accounts SET jwk = $2, jwk_thumbprint = $3, updated_at = $4
 WHERE id = $1 AND jwk_thumbprint = $5 RETURNING *
@@ -174,7 +185,8 @@ async def update(context: ApiContext, signed: Signed, account_id: UUID, now: dat
     if "status" in payload:
         if payload["status"] != Status.DEACTIVATED:
             raise malformed("an account's status can only be changed to 'deactivated'")
-        row = await context.db.fetchrow(_DEACTIVATE_SQL, account_id, now)
+        cancelled = problem(ErrorType.UNAUTHORIZED, "the account was deactivated", status=403)
+        row = await context.db.fetchrow(_DEACTIVATE_SQL, account_id, now, cancelled)
         return row if row is not None else account
     if "contact" in payload:
         contacts = check_contacts(payload["contact"])
