@@ -2,7 +2,7 @@
 
 Validation is the validator's; here its verdict is written by `acme_kit.record_verdict` (the
 api's part ends when a challenge is `processing` with its command queued), so these tests are
-about the protocol endpoints alone.
+about the protocol endpoints alone (`test_acme_end_to_end.py` runs the real validator).
 """
 
 from __future__ import annotations
@@ -232,9 +232,10 @@ async def test_order_to_certificate(
     for url in await client.challenge_urls(order):
         r = await client.post(url, {})
         assert r.status_code == 200, r.text
-        assert r.json()["status"] == "processing"
+        # processing (or already judged, when the session's real validator runs too)
+        assert r.json()["status"] != "pending"
         assert any('rel="up"' in link for link in r.headers.get_list("link"))
-        assert (await client.post(url, {})).json()["status"] == "processing"  # idempotent
+        assert (await client.post(url, {})).json()["status"] != "pending"
         await _assert_one_validate_command(api_app, url)
         await record_verdict(api_app, url)
         read = (await client.get(url)).json()
