@@ -167,6 +167,13 @@ async def record_verdict(api_app: Any, challenge_url: str, *, valid: bool = True
         else problem(ErrorType.INCORRECT_RESPONSE, "stand-in: wrong answer", status=403)
     )
     async with context.db.acquire() as conn, conn.transaction():
+        # the order's row first, as the validator locks it: the same lock order, no deadlock
+        await conn.execute(
+            "SELECT o.id FROM acme_orders o JOIN acme_authorizations z ON z.order_id = o.id "
+            "JOIN acme_challenges c ON c.authorization_id = z.id WHERE c.id = $1 "
+            "FOR UPDATE OF o",
+            challenge_id,
+        )
         row = await conn.fetchrow(
             """
             UPDATE acme_challenges SET status = $2::text, error = $3, attempts = attempts + 1,
