@@ -42,21 +42,22 @@ RETURNING *
 _UPDATE_CONTACT_SQL = """
 UPDATE acme_accounts SET contact = $2, updated_at = $3 WHERE id = $1 RETURNING *
 """
-_DEACTIVATE_SQL = """
-WITH account AS (
-    UPDATE acme_accounts SET status = 'deactivated', updated_at = $2
-    WHERE id = $1 AND status = 'valid' RETURNING *
-), authorizations AS (
-    UPDATE acme_authorizations SET status = 'deactivated', updated_at = $2
-    WHERE account_id = (SELECT id FROM account) AND status = 'pending'
-), orders AS (
-    UPDATE acme_orders SET status = 'invalid', updated_at = $2, error = $3
-    WHERE account_id = (SELECT id FROM account) AND status IN ('pending', 'ready')
-)
-SELECT * FROM account
+_LOCK_ORDERS_SQL = """
+SELECT id FROM acme_orders WHERE account_id = $1 AND status IN ('pending', 'ready')
+ORDER BY id FOR UPDATE
 """
-"""Deactivation cancels what the account had in progress (RFC 8555 §7.3.6): its pending
-authorizations are deactivated and its unfinished orders invalid; processing ones complete."""
+_DEACTIVATE_SQL = """
+UPDATE acme_accounts SET status = 'deactivated', updated_at = $2
+WHERE id = $1 AND status = 'valid' RETURNING *
+"""
+_CANCEL_AUTHORIZATIONS_SQL = """
+UPDATE acme_authorizations SET status = 'deactivated', updated_at = $2
+WHERE account_id = $1 AND status = 'pending'
+"""
+_CANCEL_ORDERS_SQL = """
+UPDATE acme_orders SET status = 'invalid', updated_at = $2, error = $3
+WHERE account_id = $1 AND status IN ('pending', 'ready')
+"""
 _CHANGE_KEY_SQL = """
 UPDATE acme_accounts SET jwk = $2, jwk_thumbprint = $3, updated_at = $4
 WHERE id = $1 AND jwk_thumbprint = $5 RETURNING *
@@ -185,15 +186,29 @@ async def update(context: ApiContext, signed: Signed, account_id: UUID, now: dat
     if "status" in payload:
         if payload["status"] != Status.DEACTIVATED:
             raise malformed("an account's status can only be changed to 'deactivated'")
-        cancelled = problem(ErrorType.UNAUTHORIZED, "the account was deactivated", status=403)
-        row = await context.db.fetchrow(_DEACTIVATE_SQL, account_id, now, cancelled)
-        return row if row is not None else account
+        return await _deactivate(context, account, now)
     if "contact" in payload:
         contacts = check_contacts(payload["contact"])
         row = await context.db.fetchrow(_UPDATE_CONTACT_SQL, account_id, contacts, now)
         assert row is not None
         return row
     return account
+
+
+async def _deactivate(context: ApiContext, account: Row, now: datetime) -> Row:
+    """Deactivation cancels what the account had in progress (RFC 8555 §7.3.6): its pending
+    authorizations are deactivated and its unfinished orders invalid; processing ones complete.
+    Its orders are locked first, in id order, as the validator locks an order before it records
+    a verdict."""
+    cancelled = problem(ErrorType.UNAUTHORIZED, "the account was deactivated", status=403)
+    async with context.db.acquire() as conn, conn.transaction():
+        await conn.execute(_LOCK_ORDERS_SQL, account["id"])
+        row = await conn.fetchrow(_DEACTIVATE_SQL, account["id"], now)
+        if row is None:
+            return account
+        await conn.execute(_CANCEL_AUTHORIZATIONS_SQL, account["id"], now)
+        await conn.execute(_CANCEL_ORDERS_SQL, account["id"], now, cancelled)
+    return row
 
 
 async def key_change(
