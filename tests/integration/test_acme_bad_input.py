@@ -229,6 +229,15 @@ async def test_post_as_get_where_a_payload_is_needed(
     acme_problem(await client.post(client.directory["newOrder"], None), 400, "malformed")
 
 
+async def test_a_payload_where_post_as_get_is_needed(
+    client_for: ClientFor, enrollment: Enrollment
+) -> None:
+    client = await registered(client_for, enrollment)
+    r = await client.new_order("read.example.com")
+    acme_problem(await client.post(r.headers["location"], {}), 400, "malformed")
+    acme_problem(await client.post(f"{client.kid}/orders", {}), 400, "malformed")
+
+
 async def test_wrong_method_is_an_acme_problem(
     client_for: ClientFor, enrollment: Enrollment
 ) -> None:
