@@ -14,6 +14,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.acme import audit
 from certforge.api.acme.directory import AcmeTarget
@@ -159,7 +160,7 @@ def covered(names: set[tuple[str, str]], authorized: set[tuple[str, str, bool]])
 
 
 async def _authorized_for(
-    session: Any, signed: Signed, cert: x509.Certificate, now: datetime
+    session: AsyncSession, signed: Signed, cert: x509.Certificate, now: datetime
 ) -> bool:
     """RFC 8555 §7.6: an account holding valid authorizations for all the certificate's
     identifiers may revoke it, even if another account ordered it."""
