@@ -7,17 +7,16 @@ the last `Replay-Nonce`, and offers helpers for accounts, EAB, key rollover, ord
 POST-as-GET reads. Every method returns the raw `httpx.Response` so tests judge status, headers
 and problem documents themselves.
 
-Stand-ins, each in one place so the lead can switch them when the real component lands:
-- `enable_acme` / `create_eab_key` write the enrollment settings and EAB keys directly to the
-  database (the admin REST API for them is being built on branch wt-acmeadmin).
-- `record_verdict` writes exactly what the validator records for a challenge (the shared
-  semantics of the ACME foundation), for tests about the api alone.
+`enable_acme` / `create_eab_key` are the admin REST API's calls, as the bootstrap admin.
+`record_verdict` stands in for the validator in tests about the api alone: it writes exactly
+what the validator records for a challenge (tests/integration/test_acme_end_to_end.py runs the
+real validator against real responders).
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
 from certforge.api.acme.jws import acme_registry
-from certforge.common.acme import ErrorType, b64url, eab_key_aad, problem
+from certforge.common.acme import ErrorType, b64url, problem
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import ChallengeValidated
 from issuance_kit import Enrollment
@@ -103,44 +102,41 @@ async def enable_acme(
     terms_of_service: str | None = None,
     website: str | None = None,
 ) -> None:
-    """Turn ACME enrollment on for the enrollment's attachment (stand-in for
-    `PUT …/enrollment/acme`)."""
-    db = api_app.state.certforge.db
-    await db.execute(
-        """
-        UPDATE application_profiles SET acme_enabled = TRUE, acme_eab_required = $3,
-               acme_challenge_types = $4, acme_renew_before_days = $5,
-               acme_terms_of_service = $6, acme_website = $7
-        WHERE application_id = $1 AND profile_id = $2
-        """,
-        UUID(enrollment.app_id),
-        UUID(enrollment.profile_id),
-        eab_required,
-        challenge_types or ["http-01", "dns-01", "tls-alpn-01"],
-        renew_before_days,
-        terms_of_service,
-        website,
-    )
+    """Turn ACME enrollment on for the enrollment's attachment, as an admin does:
+    `PUT …/enrollment/acme` as the bootstrap product admin."""
+    body = {
+        "enabled": True,
+        "eab_required": eab_required,
+        "challenge_types": challenge_types or ["http-01", "dns-01", "tls-alpn-01"],
+        "renew_before_days": renew_before_days,
+        "terms_of_service": terms_of_service,
+        "website": website,
+    }
+    async with _admin(api_app) as admin:
+        r = await admin.put(f"{_enrollment_path(enrollment)}/acme", json=body)
+    assert r.status_code == 200, r.text
 
 
 async def create_eab_key(api_app: Any, enrollment: Enrollment) -> tuple[str, str]:
-    """`(key id, base64url HMAC key)` of a new EAB key (stand-in for `POST …/eab-keys`)."""
-    context = api_app.state.certforge
-    key_id = "kid-" + secrets.token_hex(8)
-    raw = secrets.token_bytes(32)
-    await context.db.execute(
-        """
-        INSERT INTO acme_eab_keys (id, application_id, profile_id, name, encrypted_hmac_key,
-                                   key_kek_id, created_at)
-        VALUES ($1, $2, $3, 'test', $4, $5, now())
-        """,
-        key_id,
-        UUID(enrollment.app_id),
-        UUID(enrollment.profile_id),
-        context.leaf_keys.encrypt(raw, eab_key_aad(key_id)),
-        context.leaf_keys.active_kid,
+    """`(key id, base64url HMAC key)` of a new EAB key, made through `POST …/eab-keys`."""
+    async with _admin(api_app) as admin:
+        r = await admin.post(f"{_enrollment_path(enrollment)}/acme/eab-keys", json={"name": "test"})
+    assert r.status_code == 201, r.text
+    return r.json()["key_id"], r.json()["hmac_key"]
+
+
+def _enrollment_path(enrollment: Enrollment) -> str:
+    return f"/api/v1/applications/{enrollment.app}/profiles/{enrollment.profile}/enrollment"
+
+
+def _admin(api_app: Any) -> httpx.AsyncClient:
+    """The in-process api as the bootstrap product admin (the session's token)."""
+    token = os.environ["CERTFORGE_BOOTSTRAP_TOKEN"]
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api_app),
+        base_url=BASE,
+        headers={"Authorization": f"Bearer {token}"},
     )
-    return key_id, b64url(raw)
 
 
 async def record_verdict(api_app: Any, challenge_url: str, *, valid: bool = True) -> None:

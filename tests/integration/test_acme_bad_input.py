@@ -24,6 +24,7 @@ from acme_kit import (
     create_eab_key,
     csr_der,
     enable_acme,
+    issued,
     new_key,
     public_jwk,
     ready_order,
@@ -31,7 +32,7 @@ from acme_kit import (
     registered,
     sign,
 )
-from admin_kit import ClientFor
+from admin_kit import API, ClientFor, ok
 from certforge.common.acme import b64url, b64url_decode
 from issuance_kit import Enrollment, enroll
 
@@ -738,22 +739,40 @@ async def test_nul_bytes_never_reach_the_database(
     acme_problem(r, 400, "invalidContact")
 
 
+async def test_acme_enrollment_stands_without_api_enrollment(
+    admin: httpx.AsyncClient, client_for: ClientFor, api_app: Any
+) -> None:
+    """The two enrollments are independent: with API enrollment off, ACME clients still get
+    certificates (the issuer checks the channel the request came through), while the REST API
+    refuses."""
+    e = await enroll(admin)
+    await enable_acme(api_app, e)
+    ok(await admin.put(f"{API}/applications/{e.app}/profiles/{e.profile}/enrollment/api",
+                       json={"enabled": False}))  # fmt: skip
+    client = await registered(client_for, e)
+    done, _ = await issued(client, api_app, "acme-only.example.com")
+    assert done["status"] == "valid", done
+    refused = await admin.post(
+        e.requests, json={"profile": e.profile, "common_name": "x.example.com"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert "API enrollment is disabled" in refused.json()["detail"]
+
+
 async def test_orders_follow_the_issuers_enrollment_rule(
     admin: httpx.AsyncClient, client_for: ClientFor, api_app: Any
 ) -> None:
-    """The issuer signs only for an attachment with API enrollment on and an active CA (see
-    `request_rules.check_enrollment`); ACME refuses orders it would fail, at once."""
+    """The issuer signs only while the profile's CA is active (`request_rules.check_enrollment`);
+    ACME refuses orders it would fail, at once."""
     e = await enroll(admin)
     await enable_acme(api_app, e)
     client = await registered(client_for, e)
-    await api_app.state.certforge.db.execute(
-        "UPDATE application_profiles SET api_enabled = FALSE "
-        "WHERE application_id = $1::uuid AND profile_id = $2::uuid",
-        e.app_id,
-        e.profile_id,
-    )
-    problem = acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
-    assert "enrollment is disabled" in problem["detail"]
+    ok(await admin.post(f"{API}/cas/{e.issuing['id']}/disable"))
+    try:
+        problem = acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
+        assert "is disabled" in problem["detail"]
+    finally:
+        ok(await admin.post(f"{API}/cas/{e.issuing['id']}/enable"))
 
 
 async def test_identifiers_outside_the_cas_name_constraints(

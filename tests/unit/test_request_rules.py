@@ -20,6 +20,7 @@ from certforge.common.crypto.csr import build_csr, csr_to_pem
 from certforge.common.crypto.keys import PrivateKey, generate_private_key
 from certforge.common.domain import (
     CertificateStatus,
+    EnrollmentChannel,
     ExtendedKeyUsage,
     KeyAlgorithm,
     KeyUsage,
@@ -285,3 +286,36 @@ def test_a_request_id_is_never_mistaken_for_a_claim() -> None:
     """The api passes no request id: any claim on the certificate is another renewal."""
     with pytest.raises(Conflict):
         check_renewable(replace(ACTIVE, renewing_request_id=uuid4()), RenewalKey.NEW, None)
+
+
+@pytest.mark.parametrize(
+    ("api", "acme", "via", "words"),
+    [
+        pytest.param(False, True, EnrollmentChannel.ACME, None, id="ok/acme-only"),
+        pytest.param(True, False, EnrollmentChannel.API, None, id="ok/api-only"),
+        pytest.param(
+            True,
+            False,
+            EnrollmentChannel.ACME,
+            "ACME enrollment is disabled for profile 'web' in 'shop'",
+            id="fail/acme-off-while-api-on",
+        ),
+        pytest.param(
+            False,
+            True,
+            EnrollmentChannel.API,
+            "API enrollment is disabled for profile 'web' in 'shop'",
+            id="fail/api-off-while-acme-on",
+        ),
+    ],
+)
+def test_each_channel_checks_its_own_enrollment(
+    api: bool, acme: bool, via: EnrollmentChannel, words: str | None
+) -> None:
+    enrollment = replace(ENROLLED, api_enabled=api, acme_enabled=acme)
+    if words is None:
+        check_enrollment(enrollment, RequestKind.ISSUE, via)
+        return
+    with pytest.raises(Unprocessable) as raised:
+        check_enrollment(enrollment, RequestKind.ISSUE, via)
+    assert [(e.field, e.message) for e in raised.value.errors] == [("profile", words)]

@@ -92,6 +92,14 @@ class RequestMethod(StrEnum):
     CSR = "csr"
 
 
+class EnrollmentChannel(StrEnum):
+    """How a request came in: each channel is switched on separately on an attachment, and the
+    issuer checks the one the request came through."""
+
+    API = "api"
+    ACME = "acme"
+
+
 class RequestKind(StrEnum):
     """What a certificate request asks for: a new certificate, or the successor of one."""
 

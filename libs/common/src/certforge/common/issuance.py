@@ -17,6 +17,7 @@ from certforge.common.crypto.certificates import check_template, usages_allowed_
 from certforge.common.crypto.names import general_names_to_sans, name_to_subject
 from certforge.common.db.tables import CertificateAuthority
 from certforge.common.domain import (
+    EnrollmentChannel,
     ExtendedKeyUsage,
     KeyAlgorithm,
     KeyUsage,
@@ -72,6 +73,10 @@ class RequestParams(BaseModel):
     csr: str | None = None
     key: RenewalKey | None = Field(default=None, description="renewals: where the key comes from")
     same_key: bool = Field(default=False, description="renewals by CSR: require the old key")
+    via: EnrollmentChannel = Field(
+        default=EnrollmentChannel.API,
+        description="the enrollment it came through; rows written before ACME have none: API",
+    )
 
 
 @dataclass(frozen=True)

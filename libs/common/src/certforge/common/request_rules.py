@@ -26,6 +26,7 @@ from certforge.common.db.tables import (
 from certforge.common.domain import (
     CAStatus,
     CertificateStatus,
+    EnrollmentChannel,
     KeyAlgorithm,
     RenewalKey,
     RequestKind,
@@ -54,6 +55,7 @@ class Enrollment:
     api_enabled: bool
     ca_name: str
     ca_status: str
+    acme_enabled: bool = False
 
     @classmethod
     def of(
@@ -71,21 +73,33 @@ class Enrollment:
             api_enabled=attachment is not None and attachment.api_enabled,
             ca_name=ca.name,
             ca_status=ca.status,
+            acme_enabled=attachment is not None and attachment.acme_enabled,
         )
 
+    def enabled(self, via: EnrollmentChannel) -> bool:
+        return self.acme_enabled if via is EnrollmentChannel.ACME else self.api_enabled
 
-def check_enrollment(enrollment: Enrollment, kind: RequestKind) -> None:
-    """Refuse unless the profile is attached to the application with API enrollment on and its
-    CA is active: a detached profile or a disabled CA stops new certificates and renewals."""
+
+_CHANNEL_NAME = {EnrollmentChannel.API: "API", EnrollmentChannel.ACME: "ACME"}
+
+
+def check_enrollment(
+    enrollment: Enrollment, kind: RequestKind, via: EnrollmentChannel = EnrollmentChannel.API
+) -> None:
+    """Refuse unless the profile is attached to the application with the enrollment the
+    request came through (`via`) on and its CA is active: a detached profile, an enrollment
+    switched off or a disabled CA stops new certificates and renewals. The two enrollments are
+    independent: a profile may be offered to ACME clients only."""
     field = _TARGET_FIELD[kind]
     profile, app = enrollment.profile, enrollment.application
     if not enrollment.attached:
         raise Unprocessable.on_field(
             field, f"profile {profile!r} is not attached to application {app!r}"
         )
-    if not enrollment.api_enabled:
+    if not enrollment.enabled(via):
         raise Unprocessable.on_field(
-            field, f"API enrollment is disabled for profile {profile!r} in {app!r}"
+            field,
+            f"{_CHANNEL_NAME[via]} enrollment is disabled for profile {profile!r} in {app!r}",
         )
     if enrollment.ca_status != CAStatus.ACTIVE:
         raise Unprocessable.on_field(

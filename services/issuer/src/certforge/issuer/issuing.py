@@ -240,7 +240,7 @@ class IssuanceService:
         enrollment = Enrollment.of(app, profile, attachment, ca)
         if request.kind == RequestKind.RENEW:
             return self._plan_renewal(request, params, batch, enrollment, policy, issuing, now)
-        check_enrollment(enrollment, RequestKind.ISSUE)
+        check_enrollment(enrollment, RequestKind.ISSUE, params.via)
         template = resolve_template(params, batch.profile_defaults(profile.id), issuing, now)
         plan = _Planned(request=request, params=params, template=template)
         if params.method is RequestMethod.CSR:

@@ -16,7 +16,7 @@ from certforge.api.acme.errors import not_found, unauthorized
 from certforge.api.acme.urls import AcmeUrls
 from certforge.api.domain.common import is_reference
 from certforge.common.db.pool import Database, Row
-from certforge.common.domain import RequestKind
+from certforge.common.domain import EnrollmentChannel, RequestKind
 from certforge.common.errors import CertforgeError
 from certforge.common.request_rules import Enrollment, check_enrollment
 
@@ -73,9 +73,10 @@ class AcmeTarget:
             api_enabled=bool(self.row["api_enabled"]),
             ca_name=str(self.row["ca_name"]),
             ca_status=str(self.row["ca_status"]),
+            acme_enabled=bool(self.row["acme_enabled"]),
         )
         try:
-            check_enrollment(enrollment, RequestKind.ISSUE)
+            check_enrollment(enrollment, RequestKind.ISSUE, EnrollmentChannel.ACME)
         except CertforgeError as exc:
             raise unauthorized(exc.detail.removeprefix("profile: ")) from None
 

@@ -36,7 +36,7 @@ from certforge.common.crypto.keys import as_supported_public_key
 from certforge.common.db.columns import columns, values
 from certforge.common.db.pool import Row
 from certforge.common.db.tables import CertificateRequest
-from certforge.common.domain import RequestKind, SanType
+from certforge.common.domain import EnrollmentChannel, RequestKind, SanType
 from certforge.common.errors import CertforgeError
 from certforge.common.outbox import MESSAGE_COLUMNS, message_row
 from certforge.common.request_rows import new_request_row
@@ -131,7 +131,7 @@ async def finalize(
     pem = csr_to_pem(x509.load_der_x509_csr(der))
     metadata = {"acme/order": str(order["id"]), "acme/account": str(account["id"])}
     try:
-        params = csr_params(parsed, pem, target.row, metadata=metadata)
+        params = csr_params(parsed, pem, target.row, metadata=metadata, via=EnrollmentChannel.ACME)
         template = checked_template(target.row, params, now)
     except CertforgeError as exc:
         raise bad_csr(_plain(exc)) from None
