@@ -7,42 +7,25 @@ changes them) so that both can use it without importing each other.
 
 from __future__ import annotations
 
-import re
-
 from fastapi import Request
 
+from certforge.api.acme.urls import PREFIX, request_base
 from certforge.api.domain.common import now
 from certforge.api.schemas.acme import AcmeEnrollment, AcmeEnrollmentPublic
 from certforge.common.acme import ChallengeType
 from certforge.common.db.tables import ProfileAttachment
 
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
-
 
 def public_origin(request: Request) -> str:
-    """`scheme://host[:port]` of the URL the caller used, as ACME URLs are built.
-
-    Behind a TLS-terminating proxy the api sees plain http on its own address; the proxy's
-    `X-Forwarded-Proto` and `X-Forwarded-Host` (first value, when well formed) say what the
-    client used, so the directory URL shown here is the one that works from outside. uvicorn
-    already applies a trusted proxy's `X-Forwarded-Proto` to the scheme; honouring the headers
-    here as well covers the Host a proxy rewrote. The value is only shown to the caller who
-    sent the headers, so a forged header misleads nobody else.
-    """
-    scheme = request.url.scheme
-    host = request.url.netloc
-    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    if proto in ("http", "https"):
-        scheme = proto
-    forwarded_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
-    if forwarded_host and _HOST.match(forwarded_host):
-        host = forwarded_host
-    root = request.scope.get("root_path", "").rstrip("/")
-    return f"{scheme}://{host}{root}"
+    """`scheme://host[:port]` of the URL the caller used, exactly as the ACME endpoints build
+    their URLs (`acme.urls.request_base`: the `acme_base_url` setting when pinned, else the
+    request's, with a proxy's well-formed forwarded headers), so the directory URL shown to an
+    admin is the one ACME clients are then answered with."""
+    return request_base(request, request.app.state.certforge.settings.acme_base_url)
 
 
 def directory_url(origin: str, application: str, profile: str) -> str:
-    return f"{origin}/acme/{application}/{profile}/directory"
+    return f"{origin}{PREFIX}/{application}/{profile}/directory"
 
 
 def settings_of(attachment: ProfileAttachment) -> AcmeEnrollment:
