@@ -10,13 +10,12 @@ import base64
 import contextlib
 import secrets
 import threading
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -30,23 +29,7 @@ from admin_kit import API, ok, uid
 from certforge.common.db.tables import AlertDelivery, AlertFiring, AlertRule
 from certforge.devstack import free_port
 from certforge.notifier.settings import NotifierOptions, SmtpSettings
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]],
-    timeout: float = 20.0,  # noqa: ASYNC109 - a deadline for the polling, not for one call
-    what: str = "condition",
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not reached after {timeout:.0f}s"
-        await asyncio.sleep(0.1)
-
+from lifecycle_kit import eventually
 
 # --- SMTP ---------------------------------------------------------------------------------------
 

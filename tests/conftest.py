@@ -11,12 +11,14 @@ names), so runs never collide, and drops the database at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -115,6 +117,24 @@ async def _cleanup(backends: Backends) -> None:
     await delete_namespace(backends.nats_url, backends.namespace)
 
 
+@contextlib.asynccontextmanager
+async def running(worker: Any) -> AsyncIterator[None]:
+    """A service's worker running in this process until the block ends (the session's real
+    issuer, syncer, validator and notifier): started when it reports so, stopped cleanly."""
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    try:
+        yield
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+
+
 @pytest.fixture(scope="session")
 def env_for(backends: Backends) -> Iterator[None]:
     """Put the backends into this process's environment, for settings classes."""
@@ -132,16 +152,8 @@ async def issuer(backends: Backends, env_for: None) -> AsyncIterator[object]:
     from certforge.issuer.settings import IssuerSettings
 
     worker = build(IssuerSettings.load())
-    started = asyncio.Event()
-
-    async def on_started() -> None:
-        started.set()
-
-    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
-    await asyncio.wait_for(started.wait(), timeout=30)
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, timeout=30)
+    async with running(worker):
+        yield worker
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -155,16 +167,8 @@ async def syncer(backends: Backends, env_for: None, issuer: object) -> AsyncIter
             syncer=SyncSettings(max_backoff_seconds=1, max_attempts=4, operation_timeout_seconds=5)
         )
     )
-    started = asyncio.Event()
-
-    async def on_started() -> None:
-        started.set()
-
-    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
-    await asyncio.wait_for(started.wait(), timeout=30)
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, timeout=30)
+    async with running(worker):
+        yield worker
 
 
 @pytest.fixture(scope="session")
@@ -224,16 +228,8 @@ async def validator(
         )
     )
 
-    started = asyncio.Event()
-
-    async def on_started() -> None:
-        started.set()
-
-    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
-    await asyncio.wait_for(started.wait(), timeout=30)
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, timeout=30)
+    async with running(worker):
+        yield worker
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -276,13 +272,5 @@ async def notifier(
 
     options = notifier_options(smtp_server, alert_receiver)
     worker = build(NotifierSettings.load(notifier=options))
-    started = asyncio.Event()
-
-    async def on_started() -> None:
-        started.set()
-
-    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
-    await asyncio.wait_for(started.wait(), timeout=30)
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, timeout=30)
+    async with running(worker):
+        yield worker

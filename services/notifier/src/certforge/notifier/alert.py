@@ -16,6 +16,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from certforge.common.alerts import AlertEvent
+from certforge.common.db.tables import Certificate
+from certforge.notifier.matching import names_of
 
 
 class AlertItem(BaseModel):
@@ -32,6 +34,20 @@ class AlertItem(BaseModel):
     serial_number: str | None = None
     not_after: datetime | None = None
     detail: str | None = None
+
+    @classmethod
+    def of_certificate(cls, certificate: Certificate, profile: str) -> AlertItem:
+        """A certificate as an alert names it: its common name, else its first SAN."""
+        names = names_of(certificate.common_name, certificate.sans)
+        return cls(
+            kind="certificate",
+            id=certificate.id,
+            name=certificate.common_name or (names[0] if names else str(certificate.id)),
+            names=names,
+            profile=profile,
+            serial_number=certificate.serial_number,
+            not_after=certificate.not_after,
+        )
 
 
 @dataclass(frozen=True)

@@ -127,16 +127,7 @@ async def _items(session: AsyncSession, occurrences: list[Occurrence]) -> dict[U
             .where(col(Certificate.id).in_(certificate_ids))
         )
         for certificate, slug in rows:
-            names = names_of(certificate.common_name, certificate.sans)
-            item = AlertItem(
-                kind="certificate",
-                id=certificate.id,
-                name=certificate.common_name or (names[0] if names else str(certificate.id)),
-                names=names,
-                profile=slug,
-                serial_number=certificate.serial_number,
-                not_after=certificate.not_after,
-            )
+            item = AlertItem.of_certificate(certificate, slug)
             by_id[certificate.id] = (item, dict(certificate.tags))
     request_ids = {o.subject_id for o in occurrences if o.subject_kind == "request"}
     if request_ids:

@@ -41,7 +41,7 @@ from certforge.common.db.tables import (
 from certforge.common.domain import CAStatus, CertificateStatus
 from certforge.notifier.alert import AlertItem
 from certforge.notifier.firing import Candidate, fire
-from certforge.notifier.matching import expiry_window_key, names_of
+from certforge.notifier.matching import expiry_window_key
 from certforge.notifier.rules import Rule
 from certforge.notifier.settings import NotifierOptions
 
@@ -130,17 +130,8 @@ class ExpiryScanner:
         )
         candidates = []
         for certificate, slug in rows:
-            names = names_of(certificate.common_name, certificate.sans)
-            item = AlertItem(
-                kind="certificate",
-                id=certificate.id,
-                name=certificate.common_name or (names[0] if names else str(certificate.id)),
-                names=names,
-                profile=slug,
-                serial_number=certificate.serial_number,
-                not_after=certificate.not_after,
-            )
-            matched = rule.filters.matches(slug, names, certificate.tags)
+            item = AlertItem.of_certificate(certificate, slug)
+            matched = rule.filters.matches(slug, item.names, certificate.tags)
             candidates.append(Candidate("certificate", certificate.id, window, matched, item))
         return candidates
 
