@@ -24,6 +24,7 @@ from certforge.api.middleware import RequestContextMiddleware
 from certforge.api.observability import ObservabilityMiddleware
 from certforge.api.outcomes import Outcomes
 from certforge.api.routes import (
+    acme_admin,
     applications,
     audit,
     cas,
@@ -132,6 +133,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         policies,
         profiles,
         applications,
+        acme_admin,
         certificates,
         lifecycle,
         inventory,

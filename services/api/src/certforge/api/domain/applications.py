@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor
+from certforge.api.domain import acme_enrollment
 from certforge.api.domain.common import (
     ADMIN_ROLES,
     READ_ROLES,
@@ -20,6 +21,7 @@ from certforge.api.domain.common import (
     get_or_404,
     now,
 )
+from certforge.api.schemas.acme import AcmeEnrollment
 from certforge.api.schemas.applications import (
     ApiEnrollment,
     ApplicationCreate,
@@ -182,19 +184,25 @@ async def remove_member(
     await commit(session)
 
 
-def attachment_public(attachment: ProfileAttachment, profile: Profile) -> AttachmentPublic:
+def attachment_public(
+    attachment: ProfileAttachment, app: Application, profile: Profile, origin: str
+) -> AttachmentPublic:
+    """`origin` (scheme and host the caller used) makes the ACME directory URL absolute."""
     return AttachmentPublic(
         application_id=attachment.application_id,
         profile_id=profile.id,
         profile=profile.slug,
-        api=_api_enrollment(attachment),
+        api=api_enrollment(attachment),
+        acme=acme_enrollment.public(attachment, app.slug, profile.slug, origin),
         acme_enabled=attachment.acme_enabled,
         created_at=attachment.created_at,
         updated_at=attachment.updated_at,
     )
 
 
-async def attachments(session: AsyncSession, actor: Actor, ref: str) -> list[AttachmentPublic]:
+async def attachments(
+    session: AsyncSession, actor: Actor, ref: str, origin: str
+) -> list[AttachmentPublic]:
     app = await application_for(session, actor, ref, READ_ROLES)
     rows = await session.exec(
         select(ProfileAttachment, Profile)
@@ -202,7 +210,7 @@ async def attachments(session: AsyncSession, actor: Actor, ref: str) -> list[Att
         .where(ProfileAttachment.application_id == app.id)
         .order_by(col(Profile.slug))
     )
-    return [attachment_public(a, p) for a, p in rows]
+    return [attachment_public(a, app, p, origin) for a, p in rows]
 
 
 async def _attachment(
@@ -214,14 +222,23 @@ async def _attachment(
 
 
 async def get_attachment(
-    session: AsyncSession, actor: Actor, ref: str, profile_ref: str
+    session: AsyncSession, actor: Actor, ref: str, profile_ref: str, origin: str
 ) -> AttachmentPublic:
-    app, profile, attachment = await _attachment(session, actor, ref, profile_ref, READ_ROLES)
+    app, profile, attachment = await attached(session, actor, ref, profile_ref, READ_ROLES)
+    return attachment_public(attachment, app, profile, origin)
+
+
+async def attached(
+    session: AsyncSession, actor: Actor, ref: str, profile_ref: str, roles: frozenset[Role]
+) -> tuple[Application, Profile, ProfileAttachment]:
+    """The attachment of `profile_ref` to `ref` if `actor` may act on it with `roles`; a
+    profile that exists but is not attached is a 404 on `profile`, like one that does not."""
+    app, profile, attachment = await _attachment(session, actor, ref, profile_ref, roles)
     if attachment is None:
         raise NotFound.on_field(
             "profile", f"profile {profile.slug!r} is not attached to {app.slug!r}"
         )
-    return attachment_public(attachment, profile)
+    return app, profile, attachment
 
 
 async def attach(
@@ -229,22 +246,29 @@ async def attach(
     audit: AuditScope,
     ref: str,
     profile_ref: str,
+    origin: str,
     api: ApiEnrollment | None = None,
+    acme: AcmeEnrollment | None = None,
 ) -> tuple[AttachmentPublic, bool]:
-    """Attach (idempotent), optionally setting API enrollment in the same call, so a profile
-    can be ready for requests in one step instead of two."""
+    """Attach (idempotent), optionally setting API and ACME enrollment in the same call, so a
+    profile can be ready for requests in one step instead of two."""
     app, profile, attachment = await _attachment(
         session, audit.actor, ref, profile_ref, frozenset()
     )
     created = attachment is None
     if attachment is None:
         attachment = ProfileAttachment(application_id=app.id, profile_id=profile.id)
-    elif api is None or _api_enrollment(attachment) == api:
-        return attachment_public(attachment, profile), False
+    elif (api is None or api_enrollment(attachment) == api) and (
+        acme is None or acme_enrollment.settings_of(attachment) == acme
+    ):
+        return attachment_public(attachment, app, profile, origin), False
     details: dict[str, object] = {"profile": profile.slug}
     if api is not None:
         _set_api_enrollment(attachment, api)
         details["api"] = api.model_dump()
+    if acme is not None:
+        acme_enrollment.apply(attachment, acme)
+        details["acme"] = acme.model_dump(mode="json")
     session.add(attachment)
     audit.record(
         session,
@@ -255,10 +279,10 @@ async def attach(
         status_code=201 if created else 200,
     )
     await commit(session)
-    return attachment_public(attachment, profile), created
+    return attachment_public(attachment, app, profile, origin), created
 
 
-def _api_enrollment(attachment: ProfileAttachment) -> ApiEnrollment:
+def api_enrollment(attachment: ProfileAttachment) -> ApiEnrollment:
     return ApiEnrollment(
         enabled=attachment.api_enabled,
         auto_renew=attachment.api_auto_renew,
@@ -294,7 +318,12 @@ async def detach(session: AsyncSession, audit: AuditScope, ref: str, profile_ref
 
 
 async def put_api_enrollment(
-    session: AsyncSession, audit: AuditScope, ref: str, profile_ref: str, body: ApiEnrollment
+    session: AsyncSession,
+    audit: AuditScope,
+    ref: str,
+    profile_ref: str,
+    body: ApiEnrollment,
+    origin: str,
 ) -> AttachmentPublic:
     app, profile, attachment = await _attachment(
         session, audit.actor, ref, profile_ref, ADMIN_ROLES
@@ -313,4 +342,4 @@ async def put_api_enrollment(
         details=body.model_dump(),
     )
     await commit(session)
-    return attachment_public(attachment, profile)
+    return attachment_public(attachment, app, profile, origin)

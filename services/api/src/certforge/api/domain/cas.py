@@ -3,8 +3,10 @@ holder of CA keys) to create or import; it reads CA rows and flips their status.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID, uuid4
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,8 +16,8 @@ from certforge.api.issuer_client import IssuerClient
 from certforge.api.schemas.cas import CACreate, CAImport, CAPublic
 from certforge.common.ca_rules import ParentFacts, plan_ca
 from certforge.common.contracts.rpc import CreateCA, ImportCA
-from certforge.common.db.tables import CertificateAuthority
-from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash
+from certforge.common.db.tables import Certificate, CertificateAuthority
+from certforge.common.domain import CAStatus, CAType, CertificateStatus, KeyAlgorithm, SignatureHash
 from certforge.common.errors import Conflict
 from certforge.common.name_constraints import NameConstraints
 
@@ -39,6 +41,7 @@ def public(ca: CertificateAuthority) -> CAPublic:
         name_constraints=(
             NameConstraints.model_validate(ca.name_constraints) if ca.name_constraints else None
         ),
+        early_renewal_requested_at=ca.early_renewal_requested_at,
         created_at=ca.created_at,
     )
 
@@ -142,5 +145,39 @@ async def set_status(
         ca.updated_at = now()
         session.add(ca)
     audit.record(session, resource_type="ca", resource_id=ca.id, details={"status": status.value})
+    await commit(session)
+    return public(ca)
+
+
+async def request_early_renewal(
+    session: AsyncSession, audit: AuditScope, ca_id: UUID, when: datetime
+) -> CAPublic:
+    """Ask for every certificate this CA issued before `when` to be renewed early (after a key
+    compromise or a mis-issuance, say): ARI shows their clients a window that opened then, and
+    the active auto-renewed ones become due for the renewer in the same transaction. Asking
+    again moves the moment forward, so it also covers what was issued in between."""
+    ca = await get_or_404(session, CertificateAuthority, ca_id, "CA", "ca_id")
+    ca.early_renewal_requested_at = when
+    ca.updated_at = when
+    session.add(ca)
+    due = (
+        update(Certificate)
+        .where(
+            col(Certificate.ca_id) == ca.id,
+            col(Certificate.status) == CertificateStatus.ACTIVE.value,
+            col(Certificate.auto_renew),
+            col(Certificate.created_at) < when,
+            col(Certificate.renew_at) > when,
+        )
+        .values(renew_at=when, updated_at=when)
+    )
+    # An UPDATE's result is a cursor result, which counts the rows it changed.
+    rescheduled = (await session.exec(due)).rowcount
+    audit.record(
+        session,
+        resource_type="ca",
+        resource_id=ca.id,
+        details={"early_renewal_requested_at": when.isoformat(), "rescheduled": rescheduled},
+    )
     await commit(session)
     return public(ca)

@@ -35,7 +35,7 @@ from certforge.common.domain import (
     Role,
     SignatureHash,
 )
-from certforge.common.errors import NotFound, Unprocessable
+from certforge.common.errors import Conflict, NotFound, Unprocessable
 from certforge.common.template import San
 
 
@@ -231,6 +231,7 @@ def certificate_view(
         renewed_by_id=certificate.renewed_by_id,
         revoked_at=certificate.revoked_at,
         revocation_reason=certificate.revocation_reason,
+        early_renewal_requested_at=certificate.early_renewal_requested_at,
         created_at=certificate.created_at,
     )
 
@@ -297,3 +298,40 @@ def audit_key_read(session: AsyncSession, audit: AuditScope, certificate: Certif
         application_id=certificate.application_id,
         details={"private_key": "read", "serial_number": certificate.serial_number},
     )
+
+
+async def request_early_renewal(
+    session: AsyncSession, audit: AuditScope, app_ref: str, certificate_id: UUID, when: datetime
+) -> tuple[Certificate, Application, Profile]:
+    """Ask for this certificate to be renewed early: its ACME client sees a renewal window that
+    opened at `when` (ARI), and an auto-renewed one becomes due for the renewer. Only an active
+    certificate can be renewed, with the refusals a manual renewal gets; asking again moves the
+    moment to now, which still says "renew now"."""
+    certificate, app, profile = await get(
+        session, audit.actor, app_ref, certificate_id, OPERATE_ROLES
+    )
+    if certificate.status == CertificateStatus.REVOKED:
+        raise Conflict.on_field("certificate_id", "a revoked certificate is not renewed")
+    if certificate.status == CertificateStatus.RENEWED:
+        raise Conflict.on_field(
+            "certificate_id", f"already renewed by certificate {certificate.renewed_by_id}"
+        )
+    if certificate.status == CertificateStatus.EXPIRED or certificate.not_after <= when:
+        raise Unprocessable.on_field("certificate_id", "expired; request a new certificate")
+    certificate.early_renewal_requested_at = when
+    if certificate.auto_renew and certificate.renew_at > when:
+        certificate.renew_at = when
+    certificate.updated_at = when
+    session.add(certificate)
+    audit.record(
+        session,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        application_id=app.id,
+        details={
+            "early_renewal_requested_at": when.isoformat(),
+            "serial_number": certificate.serial_number,
+        },
+    )
+    await session.commit()
+    return certificate, app, profile

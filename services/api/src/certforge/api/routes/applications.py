@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from certforge.api.deps import ActorDep, AuditDep, ProductAdminDep, SessionDep
 from certforge.api.domain import applications
+from certforge.api.domain.acme_enrollment import public_origin
+from certforge.api.domain.common import READ_ROLES
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.applications import (
     ApiEnrollment,
@@ -86,22 +88,23 @@ async def delete_member(
 
 @router.get("/applications/{app}/profiles", name="application.profile.list")
 async def list_attached_profiles(
-    app: str, session: SessionDep, actor: ActorDep
+    app: str, request: Request, session: SessionDep, actor: ActorDep
 ) -> list[AttachmentPublic]:
-    return await applications.attachments(session, actor, app)
+    return await applications.attachments(session, actor, app, public_origin(request))
 
 
 @router.get("/applications/{app}/profiles/{profile}", name="application.profile.get")
 async def get_attached_profile(
-    app: str, profile: str, session: SessionDep, actor: ActorDep
+    app: str, profile: str, request: Request, session: SessionDep, actor: ActorDep
 ) -> AttachmentPublic:
-    return await applications.get_attachment(session, actor, app, profile)
+    return await applications.get_attachment(session, actor, app, profile, public_origin(request))
 
 
 @router.put("/applications/{app}/profiles/{profile}", name="application.profile.attach")
 async def attach_profile(
     app: str,
     profile: str,
+    request: Request,
     session: SessionDep,
     audit: AuditDep,
     response: Response,
@@ -109,9 +112,16 @@ async def attach_profile(
     body: AttachmentPut | None = None,
 ) -> AttachmentPublic:
     """Attach a profile to the application (idempotent: 201 the first time, then 200),
-    optionally with its API enrollment settings (`{"api": {"enabled": true}}`)."""
+    optionally with its API and ACME enrollment settings (`{"api": {"enabled": true}}`,
+    `{"acme": {"enabled": true}}`)."""
     attachment, created = await applications.attach(
-        session, audit, app, profile, body.api if body else None
+        session,
+        audit,
+        app,
+        profile,
+        public_origin(request),
+        body.api if body else None,
+        body.acme if body else None,
     )
     response.status_code = 201 if created else 200
     return attachment
@@ -132,10 +142,17 @@ async def detach_profile(
     name="application.enrollment.api.put",
 )
 async def put_api_enrollment(
-    app: str, profile: str, body: ApiEnrollment, session: SessionDep, audit: AuditDep
+    app: str,
+    profile: str,
+    body: ApiEnrollment,
+    request: Request,
+    session: SessionDep,
+    audit: AuditDep,
 ) -> AttachmentPublic:
     """API enrollment on an attached profile (application-admin or product-admin)."""
-    return await applications.put_api_enrollment(session, audit, app, profile, body)
+    return await applications.put_api_enrollment(
+        session, audit, app, profile, body, public_origin(request)
+    )
 
 
 @router.get(
@@ -145,4 +162,5 @@ async def put_api_enrollment(
 async def get_api_enrollment(
     app: str, profile: str, session: SessionDep, actor: ActorDep
 ) -> ApiEnrollment:
-    return (await applications.get_attachment(session, actor, app, profile)).api
+    _, _, attachment = await applications.attached(session, actor, app, profile, READ_ROLES)
+    return applications.api_enrollment(attachment)

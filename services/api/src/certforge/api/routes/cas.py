@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Response
@@ -97,3 +98,13 @@ async def ca_certificate_der(ca_id: UUID, session: SessionDep) -> Response:
     ca = await cas.get(session, ca_id)
     der = certificate_to_der(load_certificate_pem(ca.certificate_pem))
     return Response(der, media_type="application/pkix-cert", headers=_PUBLIC_CACHE)
+
+
+@router.post("/cas/{ca_id}/early-renewal", name="ca.early_renewal")
+async def request_early_renewal(
+    ca_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> CAPublic:
+    """Ask for every certificate this CA issued until now to be renewed early (after a key
+    compromise or a mis-issuance): ACME clients see their renewal window (ARI) open now, and
+    active auto-renewed certificates are renewed at the renewer's next scan."""
+    return await cas.request_early_renewal(session, audit, ca_id, datetime.now(UTC))

@@ -170,3 +170,19 @@ async def certificate_private_key(
     """The managed private key (PKCS#8 PEM); operators and admins only; every read is audited."""
     pem = await certificates.read_private_key(session, context, audit, app, certificate_id)
     return Response(pem, media_type=PEM, headers={"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/applications/{app}/certificates/{certificate_id}/early-renewal",
+    name="certificate.early_renewal",
+)
+async def request_early_renewal(
+    app: str, certificate_id: UUID, session: SessionDep, audit: AuditDep
+) -> CertificatePublic:
+    """Ask for this certificate to be renewed early (application-admin or operator): its ACME
+    client's renewal window (ARI) opens now, and an auto-renewed certificate is renewed at the
+    renewer's next scan. Only active certificates: 409 when revoked or renewed, 422 expired."""
+    certificate, application, profile = await certificates.request_early_renewal(
+        session, audit, app, certificate_id, datetime.now(UTC)
+    )
+    return certificates.certificate_view(certificate, application, profile)

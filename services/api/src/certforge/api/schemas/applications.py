@@ -5,6 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from certforge.api.schemas.acme import AcmeEnrollment, AcmeEnrollmentPublic
 from certforge.api.schemas.common import Description, Name, Slug, Strict, examples
 from certforge.common.domain import Role
 
@@ -61,10 +62,18 @@ class ApiEnrollment(Strict):
 class AttachmentPut(Strict):
     """Optional body of attaching a profile: enrollment settings to apply in the same call."""
 
-    model_config = examples({"api": {"enabled": True}})
+    model_config = examples(
+        {"api": {"enabled": True}},
+        {"acme": {"enabled": True, "eab_required": True}},
+    )
     api: ApiEnrollment | None = Field(
         default=None,
         description="API enrollment on this profile; omitted: a new attachment has it off and "
+        "an existing one keeps its settings",
+    )
+    acme: AcmeEnrollment | None = Field(
+        default=None,
+        description="ACME enrollment on this profile; omitted: a new attachment has it off and "
         "an existing one keeps its settings",
     )
 
@@ -74,6 +83,7 @@ class AttachmentPublic(BaseModel):
     profile_id: UUID
     profile: str = Field(description="profile slug")
     api: ApiEnrollment
-    acme_enabled: bool
+    acme: AcmeEnrollmentPublic
+    acme_enabled: bool = Field(description="the same as `acme.enabled` (kept for compatibility)")
     created_at: datetime
     updated_at: datetime

@@ -102,4 +102,9 @@ class CAPublic(BaseModel):
     name_constraints: NameConstraints | None = Field(
         description="what its certificate carries; issuance also honours those of the CAs above"
     )
+    early_renewal_requested_at: datetime | None = Field(
+        default=None,
+        description="when a product admin asked for every certificate this CA issued before "
+        "then to be renewed early (ARI, and the renewer for auto-renewed ones)",
+    )
     created_at: datetime

@@ -174,4 +174,9 @@ class CertificatePublic(BaseModel):
     renewed_by_id: UUID | None
     revoked_at: datetime | None
     revocation_reason: str | None
+    early_renewal_requested_at: datetime | None = Field(
+        default=None,
+        description="when an admin asked for this certificate to be renewed early: ACME clients "
+        "see a renewal window that opened then (ARI), and an auto-renewed certificate is due",
+    )
     created_at: datetime
