@@ -24,6 +24,7 @@ from certforge.api.middleware import RequestContextMiddleware
 from certforge.api.observability import ObservabilityMiddleware
 from certforge.api.outcomes import Outcomes
 from certforge.api.routes import (
+    acme,
     acme_admin,
     applications,
     audit,
@@ -143,6 +144,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     ):
         app.include_router(_summarized(module.router))
     app.include_router(_summarized(ocsp.router))
+    app.include_router(acme.router)
     app.include_router(_summarized(_health_router()))
     return app
 

@@ -23,6 +23,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from certforge.api.acme.errors import AcmeProblem
+from certforge.api.acme.responses import problem_response as acme_problem_response
+from certforge.api.acme.urls import PREFIX as ACME_PREFIX
 from certforge.api.audit import record_refusal, refused_action
 from certforge.api.domain.common import by_slug_or_id
 from certforge.api.validation_messages import (
@@ -31,6 +34,7 @@ from certforge.api.validation_messages import (
     json_syntax_error,
     model_in,
 )
+from certforge.common.acme import ErrorType
 from certforge.common.db.tables import Application
 from certforge.common.errors import (
     CertforgeError,
@@ -144,8 +148,22 @@ def _body_model(request: Request) -> type[BaseModel] | None:
     return model_in(getattr(getattr(body_field, "field_info", None), "annotation", None))
 
 
+async def _on_acme_problem(request: Request, exc: Exception) -> Response:
+    """ACME routes answer ACME problem documents (RFC 8555 §6.7), with a nonce."""
+    assert isinstance(exc, AcmeProblem)
+    return await acme_problem_response(request, exc)
+
+
+def _is_acme(request: Request) -> bool:
+    return request.url.path.startswith(ACME_PREFIX + "/")
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if _is_acme(request):
+        # an unknown ACME path or a wrong method: still an ACME problem, with a nonce
+        acme = AcmeProblem(ErrorType.MALFORMED, str(exc.detail), exc.status_code)
+        return await acme_problem_response(request, acme)
     code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         exc.status_code, "http-error"
     )
@@ -190,6 +208,10 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
         detail = "the request contains characters that cannot be stored (e.g. NUL)"
         await _record_refusal(request, 400, "invalid-text", detail)
         return problem_response(request, 400, "invalid-text", detail)
+    if _is_acme(request):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        internal = AcmeProblem(ErrorType.SERVER_INTERNAL, "internal error", 500)
+        return await acme_problem_response(request, internal)
     log.exception(
         "unhandled error on %s %s",
         request.method,
@@ -219,6 +241,7 @@ def _sqlstate(exc: Exception) -> str | None:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(CertforgeError, _on_certforge_error)
+    app.add_exception_handler(AcmeProblem, _on_acme_problem)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -87,6 +87,35 @@ class ApiSettings(LeafKeySettings):
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
 
+    # --- ACME (RFC 8555) -------------------------------------------------------------------
+    acme_base_url: str = Field(
+        default="",
+        description="Base URL of the ACME endpoints (scheme://host[:port]); empty = the URL each "
+        "request came in on (honouring X-Forwarded-Proto/Host), so one api serves ACME over http "
+        "on one port and https on another.",
+    )
+    acme_nonce_lifetime_seconds: int = Field(
+        default=3600, ge=10, le=86400, description="an unused Replay-Nonce is refused after this"
+    )
+    acme_order_lifetime_seconds: int = Field(
+        default=7 * 86400,
+        ge=60,
+        le=30 * 86400,
+        description="a pending or ready ACME order, and its authorizations, expire after this",
+    )
+    acme_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="larger ACME request bodies are refused (malformed, 413)",
+    )
+    acme_retry_after_seconds: int = Field(
+        default=1,
+        ge=1,
+        le=3600,
+        description="Retry-After of an order being issued or a challenge being validated",
+    )
+
     @property
     def base_url(self) -> str:
         scheme = "https" if self.tls_enabled else "http"

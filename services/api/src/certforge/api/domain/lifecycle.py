@@ -89,6 +89,32 @@ async def revoke(
         )
     if certificate.status == CertificateStatus.EXPIRED or certificate.not_after <= now:
         raise Unprocessable.on_field("certificate_id", "the certificate has expired")
+    mark_revoked(session, context, certificate, app, reason, now, audit.actor.identity_id)
+    audit.record(
+        session,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        application_id=app.id,
+        details={"reason": reason.value, "serial_number": certificate.serial_number},
+    )
+    await session.commit()
+    context.relay.wake()
+    return certificate, app
+
+
+def mark_revoked(
+    session: AsyncSession,
+    context: ApiContext,
+    certificate: Certificate,
+    app: Application,
+    reason: RevocationReason,
+    now: datetime,
+    requested_by: UUID | None,
+) -> None:
+    """Revoke a locked, active certificate in the session's transaction: its status (OCSP
+    answers `revoked` from the commit on), the `certificate.revoked` event and the issuer's
+    revoke command (next CRL). The REST API and ACME's revokeCert both go through here; the
+    caller checks, audits and commits."""
     certificate.status = CertificateStatus.REVOKED.value
     certificate.revoked_at = now.replace(microsecond=0)
     certificate.revocation_reason = reason.value
@@ -109,19 +135,9 @@ async def revoke(
         certificate_id=certificate.id,
         application_id=app.id,
         reason=reason.value,
-        requested_by=audit.actor.identity_id,
+        requested_by=requested_by,
     )
     enqueue(session, context.subjects.cmd_revoke, CloudEvent.wrap(command, source=SOURCE))
-    audit.record(
-        session,
-        resource_type="certificate",
-        resource_id=certificate.id,
-        application_id=app.id,
-        details={"reason": reason.value, "serial_number": certificate.serial_number},
-    )
-    await session.commit()
-    context.relay.wake()
-    return certificate, app
 
 
 async def renew(

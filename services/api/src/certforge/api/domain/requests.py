@@ -36,7 +36,7 @@ from certforge.api.schemas.certificates import CertificateRequestCreate
 from certforge.api.schemas.common import decode_cursor, encode_cursor
 from certforge.common.contracts.commands import IssueCertificate
 from certforge.common.contracts.envelope import CloudEvent
-from certforge.common.crypto.csr import parse_csr
+from certforge.common.crypto.csr import ParsedCsr, parse_csr
 from certforge.common.db.columns import columns, insert_sql, select_list, values
 from certforge.common.db.pool import Database, Row
 from certforge.common.db.tables import (
@@ -60,6 +60,7 @@ from certforge.common.policy import PolicyDocument, evaluate, refusal
 from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rows import new_request_row
 from certforge.common.request_rules import Enrollment, check_enrollment
+from certforge.common.template import CertificateTemplate
 
 MAX_WAIT_SECONDS = 60
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})(?=$|[,;\s])", re.IGNORECASE)
@@ -141,7 +142,7 @@ round trip. One statement per way of naming them, so each is planned on its uniq
 
 _REQUEST_COLUMNS = columns(CertificateRequest)
 
-_SUBMIT_SQL = f"""
+SUBMIT_SQL = f"""
 WITH request AS (
     {insert_sql(CertificateRequest, _REQUEST_COLUMNS)}
 ), command AS (
@@ -176,30 +177,7 @@ async def submit(
             return previous
     profile = _usable_profile(target, body.profile)
     params = _params(body, target)
-    ca = IssuingCA(
-        target["ca_name"],
-        KeyAlgorithm(target["ca_key_algorithm"]),
-        target["ca_not_after"],
-        chain_constraints(target["ca_name_constraints"], target["ca_chain_name_constraints"]),
-    )
-    template = resolve_template(
-        params,
-        ProfileDefaults.model_validate(target["defaults"]),
-        ca,
-        now,
-    )
-    policy = target["policy_name"]
-    violations = evaluate(
-        PolicyDocument.model_validate(target["policy_document"]), template, policy_name=policy
-    )
-    names = name_violations(template, ca.name_constraints)
-    if violations or names:
-        raise refusal(
-            [*violations, *names],
-            policy,
-            ca_name=target["ca_name"] if names else None,
-            field_of=lambda field: _request_field(field, params),
-        )
+    template = checked_template(target, params, now)
 
     app_id: UUID = target["app_id"]
     request = new_request_row(
@@ -230,7 +208,7 @@ async def submit(
     )
     try:
         await db.execute(
-            _SUBMIT_SQL,
+            SUBMIT_SQL,
             *values(request, _REQUEST_COLUMNS),
             *values(outbox, MESSAGE_COLUMNS),
             *values(entry, ENTRY_COLUMNS),
@@ -246,6 +224,40 @@ async def submit(
     context.relay.wake()
     record = RequestRecord.of_row(request)
     return Submitted(record, app_id, target["app_slug"], profile, replayed=False)
+
+
+def checked_template(
+    target: Row | Mapping[str, Any], params: RequestParams, now: datetime
+) -> CertificateTemplate:
+    """The template a request resolves to, refused early (422 naming the caller's fields) when
+    the profile's policy or the CA chain's name constraints refuse it: the checks the issuer
+    applies again at signing. `target` is a request target row (`_target_sql`'s columns; the
+    ACME directory's row has them too)."""
+    ca = IssuingCA(
+        target["ca_name"],
+        KeyAlgorithm(target["ca_key_algorithm"]),
+        target["ca_not_after"],
+        chain_constraints(target["ca_name_constraints"], target["ca_chain_name_constraints"]),
+    )
+    template = resolve_template(
+        params,
+        ProfileDefaults.model_validate(target["defaults"]),
+        ca,
+        now,
+    )
+    policy = target["policy_name"]
+    violations = evaluate(
+        PolicyDocument.model_validate(target["policy_document"]), template, policy_name=policy
+    )
+    names = name_violations(template, ca.name_constraints)
+    if violations or names:
+        raise refusal(
+            [*violations, *names],
+            policy,
+            ca_name=target["ca_name"] if names else None,
+            field_of=lambda field: _request_field(field, params),
+        )
+    return template
 
 
 async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) -> Row:
@@ -308,32 +320,40 @@ def _params(body: CertificateRequestCreate, target: Row) -> RequestParams:
     }
     if body.method is RequestMethod.CSR:
         assert body.csr is not None
-        csr = parse_csr(body.csr)
-        if csr.critical_extension_oids:
-            check_csr_extensions(
-                csr.critical_extension_oids,
-                ProfileExtensions.model_validate(target["extensions"]),
-                target["profile_slug"],
-            )
-        if csr.unsupported_subject_oids:
-            raise Unprocessable.on_field(
-                "csr",
-                "the CSR subject has attributes Certforge does not issue: "
-                + ", ".join(csr.unsupported_subject_oids),
-            )
-        return RequestParams(
-            method=RequestMethod.CSR,
-            subject=csr.subject,
-            sans=csr.sans,
-            key_algorithm=csr.key_algorithm,
-            csr=body.csr,
-            **common,
-        )
+        return csr_params(parse_csr(body.csr), body.csr, target, **common)
     return RequestParams(
         method=RequestMethod.MANAGED,
         subject=body.subject(),
         sans=body.sans,
         key_algorithm=body.key_algorithm,
+        **common,
+    )
+
+
+def csr_params(
+    csr: ParsedCsr, csr_pem: str, target: Row | Mapping[str, Any], **common: Any
+) -> RequestParams:
+    """The parameters of a request by CSR (the REST API's, and ACME's finalize), refusing a
+    CSR that marks critical what the profile does not add, or that has subject attributes
+    Certforge does not issue."""
+    if csr.critical_extension_oids:
+        check_csr_extensions(
+            csr.critical_extension_oids,
+            ProfileExtensions.model_validate(target["extensions"]),
+            target["profile_slug"],
+        )
+    if csr.unsupported_subject_oids:
+        raise Unprocessable.on_field(
+            "csr",
+            "the CSR subject has attributes Certforge does not issue: "
+            + ", ".join(csr.unsupported_subject_oids),
+        )
+    return RequestParams(
+        method=RequestMethod.CSR,
+        subject=csr.subject,
+        sans=csr.sans,
+        key_algorithm=csr.key_algorithm,
+        csr=csr_pem,
         **common,
     )
 

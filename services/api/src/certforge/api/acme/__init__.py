@@ -1,0 +1,7 @@
+"""The ACME protocol (RFC 8555, 8737, 8738, 9773) served by the api.
+
+`routes/acme.py` only wires HTTP to these modules: `jws` (pure JWS checks), `nonces`, `urls`,
+`directory` (which enrollment a URL names), `signed` (the checks every POST goes through),
+`accounts`, `orders`, `authorizations`, `finalize`, `certificates`, `revocation`, `ari`.
+Every refusal is an `AcmeProblem`, turned into `application/problem+json` by `errors`.
+"""
