@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import pytest_asyncio
 
+from acme_responders import DnsServer, Http01Responder, TlsAlpnResponder
 from certforge.common.crypto.envelope import KeyRing
 from certforge.devstack import (
     create_database,
@@ -152,6 +153,74 @@ async def syncer(backends: Backends, env_for: None, issuer: object) -> AsyncIter
     worker = build(
         SyncerSettings.load(
             syncer=SyncSettings(max_backoff_seconds=1, max_attempts=4, operation_timeout_seconds=5)
+        )
+    )
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def acme_dns() -> Iterator[DnsServer]:
+    """The session's authoritative DNS server (`acme_responders.DnsServer`): every name under
+    `.test` is 127.0.0.1 unless a test sets otherwise; the validator resolves through it."""
+    server = DnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def http01_responder() -> Iterator[Http01Responder]:
+    """The session's http-01 responder on 127.0.0.1 and ::1: the validator's `http01_port`."""
+    responder = Http01Responder().start()
+    yield responder
+    responder.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_alpn_responder() -> Iterator[TlsAlpnResponder]:
+    """The session's tls-alpn-01 listener on 127.0.0.1 and ::1: the validator's
+    `tls_alpn01_port`."""
+    responder = TlsAlpnResponder().start()
+    yield responder
+    responder.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def validator(
+    backends: Backends,
+    env_for: None,
+    acme_dns: DnsServer,
+    http01_responder: Http01Responder,
+    tls_alpn_responder: TlsAlpnResponder,
+) -> AsyncIterator[object]:
+    """The real validator worker in this process: names resolved by `acme_dns`, http-01 and
+    tls-alpn-01 checked against the session responders' ports, private targets allowed (the
+    responders are on loopback), one quick retry after a connection failure."""
+    from certforge.validator.main import build
+    from certforge.validator.settings import ValidationSettings, ValidatorSettings
+
+    worker = build(
+        ValidatorSettings.load(
+            validator=ValidationSettings(
+                http01_port=http01_responder.port,
+                tls_alpn01_port=tls_alpn_responder.port,
+                https_port=tls_alpn_responder.port,
+                resolver=acme_dns.nameserver,
+                allow_private_targets=True,
+                connect_timeout_seconds=2,
+                read_timeout_seconds=3,
+                attempt_timeout_seconds=10,
+                retries=1,
+                retry_base_seconds=0.05,
+            )
         )
     )
     started = asyncio.Event()
