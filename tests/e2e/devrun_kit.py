@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -93,7 +94,7 @@ class DevRun:
                 self.popen.wait(5)
 
 
-def healthy(url: str, verify: str | bool = True) -> bool:
+def healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
         return httpx.get(url, timeout=1.0, verify=verify).status_code == 200
     except httpx.HTTPError:

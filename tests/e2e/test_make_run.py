@@ -11,6 +11,7 @@ directory has the same data, keys, token and server certificate.
 from __future__ import annotations
 
 import socket
+import ssl
 import stat
 import subprocess
 import time
@@ -151,21 +152,22 @@ def _https_checks(run: DevRun, state_dir: Path, token: str, tls_port: int) -> by
     assert run.ca_file == tls / "ca.pem"
     assert f"--server {run.acme_directory}" in run.output(), "the certbot line"
     assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
-    assert httpx.get(f"{run.https}/healthz", verify=str(run.ca_file), timeout=10).status_code == 200
+    trust = ssl.create_default_context(cafile=str(run.ca_file))
+    assert httpx.get(f"{run.https}/healthz", verify=trust, timeout=10).status_code == 200
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"{run.https}/healthz", timeout=10)  # not a publicly trusted certificate
     leaf = x509.load_pem_x509_certificate((tls / "server.pem").read_bytes())
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
 
-    directory = httpx.get(run.acme_directory, verify=str(run.ca_file), timeout=10)
+    directory = httpx.get(run.acme_directory, verify=trust, timeout=10)
     assert directory.status_code == 200, directory.text
     urls = directory.json()
     assert urls["newNonce"].startswith(f"https://127.0.0.1:{tls_port}/acme/demo/dev-tls/")
     assert urls["meta"]["externalAccountRequired"] is True
 
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=run.https, headers=headers, verify=str(run.ca_file)) as client:
+    with httpx.Client(base_url=run.https, headers=headers, verify=trust) as client:
         acme = client.get("/api/v1/applications/demo/profiles/dev-tls/enrollment/acme")
         assert acme.status_code == 200, acme.text
         assert acme.json()["enabled"] is True
