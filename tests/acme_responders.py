@@ -275,7 +275,7 @@ class DnsServer(BaseResolver):  # type: ignore[misc]
             if kind == "A":
                 rdata: Any = A(value)
             elif kind == "AAAA":
-                rdata = AAAA(value)
+                rdata = AAAA(tuple(ipaddress.IPv6Address(value).packed))  # any notation
             elif kind == "TXT":
                 raw = value.encode()
                 rdata = TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])

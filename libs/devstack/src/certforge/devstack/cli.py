@@ -49,7 +49,7 @@ __all__ = [
 
 _logger = logging.getLogger("certforge.devstack")
 
-SERVICES = ("api", "issuer", "renewer", "syncer")
+SERVICES = ("api", "issuer", "renewer", "syncer", "validator")
 DEV_DATABASE = "certforge"
 DEFAULT_API_PORT = 8080
 DEFAULT_API_TLS_PORT = 8443
@@ -369,6 +369,7 @@ def _run(stack: contextlib.ExitStack) -> int:
         "CERTFORGE_BOOTSTRAP_TOKEN": token,
         "CERTFORGE_STATE_DIR": str(state_dir),
         "CERTFORGE_API_PORT": str(api_port),
+        "CERTFORGE_VALIDATOR__ALLOW_PRIVATE_TARGETS": "true",  # ACME clients on this machine
         # URLs in issued certificates (CRL, OCSP, CA issuers) must reach this API
         "CERTFORGE_PUBLIC_URL": os.environ.get(
             "CERTFORGE_PUBLIC_URL", f"http://127.0.0.1:{api_port}"
