@@ -4,6 +4,7 @@ DNS would answer.
 - `Http01Responder`: an HTTP server on 127.0.0.1 and ::1 (one free port for both) serving
   `/.well-known/acme-challenge/<token>`; `serve(token, key_authz)`, `redirect(token, location)`,
   `respond(path, status, body)`; `requests` records `(path, Host header)` of each request.
+- `HttpsResponder`: the same over TLS, where an http-01 redirect to https lands.
 - `DnsServer`: an authoritative server (dnslib) over UDP and TCP on one free port of 127.0.0.1.
   Every name under `.test` exists and has the A record 127.0.0.1 (no AAAA) unless told
   otherwise; every other name is NXDOMAIN. `set_a`, `set_aaaa`, `set_txt`, `set_nxdomain`,
@@ -120,9 +121,12 @@ class Http01Responder(_Threaded):
     def start(self) -> Http01Responder:
         self.port = _free_port_on_both()
         handler = self._handler()
-        self._run(_HttpServer(("127.0.0.1", self.port), handler))
-        self._run(_HttpServer6(("::1", self.port), handler))
+        self._run(self._prepare(_HttpServer(("127.0.0.1", self.port), handler)))
+        self._run(self._prepare(_HttpServer6(("::1", self.port), handler)))
         return self
+
+    def _prepare(self, server: HTTPServer) -> HTTPServer:
+        return server
 
     def serve(self, token: str, key_authz: str) -> None:
         """Answer the challenge path of `token` with the key authorization (200, text/plain)."""
@@ -174,6 +178,33 @@ class Http01Responder(_Threaded):
                 return
 
         return Handler
+
+
+class HttpsResponder(Http01Responder):
+    """The same server over TLS (a self-signed certificate for any name): where an http-01
+    redirect to https lands. `server_names` records the SNI of each handshake."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server_names: list[str | None] = []
+        self._files = Path(tempfile.mkdtemp(prefix="cf-https-"))
+
+    def start(self) -> HttpsResponder:
+        cert_pem, key_pem = acme_tls_certificate("https.test", "unused", with_extension=False)
+        (self._files / "cert.pem").write_bytes(cert_pem)
+        (self._files / "key.pem").write_bytes(key_pem)
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(self._files / "cert.pem", self._files / "key.pem")
+        self._context.sni_callback = self._remember
+        super().start()
+        return self
+
+    def _remember(self, _: ssl.SSLObject, server_name: str | None, __: ssl.SSLContext) -> None:
+        self.server_names.append(server_name)
+
+    def _prepare(self, server: HTTPServer) -> HTTPServer:
+        server.socket = self._context.wrap_socket(server.socket, server_side=True)
+        return server
 
 
 # --- DNS ----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import ipaddress
 import json
 import os
 import re
@@ -41,6 +42,7 @@ from certforge.common.settings import CommonSettings
 from certforge.issuer.settings import IssuerSettings
 from certforge.renewer.settings import RenewerSettings
 from certforge.syncer.settings import SyncerSettings
+from certforge.validator.settings import ValidatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -58,9 +60,10 @@ SETTINGS: dict[str, type[CommonSettings]] = {
     "issuer": IssuerSettings,
     "renewer": RenewerSettings,
     "syncer": SyncerSettings,
+    "validator": ValidatorSettings,
     "migrate": CommonSettings,
 }
-SERVICES = ("api", "issuer", "renewer", "syncer")
+SERVICES = ("api", "issuer", "renewer", "syncer", "validator")
 UID = 10001
 SECRETS_DIR = "/run/secrets/certforge"
 
@@ -184,7 +187,8 @@ def _workloads(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dic
 
 
 def _certforge(docs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Certforge's own workloads by component: api, issuer, renewer, syncer, migrate."""
+    """Certforge's own workloads by component: api, issuer, renewer, syncer, validator,
+    migrate."""
     found = {}
     for doc, pod in _workloads(docs):
         labels = doc["spec"]["template"]["metadata"]["labels"]
@@ -527,6 +531,10 @@ def test_each_service_loads_its_settings_from_what_its_pod_gets(
         if isinstance(settings, ApiSettings | IssuerSettings):
             assert settings.leaf_keks is not None
             KeyRing.parse(settings.leaf_keks.get_secret_value())
+        if isinstance(settings, ValidatorSettings):
+            # Private targets only in a development cluster; prod validates public hosts.
+            assert settings.validator.allow_private_targets is (overlay == "dev")
+            assert settings.validator.allowed_networks == []
 
 
 # --- the shape of each overlay --------------------------------------------------------------
@@ -596,6 +604,8 @@ def test_network_policies_let_only_the_api_in(
         expected = {53, 5432} | ({4222} if component != "migrate" else set())
         if component == "syncer":
             expected |= {443, 6443}
+        if component == "validator":
+            expected |= {80, 443}
         assert egress_ports == expected, f"{component}: egress {sorted(egress_ports)}"
 
     # Every pod selector the services' egress names matches a pod the overlay runs.
@@ -606,6 +616,49 @@ def test_network_policies_let_only_the_api_in(
         for rule in policy["spec"]["egress"]:
             for peer in rule["to"]:
                 assert any(_selects(peer["podSelector"], p) for p in pods), peer
+
+
+# Ranges a validator must never reach in production: the cluster's own networks, loopback,
+# cloud metadata (link-local), carrier-grade NAT, IPv6 unique-local and link-local.
+INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+            "100.64.0.0/10", "::1/128", "fc00::/7", "fe80::/10")  # fmt: skip
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_validator_reaches_hosts_outsiders_choose(
+    documents: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """Egress to addresses outside the cluster (ipBlocks): the validator on 80/443/53 (public
+    ranges only, in prod), the syncer on 443/6443 to its destinations; nobody else."""
+    docs = documents[overlay]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for component, (doc, _) in _certforge(docs).items():
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        outside = [
+            (peer["ipBlock"], {port["port"] for port in rule["ports"]})
+            for p in policies
+            if _selects(p["spec"]["podSelector"], labels)
+            for rule in p["spec"].get("egress", [])
+            for peer in rule["to"]
+            if "ipBlock" in peer
+        ]
+        if component not in ("validator", "syncer"):
+            assert outside == [], f"{component} reaches outside the cluster: {outside}"
+            continue
+        assert outside, f"{component} needs egress to the outside"
+        for block, ports in outside:
+            expected = {80, 443, 53} if component == "validator" else {443, 6443}
+            assert ports == expected, f"{component}: {sorted(ports)}"
+            if component != "validator" or overlay == "dev":
+                continue
+            cidr = ipaddress.ip_network(block["cidr"])
+            excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+            for internal in map(ipaddress.ip_network, INTERNAL):
+                if internal.version != cidr.version:
+                    continue
+                assert any(
+                    internal.subnet_of(e) for e in excepted if e.version == internal.version
+                ), f"the validator may reach {internal} in {overlay}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

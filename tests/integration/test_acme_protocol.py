@@ -11,31 +11,25 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 
 from acme_kit import (
-    AcmeClient,
+    BASE,
+    acme_client,
     acme_problem,
     csr_der,
+    directory_url,
     enable_acme,
     new_key,
     record_verdict,
+    registered,
 )
-from admin_kit import ClientFor
-from issuance_kit import Enrollment, enroll
+from admin_kit import API, ClientFor
+from certforge.common.acme import AriCertId
+from issuance_kit import Enrollment, enroll, pem_blocks
+from pki_tools import openssl_verify
 
 pytestmark = pytest.mark.integration
-
-BASE = "http://certforge.test"
-
-
-def directory_url(enrollment: Enrollment) -> str:
-    return f"{BASE}/acme/{enrollment.app}/{enrollment.profile}/directory"
-
-
-async def acme_client(
-    client_for: ClientFor, enrollment: Enrollment, *, kind: str = "ES256"
-) -> AcmeClient:
-    return await AcmeClient(client_for(None), directory_url(enrollment), key=new_key(kind)).load()
 
 
 @pytest.fixture(scope="module")
@@ -43,38 +37,6 @@ async def enrollment(admin: httpx.AsyncClient, api_app: Any) -> Enrollment:
     e = await enroll(admin)
     await enable_acme(api_app, e, terms_of_service="https://example.com/tos")
     return e
-
-
-async def registered(client_for: ClientFor, enrollment: Enrollment, **kw: Any) -> AcmeClient:
-    client = await acme_client(client_for, enrollment, **kw)
-    r = await client.register(contact=["mailto:ops@example.com"])
-    assert r.status_code == 201, r.text
-    return client
-
-
-async def ready_order(client: AcmeClient, api_app: Any, *names: str) -> dict[str, Any]:
-    r = await client.new_order(*names)
-    assert r.status_code == 201, r.text
-    order_url = r.headers["location"]
-    order = r.json()
-    for url in await client.challenge_urls(order):
-        answered = await client.post(url, {})
-        assert answered.status_code == 200, answered.text
-        await record_verdict(api_app, url)
-    order = (await client.get(order_url)).json()
-    assert order["status"] == "ready", order
-    order["url"] = order_url
-    return order
-
-
-async def issued(client: AcmeClient, api_app: Any, *names: str) -> tuple[dict[str, Any], Any]:
-    order = await ready_order(client, api_app, *names)
-    csr, key = csr_der(list(names))
-    r = await client.finalize(order, csr)
-    assert r.status_code == 200, r.text
-    done = await client.wait_order(order["url"])
-    done["url"] = order["url"]
-    return done, key
 
 
 # --- directory and nonces --------------------------------------------------------------------
@@ -161,3 +123,168 @@ async def test_account_with_each_algorithm(
     read = await client.get(client.kid or "")
     assert read.status_code == 200
     assert read.json()["status"] == "valid"
+
+
+async def test_account_update_deactivation_and_key_change(
+    client_for: ClientFor, enrollment: Enrollment
+) -> None:
+    client = await registered(client_for, enrollment)
+    assert client.kid is not None
+    r = await client.post(client.kid, {"contact": ["mailto:new@example.com"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["contact"] == ["mailto:new@example.com"]
+
+    new = new_key("ES384")
+    r = await client.key_change(new)
+    assert r.status_code == 200, r.text
+    old = client.key
+    client.key = new
+    assert (await client.get(client.kid)).status_code == 200
+    client.key = old  # the old key no longer signs for the account
+    acme_problem(await client.get(client.kid), 400, "malformed")
+    client.key = new
+
+    other = await registered(client_for, enrollment)
+    r = await other.key_change(new)
+    acme_problem(r, 409, "malformed")
+    assert r.headers["location"] == client.kid
+
+    r = await client.post(client.kid, {"status": "deactivated"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "deactivated"
+    acme_problem(await client.get(client.kid), 403, "unauthorized")
+    acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
+
+
+async def test_only_return_existing(client_for: ClientFor, enrollment: Enrollment) -> None:
+    client = await acme_client(client_for, enrollment)
+    r = await client.register(onlyReturnExisting=True)
+    acme_problem(r, 400, "accountDoesNotExist")
+
+
+@pytest.mark.parametrize(
+    ("contact", "error"),
+    [
+        (["tel:+3312345678"], "unsupportedContact"),
+        (["mailto:not an address"], "invalidContact"),
+        (["mailto:a@example.com?subject=x"], "invalidContact"),
+        (["mailto:a@example.com,b@example.com"], "invalidContact"),
+    ],
+    ids=["fail/scheme", "fail/address", "fail/hfields", "fail/two-addresses"],
+)
+async def test_contacts_are_checked(
+    client_for: ClientFor, enrollment: Enrollment, contact: list[str], error: str
+) -> None:
+    client = await acme_client(client_for, enrollment)
+    acme_problem(await client.register(contact=contact), 400, error)
+
+
+async def test_terms_of_service_must_be_agreed(
+    client_for: ClientFor, enrollment: Enrollment
+) -> None:
+    client = await acme_client(client_for, enrollment)
+    r = await client.post(client.directory["newAccount"], {"contact": []}, use_jwk=True)
+    acme_problem(r, 400, "malformed")
+
+
+# --- the whole flow --------------------------------------------------------------------------
+
+
+async def test_order_to_certificate(
+    client_for: ClientFor,
+    enrollment: Enrollment,
+    api_app: Any,
+    admin: httpx.AsyncClient,
+) -> None:
+    client = await registered(client_for, enrollment)
+    names = ["www.example.com", "example.com", "10.1.2.3"]
+    r = await client.new_order(*names)
+    assert r.status_code == 201, r.text
+    order = r.json()
+    order_url = r.headers["location"]
+    assert order["status"] == "pending"
+    assert {i["value"] for i in order["identifiers"]} == set(names)
+    assert len(order["authorizations"]) == 3
+
+    authz = (await client.get(order["authorizations"][0])).json()
+    assert authz["status"] == "pending"
+    kinds = sorted(c["type"] for c in authz["challenges"])
+    authzs = [(await client.get(u)).json() for u in order["authorizations"]]
+    ip_authz = next(a for a in authzs if a["identifier"]["type"] == "ip")
+    assert sorted(c["type"] for c in ip_authz["challenges"]) == ["http-01", "tls-alpn-01"]
+    assert kinds in (["dns-01", "http-01", "tls-alpn-01"], ["http-01", "tls-alpn-01"])
+
+    # finalize before the authorizations are valid
+    csr, _ = csr_der(names)
+    acme_problem(await client.finalize(order, csr), 403, "orderNotReady")
+
+    for url in await client.challenge_urls(order):
+        r = await client.post(url, {})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "processing"
+        assert any('rel="up"' in link for link in r.headers.get_list("link"))
+        assert (await client.post(url, {})).json()["status"] == "processing"  # idempotent
+        await _assert_one_validate_command(api_app, url)
+        await record_verdict(api_app, url)
+        read = (await client.get(url)).json()
+        assert read["status"] == "valid"
+        assert read["validated"]
+
+    order = (await client.get(order_url)).json()
+    assert order["status"] == "ready"
+
+    r = await client.finalize(order, csr)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] in ("processing", "valid")
+    if r.json()["status"] == "processing":
+        assert r.headers["retry-after"]
+    # a second finalize is not processed again
+    acme_problem(await client.finalize(order, csr), 403, "orderNotReady")
+
+    done = await client.wait_order(order_url)
+    cert_url = done["certificate"]
+    r = await client.get(cert_url)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pem-certificate-chain"
+    blocks = pem_blocks(r.text)
+    assert blocks[0].strip() != enrollment.issuing["certificate"].strip()
+    assert blocks[1].strip() == enrollment.issuing["certificate"].strip()
+    assert len(blocks) == 2, "chain 0 leaves the root out"
+    assert f'<{cert_url}/1>;rel="alternate"' in r.headers.get_list("link")
+    full = await client.get(f"{cert_url}/1")
+    assert pem_blocks(full.text)[-1].strip() == enrollment.root["certificate"].strip()
+    assert any('rel="alternate"' in link for link in full.headers.get_list("link"))
+    openssl_verify(enrollment.root["certificate"], blocks[1:], blocks[0])
+    leaf = x509.load_pem_x509_certificate(blocks[0].encode())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == ["example.com", "www.example.com"]
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"10.1.2.3"}
+
+    # the certificate is in the application's inventory, renewed by its client
+    certificate_id = cert_url.rsplit("/", 1)[1]
+    shown = await admin.get(f"{API}/applications/{enrollment.app}/certificates/{certificate_id}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["auto_renew"] is False
+    assert shown.json()["metadata"]["acme/order"] == order_url.rsplit("/", 1)[1]
+
+    # the orders list names it
+    orders = (await client.get(f"{client.kid}/orders")).json()["orders"]
+    assert order_url in orders
+
+    # ARI: a window before expiry, and Retry-After
+    aki_cert_id = str(AriCertId.of(leaf))
+    info = await client.http.get(f"{client.directory['renewalInfo']}/{aki_cert_id}")
+    assert info.status_code == 200, info.text
+    window = info.json()["suggestedWindow"]
+    assert window["start"] < window["end"]
+    assert int(info.headers["retry-after"]) > 0
+
+
+async def _assert_one_validate_command(api_app: Any, challenge_url: str) -> None:
+    context = api_app.state.certforge
+    count = await context.db.fetchval(
+        "SELECT count(*) FROM outbox WHERE subject = $1 AND convert_from(payload, 'UTF8') LIKE $2",
+        context.subjects.validate_challenge,
+        f"%{challenge_url.rsplit('/', 1)[1]}%",
+    )
+    assert count == 1

@@ -589,3 +589,12 @@ async def test_a_command_for_an_unknown_challenge_is_dropped(
 ) -> None:
     await acme.send(uuid.uuid4())
     await settled(acme, backends)  # acknowledged, not redelivered forever
+
+
+async def test_an_unreadable_command_is_dropped(acme: Acme, backends: Backends) -> None:
+    client = await nats.connect(backends.nats_url)
+    try:
+        await client.jetstream().publish(acme.subjects.validate_challenge, b'{"not": "a command"}')
+    finally:
+        await client.close()
+    await settled(acme, backends)  # terminated, not redelivered

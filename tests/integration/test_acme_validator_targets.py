@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from acme_responders import DnsServer, Http01Responder, TlsAlpnResponder
+from acme_responders import DnsServer, Http01Responder, HttpsResponder, TlsAlpnResponder
 from certforge.common.acme import ErrorType, b64url, key_authorization
 from certforge.validator.checks import validate
 from certforge.validator.context import Challenge, Network
@@ -216,3 +216,23 @@ async def test_a_dns_server_that_does_not_answer_is_retried_then_a_dns_problem(
     assert f"127.0.0.1:{port}" in failure.detail
     assert len(slept) == 2  # two retries, then the verdict
     assert slept[1] >= slept[0] / 2
+
+
+async def test_a_redirect_to_https_is_followed_with_the_name_as_server_name(
+    network: Any, http01_responder: Http01Responder
+) -> None:
+    """The https port is where a redirect may go; the certificate there is not verified (it is
+    self-signed here), the name travels as SNI and Host while the connection goes to the
+    checked address."""
+    https = HttpsResponder().start()
+    try:
+        host, secure = name("plain"), name("secure")
+        checked = challenge("http-01", host)
+        http01_responder.redirect(checked.token, f"https://{secure}:{https.port}/s/{checked.token}")
+        https.respond(f"/s/{checked.token}", 200, checked.key_authorization.encode())
+        settings = {"allow_private_targets": True, "https_port": https.port}
+        assert await validate(checked, network(**settings)) is None
+        assert https.server_names == [secure]
+        assert https.hosts_asked_for(f"/s/{checked.token}") == [f"{secure}:{https.port}"]
+    finally:
+        https.stop()

@@ -1,7 +1,8 @@
 """Finalize (RFC 8555 §7.4): the CSR checked against the order, then the same request path as
 API enrollment by CSR.
 
-The order moves `ready → processing` with a guarded UPDATE in the transaction that writes the
+The order moves `ready → processing` (guarded: its row is claimed `FOR UPDATE` only while
+still ready) in the transaction that writes the
 `csr` certificate request, its IssueCertificate command (outbox) and the audit entry, so a
 finalize is processed once whatever the retries and races: the loser of a race finds the
 order no longer ready (orderNotReady). Policy, lint, events, syncs, audit and inventory then
@@ -42,10 +43,11 @@ from certforge.common.request_rows import new_request_row
 
 SOURCE = "/certforge/api"
 _REQUEST_COLUMNS = columns(CertificateRequest)
+_CLAIM_SQL = """
+SELECT id FROM acme_orders WHERE id = $1 AND status = 'ready' AND expires_at > $2 FOR UPDATE
+"""
 _PROCESS_SQL = """
-UPDATE acme_orders SET status = 'processing', request_id = $2, updated_at = $3
-WHERE id = $1 AND status = 'ready' AND expires_at > $3
-RETURNING id
+UPDATE acme_orders SET status = 'processing', request_id = $2, updated_at = $3 WHERE id = $1
 """
 
 
@@ -64,9 +66,10 @@ def check_csr(
     except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise bad_csr("the CSR is not a DER PKCS#10 request") from None
     try:
+        # badCSR, not badPublicKey: RFC 8555 defines the latter for the keys that sign JWS.
         as_supported_public_key(raw_key, field="csr")
     except CertforgeError as exc:
-        raise AcmeProblem(ErrorType.BAD_PUBLIC_KEY, _plain(exc)) from None
+        raise bad_csr(f"the CSR's key is refused: {_plain(exc)}") from None
     try:
         parsed = parse_csr_der(der)
     except CertforgeError as exc:
@@ -153,8 +156,8 @@ async def finalize(
         request_id=request_id,
     )
     async with context.db.acquire() as conn, conn.transaction():
-        started = await conn.fetchval(_PROCESS_SQL, order["id"], request["id"], now)
-        if started is None:
+        # The guard: a concurrent finalize waits on the row lock, then finds it not ready.
+        if await conn.fetchval(_CLAIM_SQL, order["id"], now) is None:
             raise AcmeProblem(ErrorType.ORDER_NOT_READY, "the order is no longer ready", 403)
         await conn.execute(
             SUBMIT_SQL,
@@ -162,6 +165,7 @@ async def finalize(
             *values(message, MESSAGE_COLUMNS),
             *values(entry, ENTRY_COLUMNS),
         )
+        await conn.execute(_PROCESS_SQL, order["id"], request["id"], now)
     context.relay.wake()
     refreshed = await context.db.fetchrow(
         orders.ORDER_SQL, order["id"], target.app_id, target.profile_id

@@ -116,8 +116,9 @@ INSERT INTO acme_authorizations (id, order_id, account_id, identifier_type, iden
 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $8)
 """
 _INSERT_CHALLENGE_SQL = """
-INSERT INTO acme_challenges (id, authorization_id, type, token, status, created_at, updated_at)
-VALUES ($1, $2, $3, $4, 'pending', $5, $5)
+INSERT INTO acme_challenges (id, authorization_id, type, token, status, attempts, created_at,
+                             updated_at)
+VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
 """
 _REPLACED_SQL = """
 SELECT c.id FROM certificates c JOIN certificate_authorities ca ON ca.id = c.ca_id

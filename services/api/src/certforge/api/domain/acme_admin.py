@@ -278,7 +278,7 @@ def _after_cursor(created: Any, row_id: Any, cursor: str | None) -> list[sa.Colu
         last = UUID(last_id)
     except ValueError:
         raise InvalidInput.on_field("cursor", "not a cursor returned by this API") from None
-    if created_at.tzinfo is None:  # never made by encode_cursor; asyncpg would refuse it
+    if created_at.tzinfo is None:  # never made by encode_cursor: the page would be a guess
         raise InvalidInput.on_field("cursor", "not a cursor returned by this API")
     return [(created < created_at) | ((created == created_at) & (row_id < last))]
 

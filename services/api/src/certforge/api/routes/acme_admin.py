@@ -29,7 +29,7 @@ from certforge.api.schemas.acme import (
 from certforge.api.schemas.applications import AttachmentPublic
 from certforge.api.schemas.common import Page
 
-router = APIRouter(prefix=API_PREFIX, tags=["acme"])
+router = APIRouter(prefix=API_PREFIX, tags=["acme administration"])
 
 _ENROLLMENT = "/applications/{app}/profiles/{profile}/enrollment/acme"
 
