@@ -166,10 +166,9 @@ def registered(stack: Stack) -> dict[str, Any]:
         "--email",
         CONTACT,
         "--no-eff-email",
-        "--eab-kid",
-        key["key_id"],
-        "--eab-hmac-key",
-        key["hmac_key"],
+        # `=`: a base64url key may start with "-", which argparse would take for an option
+        f"--eab-kid={key['key_id']}",
+        f"--eab-hmac-key={key['hmac_key']}",
     )
     assert "Account registered" in output, output
     result: dict[str, Any] = key
