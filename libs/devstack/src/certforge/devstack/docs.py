@@ -195,12 +195,14 @@ def _service_settings() -> dict[str, type[CommonSettings]]:
     from certforge.issuer.settings import IssuerSettings
     from certforge.renewer.settings import RenewerSettings
     from certforge.syncer.settings import SyncerSettings
+    from certforge.validator.settings import ValidatorSettings
 
     return {
         "api": ApiSettings,
         "issuer": IssuerSettings,
         "renewer": RenewerSettings,
         "syncer": SyncerSettings,
+        "validator": ValidatorSettings,
     }
 
 
@@ -259,7 +261,7 @@ _EXTRAS = (
     ),
     _Extra(
         "CERTFORGE_API_TLS_PORT",
-        "8443",
+        "`8443`",
         "make run",
         "Port of `make run`'s second api process, which serves HTTPS (the ACME directory) with a "
         "server certificate from the development CA (`<state>/tls/`).",
