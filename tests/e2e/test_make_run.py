@@ -151,6 +151,7 @@ def _https_checks(run: DevRun, state_dir: Path, token: str, tls_port: int) -> by
     assert run.acme_directory == f"https://127.0.0.1:{tls_port}/acme/demo/dev-tls/directory"
     assert run.ca_file == tls / "ca.pem"
     assert f"--server {run.acme_directory}" in run.output(), "the certbot line"
+    assert "--standalone --http-01-port 5002" in run.output(), "the validator's dev port"
     assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
     trust = ssl.create_default_context(cafile=str(run.ca_file))
     assert httpx.get(f"{run.https}/healthz", verify=trust, timeout=10).status_code == 200

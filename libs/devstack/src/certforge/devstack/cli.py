@@ -53,6 +53,12 @@ SERVICES = ("api", "issuer", "renewer", "syncer", "validator")
 DEV_DATABASE = "certforge"
 DEFAULT_API_PORT = 8080
 DEFAULT_API_TLS_PORT = 8443
+# Where the validator reaches ACME clients on this machine (Pebble's ports): unprivileged, so
+# `certbot --standalone --http-01-port 5002` runs without root. The developer's own wins.
+DEV_VALIDATOR_PORTS = {
+    "CERTFORGE_VALIDATOR__HTTP01_PORT": "5002",
+    "CERTFORGE_VALIDATOR__TLS_ALPN01_PORT": "5001",
+}
 HEALTH_TIMEOUT = 60.0
 _KEK_BYTES = 32
 
@@ -246,6 +252,7 @@ class _Acme:
     https: str
     directory: str
     ca_file: Path
+    http01_port: str
 
 
 def _banner(
@@ -271,8 +278,8 @@ def _banner(
         f"  ACME directory   {acme.directory}",
         f"  ACME CA file     {acme.ca_file}   (the development root CA: trust it)",
         f"  certbot          REQUESTS_CA_BUNDLE={acme.ca_file} certbot certonly --server "
-        f"{acme.directory} --eab-kid <id> --eab-hmac-key <key> --standalone --ip-address 127.0.0.1"
-        "   (EAB keys and the rest: README, ACME)",
+        f"{acme.directory} --eab-kid=<id> --eab-hmac-key=<key> --standalone --http-01-port "
+        f"{acme.http01_port} --ip-address 127.0.0.1   (EAB keys and the rest: README, ACME)",
         "",
         f"  NATS             {_redact(nats_url)}",
         f"  PostgreSQL       {_redact(database_url)}",
@@ -360,6 +367,7 @@ def _run(stack: contextlib.ExitStack) -> int:
     _run_migrations(database_url)
     _check_api_ports(api_port, tls_port)  # again: the servers took a while to start
     env = {
+        **DEV_VALIDATOR_PORTS,
         **os.environ,
         "CERTFORGE_ENVIRONMENT": "development",
         "CERTFORGE_DATABASE_URL": database_url,
@@ -447,7 +455,12 @@ def _serve_https(
     )
     https = f"https://127.0.0.1:{tls_port}"
     _wait_healthy(group, f"{https}/healthz", HEALTH_TIMEOUT, files.client_context())
-    return _Acme(https=https, directory=https + acme_directory_path(), ca_file=files.ca)
+    return _Acme(
+        https=https,
+        directory=https + acme_directory_path(),
+        ca_file=files.ca,
+        http01_port=env["CERTFORGE_VALIDATOR__HTTP01_PORT"],
+    )
 
 
 def run() -> int:
