@@ -458,4 +458,7 @@ def acme_problem(response: httpx.Response, status: int, error: str) -> dict[str,
     assert isinstance(body.get("detail"), str), body
     assert body["detail"], body
     assert response.headers.get("replay-nonce"), response.headers
+    if status != 404:
+        links = response.headers.get_list("link")
+        assert any(link.endswith('/directory>;rel="index"') for link in links), links
     return body

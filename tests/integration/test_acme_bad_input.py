@@ -233,7 +233,9 @@ async def test_wrong_method_is_an_acme_problem(
     client_for: ClientFor, enrollment: Enrollment
 ) -> None:
     client = await acme_client(client_for, enrollment)
-    acme_problem(await client.http.get(client.directory["newAccount"]), 405, "malformed")
+    r = await client.http.get(client.directory["newAccount"])
+    acme_problem(r, 405, "malformed")
+    assert r.headers["allow"] == "POST"
 
 
 # --- nonces ----------------------------------------------------------------------------------
@@ -674,3 +676,72 @@ async def test_expired_order_is_invalid(
         order_id,
     )
     assert (await client.get(r.headers["location"])).json()["status"] == "invalid"
+
+
+async def test_expired_nonces_are_purged(api_app: Any) -> None:
+    from certforge.api.acme import nonces
+
+    db = api_app.state.certforge.db
+    now = datetime.now(UTC)
+    old = [await nonces.issue(db, now - timedelta(hours=2), 3600) for _ in range(3)]
+    fresh = await nonces.issue(db, now, 3600)
+    assert await nonces.purge(db, now) >= 3
+    left = await db.fetch("SELECT value FROM acme_nonces WHERE value = ANY($1)", [*old, fresh])
+    assert [r["value"] for r in left] == [fresh]
+    assert await nonces.consume(db, fresh, now)
+    assert not await nonces.consume(db, fresh, now)
+
+
+async def test_orders_list_is_paginated(client_for: ClientFor, enrollment: Enrollment) -> None:
+    from certforge.api.acme.orders import PAGE_SIZE
+
+    client = await registered(client_for, enrollment)
+    made = []
+    for i in range(PAGE_SIZE + 2):
+        r = await client.new_order(f"p{i}.example.com")
+        assert r.status_code == 201, r.text
+        made.append(r.headers["location"])
+    assert client.kid is not None
+    first = await client.get(f"{client.kid}/orders")
+    assert first.status_code == 200, first.text
+    assert len(first.json()["orders"]) == PAGE_SIZE
+    nexts = [link for link in first.headers.get_list("link") if 'rel="next"' in link]
+    assert len(nexts) == 1
+    next_url = nexts[0].split(">")[0].lstrip("<")
+    second = await client.get(next_url)
+    assert second.status_code == 200, second.text
+    assert not any('rel="next"' in link for link in second.headers.get_list("link"))
+    listed = first.json()["orders"] + second.json()["orders"]
+    assert listed == made[::-1]
+    acme_problem(await client.get(f"{client.kid}/orders?cursor=junk"), 400, "malformed")
+
+
+async def test_nul_bytes_never_reach_the_database(
+    client_for: ClientFor, eab_enrollment: Enrollment
+) -> None:
+    client = await acme_client(client_for, eab_enrollment)
+    url = client.directory["newAccount"]
+    r = await client.post(url, {}, use_jwk=True, nonce="abc\x00def")
+    acme_problem(r, 400, "badNonce")
+    eab = client.eab("kid\x00", b64url(b"k" * 32))
+    acme_problem(await client.register(externalAccountBinding=eab), 400, "malformed")
+    r = await client.register(contact=["mailto:a\x00@example.com"])
+    acme_problem(r, 400, "invalidContact")
+
+
+async def test_orders_follow_the_issuers_enrollment_rule(
+    admin: httpx.AsyncClient, client_for: ClientFor, api_app: Any
+) -> None:
+    """The issuer signs only for an attachment with API enrollment on and an active CA (see
+    `request_rules.check_enrollment`); ACME refuses orders it would fail, at once."""
+    e = await enroll(admin)
+    await enable_acme(api_app, e)
+    client = await registered(client_for, e)
+    await api_app.state.certforge.db.execute(
+        "UPDATE application_profiles SET api_enabled = FALSE "
+        "WHERE application_id = $1::uuid AND profile_id = $2::uuid",
+        e.app_id,
+        e.profile_id,
+    )
+    problem = acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
+    assert "enrollment is disabled" in problem["detail"]

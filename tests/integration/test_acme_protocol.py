@@ -288,3 +288,13 @@ async def _assert_one_validate_command(api_app: Any, challenge_url: str) -> None
         f"%{challenge_url.rsplit('/', 1)[1]}%",
     )
     assert count == 1
+
+
+async def test_malformed_forwarded_headers_are_ignored(
+    client_for: ClientFor, enrollment: Enrollment
+) -> None:
+    r = await client_for(None).get(
+        directory_url(enrollment),
+        headers={"X-Forwarded-Proto": "gopher", "X-Forwarded-Host": "evil.example/path?"},
+    )
+    assert r.json()["newOrder"].startswith(f"{BASE}/acme/")

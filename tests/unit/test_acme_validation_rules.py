@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from acme_responders import acme_tls_certificate
 from certforge.common.acme import ErrorType
+from certforge.validator.checks import CHECKS, validate
+from certforge.validator.context import Challenge, Network
 from certforge.validator.dns01 import record_name
 from certforge.validator.failures import ValidationFailure, quoted
 from certforge.validator.resolver import parse_nameserver
@@ -144,6 +146,7 @@ HERE = Target("http", "example.com", 80, "/.well-known/acme-challenge/t")
         ("https://secure.example/p", Target("https", "secure.example", 443, "/p")),
         ("https://[2001:db8::1]/p", Target("https", "2001:db8::1", 443, "/p")),
         ("//cdn.example", Target("http", "cdn.example", 80, "/")),
+        ("http://bücher.example/", Target("http", "xn--bcher-kva.example", 80, "/")),
     ],
     ids=[
         "ok/absolute-path",
@@ -152,6 +155,7 @@ HERE = Target("http", "example.com", 80, "/.well-known/acme-challenge/t")
         "ok/https",
         "ok/ipv6",
         "ok/scheme-relative",
+        "ok/idn",
     ],
 )
 def test_redirect_target_follows(location: str, expected: Target) -> None:
@@ -167,6 +171,7 @@ def test_redirect_target_follows(location: str, expected: Target) -> None:
         ("file:///etc/passwd", "not to http or https"),
         ("https:///nohost", "names no host"),
         ("http://example.com:99999/", "not a valid URL"),
+        ("http://a..b/", "no valid host"),
     ],
     ids=[
         "fail/http-port",
@@ -175,6 +180,7 @@ def test_redirect_target_follows(location: str, expected: Target) -> None:
         "fail/file",
         "fail/no-host",
         "fail/bad-port",
+        "fail/bad-name",
     ],
 )
 def test_redirect_target_refuses(location: str, reason: str) -> None:
@@ -246,6 +252,7 @@ def test_unauthorized_problems_are_403_and_name_the_identifier() -> None:
         "identifier": identifier,
     }
     assert ValidationFailure(ErrorType.DNS, "x").problem(identifier)["status"] == 400
+    assert ValidationFailure(ErrorType.SERVER_INTERNAL, "x").problem(identifier)["status"] == 500
 
 
 # --- the tls-alpn-01 certificate --------------------------------------------------------------
@@ -348,3 +355,69 @@ def test_a_certificate_without_san_or_unreadable_is_refused() -> None:
     unreadable = acme_certificate_problem(b"\x30\x03\x02\x01\x01", "dns", "example.com", KEY_AUTHZ)
     assert unreadable is not None
     assert unreadable.startswith("the certificate could not be read")
+
+
+# --- the verdict of one validation --------------------------------------------------------------
+
+
+def _challenge(kind: str) -> Challenge:
+    return Challenge(kind, "token", "dns", "example.com", KEY_AUTHZ)
+
+
+def _network() -> Network:
+    return Network.of(ValidationSettings(resolver="127.0.0.1:1", retries=3))
+
+
+async def test_a_bug_in_a_check_is_a_verdict_not_an_endless_redelivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+
+    async def broken(challenge: Challenge, network: Network) -> None:
+        calls.append(challenge)
+        raise KeyError("internal detail")
+
+    monkeypatch.setitem(CHECKS, "http-01", broken)
+    failure = await validate(_challenge("http-01"), _network())
+    assert failure is not None
+    assert failure.error is ErrorType.SERVER_INTERNAL
+    assert "internal detail" not in failure.detail
+    assert len(calls) == 1  # not retried: only connection-level failures are
+
+
+async def test_only_transient_failures_are_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = [
+        ValidationFailure(ErrorType.CONNECTION, "refused", transient=True),
+        ValidationFailure(ErrorType.CONNECTION, "refused", transient=True),
+        None,
+    ]
+
+    async def flaky(challenge: Challenge, network: Network) -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setitem(CHECKS, "http-01", flaky)
+    assert await validate(_challenge("http-01"), _network(), sleep=sleep) is None
+    assert len(slept) == 2
+
+    async def wrong(challenge: Challenge, network: Network) -> None:
+        raise ValidationFailure(ErrorType.INCORRECT_RESPONSE, "wrong")
+
+    slept.clear()
+    monkeypatch.setitem(CHECKS, "http-01", wrong)
+    failure = await validate(_challenge("http-01"), _network(), sleep=sleep)
+    assert failure is not None
+    assert failure.error is ErrorType.INCORRECT_RESPONSE
+    assert slept == []
+
+
+async def test_an_unknown_challenge_type_is_malformed() -> None:
+    failure = await validate(_challenge("http-02"), _network())
+    assert failure is not None
+    assert failure.error is ErrorType.MALFORMED

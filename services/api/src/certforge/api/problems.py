@@ -162,7 +162,9 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if _is_acme(request):
         # an unknown ACME path or a wrong method: still an ACME problem, with a nonce
-        acme = AcmeProblem(ErrorType.MALFORMED, str(exc.detail), exc.status_code)
+        acme = AcmeProblem(
+            ErrorType.MALFORMED, str(exc.detail), exc.status_code, headers=exc.headers
+        )
         return await acme_problem_response(request, acme)
     code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         exc.status_code, "http-error"

@@ -54,6 +54,14 @@ async def validate(
             )
         except ValidationFailure as exc:
             failure = exc
+        except Exception:
+            # A bug, not the requester's doing: a verdict all the same, or the command would
+            # be redelivered (and fail) forever. The trace goes to the log, not to the client.
+            log.exception("%s for %s failed", challenge.type, challenge.identifier)
+            return ValidationFailure(
+                ErrorType.SERVER_INTERNAL,
+                f"The validator failed while checking this {challenge.type} challenge",
+            )
         if not failure.transient or attempt > settings.retries:
             return failure
         delay = backoff_delay(

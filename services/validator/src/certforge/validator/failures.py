@@ -25,7 +25,7 @@ class ValidationFailure(Exception):
 
     def problem(self, identifier: dict[str, str]) -> dict[str, Any]:
         """The ACME problem document stored on the challenge and the order."""
-        status = 403 if self.error is ErrorType.UNAUTHORIZED else 400
+        status = {ErrorType.UNAUTHORIZED: 403, ErrorType.SERVER_INTERNAL: 500}.get(self.error, 400)
         return problem(self.error, self.detail, status=status, identifier=identifier)
 
 

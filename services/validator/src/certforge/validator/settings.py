@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator
 
 from certforge.common.settings import CommonSettings
+from certforge.validator.resolver import parse_nameserver
 
 
 class ValidationSettings(BaseModel):
@@ -78,8 +79,6 @@ class ValidationSettings(BaseModel):
     @field_validator("resolver")
     @classmethod
     def _resolver_address(cls, value: str) -> str:
-        from certforge.validator.resolver import parse_nameserver
-
         if value:
             parse_nameserver(value)  # raises ValueError with the reason
         return value

@@ -143,6 +143,12 @@ def redirect_target(current: Target, location: str, *, http_port: int, https_por
         raise RedirectRefused(f"the redirect to {location!r} is not to http or https")
     if not parts.hostname:
         raise RedirectRefused(f"the redirect to {location!r} names no host")
+    host = parts.hostname.rstrip(".")
+    if parse_ip(host) is None:
+        try:  # an internationalised name travels as its A-labels (Host header, SNI, DNS)
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise RedirectRefused(f"the redirect to {location!r} names no valid host") from None
     allowed = http_port if parts.scheme == "http" else https_port
     chosen = port if port is not None else (80 if parts.scheme == "http" else 443)
     if chosen != allowed:
@@ -153,4 +159,4 @@ def redirect_target(current: Target, location: str, *, http_port: int, https_por
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(parts.scheme, parts.hostname.rstrip("."), chosen, path)
+    return Target(parts.scheme, host, chosen, path)

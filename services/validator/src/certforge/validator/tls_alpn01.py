@@ -103,7 +103,7 @@ async def _handshake(challenge: Challenge, network: Network, address: IPAddress)
     server_name = sni_name(challenge.identifier_type, challenge.identifier)
     try:
         async with asyncio.timeout(settings.connect_timeout_seconds):
-            reader, writer = await asyncio.open_connection(str(address), port)
+            _, writer = await asyncio.open_connection(str(address), port)
     except TimeoutError:
         raise ValidationFailure(
             ErrorType.CONNECTION, f"Timeout connecting to {where}", transient=True
@@ -150,7 +150,6 @@ async def _handshake(challenge: Challenge, network: Network, address: IPAddress)
             raise ValidationFailure(ErrorType.TLS, f"{where} presented no certificate")
         return bytes(der)
     finally:
-        del reader
         writer.close()
         try:
             async with asyncio.timeout(1):

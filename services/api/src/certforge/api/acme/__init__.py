@@ -2,6 +2,7 @@
 
 `routes/acme.py` only wires HTTP to these modules: `jws` (pure JWS checks), `nonces`, `urls`,
 `directory` (which enrollment a URL names), `signed` (the checks every POST goes through),
-`accounts`, `orders`, `authorizations`, `finalize`, `certificates`, `revocation`, `ari`.
-Every refusal is an `AcmeProblem`, turned into `application/problem+json` by `errors`.
+`accounts`, `eab`, `orders`, `authorizations`, `finalize`, `certificates`, `revocation`, `ari`.
+Every refusal is an `AcmeProblem` (`errors`), answered as `application/problem+json` by
+`responses` through the handler `certforge.api.problems` installs.
 """

@@ -8,30 +8,26 @@ single statements or one transaction each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
-from joserfc.jwk import OctKey
 from pydantic import ValidationError
 
-from certforge.api.acme import audit, jws
+from certforge.api.acme import eab, jws
 from certforge.api.acme.directory import AcmeTarget
 from certforge.api.acme.errors import AcmeProblem, malformed, unauthorized
 from certforge.api.acme.signed import Signed
 from certforge.api.acme.urls import AcmeUrls
 from certforge.api.context import ApiContext
-from certforge.common.acme import ErrorType, Status, eab_key_aad
-from certforge.common.crypto.envelope import EnvelopeError
+from certforge.common.acme import ErrorType, Status
 from certforge.common.db.pool import Row
 from certforge.common.domain import SanType
 from certforge.common.template import San
 
 MAX_CONTACTS = 8
-EAB_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 _BY_THUMBPRINT_SQL = """
 SELECT * FROM acme_accounts
@@ -42,14 +38,6 @@ INSERT INTO acme_accounts (id, application_id, profile_id, status, jwk, jwk_thum
                            contact, eab_key_id, terms_agreed, created_at, updated_at)
 VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7, $8, $9, $9)
 RETURNING *
-"""
-_EAB_KEY_SQL = """
-SELECT * FROM acme_eab_keys WHERE id = $1 AND application_id = $2 AND profile_id = $3
-FOR UPDATE
-"""
-_BIND_SQL = """
-UPDATE acme_eab_keys SET account_id = $2, bound_at = $3
-WHERE id = $1 AND account_id IS NULL AND revoked_at IS NULL
 """
 _UPDATE_CONTACT_SQL = """
 UPDATE acme_accounts SET contact = $2, updated_at = $3 WHERE id = $1 RETURNING *
@@ -110,50 +98,6 @@ def check_contacts(value: object) -> list[str]:
     return contacts
 
 
-@dataclass(frozen=True)
-class Binding:
-    """The parts of an `externalAccountBinding` JWS (RFC 8555 §7.3.4) before its MAC is
-    checked (that needs the key, found by `kid`)."""
-
-    token: jws.Jws
-    kid: str
-
-
-def parse_binding(value: object, new_account_url: str, account_key: jws.PublicKey) -> Binding:
-    """The EAB JWS's structure: HMAC `alg`, `kid`, `url` = newAccount, no nonce, and the
-    account's own JWK as its payload. Malformed otherwise."""
-    if not isinstance(value, dict):
-        raise malformed("'externalAccountBinding' must be a flattened JWS object")
-    token = jws.parse(orjson.dumps(value))
-    header = token.protected
-    if header.get("alg") not in EAB_ALGORITHMS:
-        raise malformed(
-            f"the externalAccountBinding must be MACed with one of {', '.join(EAB_ALGORITHMS)}"
-        )
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise malformed("the externalAccountBinding has no 'kid' (the EAB key id)")
-    if "nonce" in header or "jwk" in header:
-        raise malformed("the externalAccountBinding must have no 'nonce' and no 'jwk'")
-    if header.get("url") != new_account_url:
-        raise malformed("the externalAccountBinding 'url' must be the newAccount URL")
-    try:
-        inner_key = jws.public_key(orjson.loads(token.payload))
-    except orjson.JSONDecodeError:
-        raise malformed("the externalAccountBinding payload must be the account JWK") from None
-    if not jws.same_jwk(inner_key, account_key):
-        raise malformed("the externalAccountBinding payload is not the account's key")
-    return Binding(token=token, kid=kid)
-
-
-def check_binding_mac(binding: Binding, hmac_key: bytes) -> None:
-    """The MAC under the EAB key; a wrong MAC is `unauthorized` (the key is the credential)."""
-    try:
-        jws.verify(binding.token, OctKey.import_key(hmac_key), binding.token.alg)
-    except AcmeProblem:
-        raise unauthorized("the externalAccountBinding MAC does not verify") from None
-
-
 async def find(context: ApiContext, target: AcmeTarget, key: jws.PublicKey) -> Row | None:
     return await context.db.fetchrow(
         _BY_THUMBPRINT_SQL, target.app_id, target.profile_id, jws.thumbprint(key)
@@ -185,7 +129,7 @@ async def new_account(
         raise malformed("the terms of service must be agreed to (termsOfServiceAgreed)")
     binding = None
     if "externalAccountBinding" in payload:
-        binding = parse_binding(payload["externalAccountBinding"], urls.new_account, signed.key)
+        binding = eab.parse_binding(payload["externalAccountBinding"], urls.new_account, signed.key)
     elif target.eab_required:
         raise AcmeProblem(
             ErrorType.EXTERNAL_ACCOUNT_REQUIRED,
@@ -197,7 +141,7 @@ async def new_account(
     try:
         async with context.db.acquire() as conn, conn.transaction():
             if binding is not None:
-                await _bind(context, conn, target, binding, account_id, now, request_id)
+                await eab.bind(context, conn, target, binding, account_id, now, request_id)
             row = await conn.fetchrow(
                 _INSERT_SQL,
                 account_id,
@@ -218,47 +162,6 @@ async def new_account(
         return existing, False
     assert row is not None
     return row, True
-
-
-async def _bind(
-    context: ApiContext,
-    conn: Any,
-    target: AcmeTarget,
-    binding: Binding,
-    account_id: UUID,
-    now: datetime,
-    request_id: str | None,
-) -> None:
-    """Check the EAB key and its MAC, bind it to the new account and audit the binding."""
-    key = await conn.fetchrow(_EAB_KEY_SQL, binding.kid, target.app_id, target.profile_id)
-    if key is None:
-        raise unauthorized("the externalAccountBinding names no EAB key of this directory")
-    if key["revoked_at"] is not None:
-        raise unauthorized("the EAB key has been revoked")
-    if key["account_id"] is not None:
-        raise unauthorized("the EAB key is already bound to another account")
-    try:
-        hmac_key = context.leaf_keys.decrypt(key["encrypted_hmac_key"], eab_key_aad(key["id"]))
-    except EnvelopeError:
-        raise AcmeProblem(
-            ErrorType.SERVER_INTERNAL, "the EAB key cannot be read on this server", 500
-        ) from None
-    check_binding_mac(binding, hmac_key)
-    await conn.execute(_BIND_SQL, binding.kid, account_id, now)
-    await audit.record(
-        conn,
-        audit.entry(
-            action="acme.eab.bind",
-            account_id=account_id,
-            application_id=target.app_id,
-            resource_type="acme_eab_key",
-            resource_id=binding.kid,
-            details={"account_id": str(account_id), "profile": target.profile_slug},
-            now=now,
-            status_code=201,
-            request_id=request_id,
-        ),
-    )
 
 
 async def update(context: ApiContext, signed: Signed, account_id: UUID, now: datetime) -> Row:

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from certforge.api.acme.errors import not_found
+from certforge.api.acme.errors import not_found, unauthorized
 from certforge.api.acme.urls import AcmeUrls
 from certforge.api.domain.common import is_reference
 from certforge.common.db.pool import Database, Row
+from certforge.common.domain import RequestKind
+from certforge.common.errors import CertforgeError
+from certforge.common.request_rules import Enrollment, check_enrollment
 
 _TARGET_SQL = """
 SELECT a.id AS app_id, a.slug AS app_slug,
@@ -58,6 +61,23 @@ class AcmeTarget:
     @property
     def profile_slug(self) -> str:
         return str(self.row["profile_slug"])
+
+    def check_issuable(self) -> None:
+        """The rule the issuer applies when it signs (`request_rules.check_enrollment`: the
+        attachment enrolls and its CA is active), checked before an order or a finalize is
+        accepted, so a client is refused at once instead of seeing its order fail later."""
+        enrollment = Enrollment(
+            application=self.app_slug,
+            profile=self.profile_slug,
+            attached=True,
+            api_enabled=bool(self.row["api_enabled"]),
+            ca_name=str(self.row["ca_name"]),
+            ca_status=str(self.row["ca_status"]),
+        )
+        try:
+            check_enrollment(enrollment, RequestKind.ISSUE)
+        except CertforgeError as exc:
+            raise unauthorized(exc.detail.removeprefix("profile: ")) from None
 
     @property
     def eab_required(self) -> bool:

@@ -117,6 +117,7 @@ async def finalize(
     order = await orders.current(context, order, now)
     if order["status"] != Status.READY:
         raise AcmeProblem(ErrorType.ORDER_NOT_READY, f"the order is {order['status']}", 403)
+    target.check_issuable()
     payload = signed.payload()
     text = payload.get("csr")
     if not isinstance(text, str):

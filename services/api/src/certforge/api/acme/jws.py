@@ -145,7 +145,7 @@ def public_key(jwk: object) -> PublicKey:
             # joserfc warns about RSA keys under 2048 bits; they are refused just below.
             warnings.simplefilter("ignore", SecurityWarning)
             key = import_key(jwk)
-    except (JoseError, ValueError, TypeError, KeyError):
+    except (JoseError, ValueError, TypeError, KeyError, AttributeError):
         raise AcmeProblem(ErrorType.BAD_PUBLIC_KEY, "the 'jwk' is not a valid public key") from None
     if isinstance(key, OctKey) or key.is_private:
         raise AcmeProblem(ErrorType.BAD_PUBLIC_KEY, "the 'jwk' must be an asymmetric public key")

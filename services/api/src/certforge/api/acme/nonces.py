@@ -8,12 +8,14 @@ DELETE, so the table stays small without a background job.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime, timedelta
 
 from certforge.common.acme import b64url
 from certforge.common.db.pool import Database
 
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PURGE_ONE_IN = 64
 PURGE_BATCH = 1000
 
@@ -35,13 +37,19 @@ async def issue(db: Database, now: datetime, lifetime_seconds: int) -> str:
     value = new_nonce()
     await db.execute(_ISSUE_SQL, value, now + timedelta(seconds=lifetime_seconds))
     if secrets.randbelow(PURGE_ONE_IN) == 0:
-        await db.execute(_PURGE_SQL, now, PURGE_BATCH)
+        await purge(db, now)
     return value
+
+
+async def purge(db: Database, now: datetime) -> int:
+    """Delete up to `PURGE_BATCH` expired nonces; how many went."""
+    status = await db.execute(_PURGE_SQL, now, PURGE_BATCH)
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def consume(db: Database, value: object, now: datetime) -> bool:
     """Whether `value` is a nonce we issued, unused and unexpired; it is used up either way."""
-    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isascii():
-        return False
+    if not isinstance(value, str) or _NONCE.fullmatch(value) is None:
+        return False  # never issued by us (and a NUL would not even reach PostgreSQL)
     expires_at = await db.fetchval(_CONSUME_SQL, value)
     return expires_at is not None and expires_at > now

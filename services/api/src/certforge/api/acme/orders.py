@@ -34,7 +34,7 @@ from certforge.common.acme import (
     problem,
 )
 from certforge.common.db.pool import Database, Row
-from certforge.common.domain import CAStatus, RequestStatus
+from certforge.common.domain import RequestStatus
 from certforge.common.issuance import ProfileDefaults
 from certforge.common.name_constraints import chain_constraints
 from certforge.common.policy import PolicyDocument
@@ -155,8 +155,7 @@ async def create(
     authorizations and challenges in one transaction."""
     if "notBefore" in payload or "notAfter" in payload:
         raise malformed("notBefore and notAfter are not supported: the profile sets the validity")
-    if target.row["ca_status"] != CAStatus.ACTIVE:
-        raise unauthorized(f"the CA of profile {target.profile_slug!r} is disabled")
+    target.check_issuable()
     identifiers = ids.parse(payload.get("identifiers"))
     subproblems = ids.rejected(
         identifiers,

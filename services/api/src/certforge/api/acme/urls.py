@@ -9,6 +9,7 @@ request's scheme and host, with `X-Forwarded-Proto`/`X-Forwarded-Host` honoured,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -17,21 +18,36 @@ from fastapi import Request
 PREFIX = "/acme"
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
 def request_base(request: Request, pinned: str) -> str:
-    """`scheme://host[:port]` as the client sees it."""
+    """`scheme://host[:port]` as the client sees it: a proxy's `X-Forwarded-Proto` and
+    `X-Forwarded-Host` (first value, when well formed) win over what the api itself sees, and
+    the ASGI `root_path` (an api mounted under a prefix) follows. A forged header only changes
+    the URLs answered to the client that forged it, and its JWS must then name them too."""
     if pinned:
         return pinned.rstrip("/")
-    headers = request.headers
-    scheme = headers.get("x-forwarded-proto", "").split(",")[0].strip() or request.url.scheme
-    host = headers.get("x-forwarded-host", "").split(",")[0].strip() or headers.get("host", "")
-    host = host or request.url.netloc
-    return f"{scheme}://{host}"
+    scheme = request.url.scheme
+    host = request.url.netloc
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if proto in ("http", "https"):
+        scheme = proto
+    forwarded_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    if forwarded_host and _HOST.match(forwarded_host):
+        host = forwarded_host
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{scheme}://{host}{root}"
 
 
 def request_url(request: Request, pinned: str) -> str:
     """The absolute URL of this request, as the JWS `url` header must name it."""
     query = f"?{request.url.query}" if request.url.query else ""
-    return f"{request_base(request, pinned)}{request.url.path}{query}"
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    path = request.url.path
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return f"{request_base(request, pinned)}{path}{query}"
 
 
 @dataclass(frozen=True)
