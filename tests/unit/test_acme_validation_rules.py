@@ -421,3 +421,9 @@ async def test_an_unknown_challenge_type_is_malformed() -> None:
     failure = await validate(_challenge("http-02"), _network())
     assert failure is not None
     assert failure.error is ErrorType.MALFORMED
+
+
+def test_a_refused_redirect_quotes_a_long_location_briefly() -> None:
+    with pytest.raises(RedirectRefused) as refused:
+        redirect_target(HERE, "ftp://example.com/" + "x" * 5000, http_port=80, https_port=443)
+    assert len(str(refused.value)) < 200

@@ -53,13 +53,13 @@ async def check(challenge: Challenge, network: Network) -> None:
                 if not location:
                     raise ValidationFailure(
                         ErrorType.CONNECTION,
-                        f"{target.url} answered {response.status_code} without a Location",
+                        f"{target.shown} answered {response.status_code} without a Location",
                     )
                 if hop == MAX_REDIRECTS:
                     raise ValidationFailure(
                         ErrorType.CONNECTION,
                         f"Too many redirects: more than {MAX_REDIRECTS}, the last from "
-                        f"{target.url} to {quoted(location)}",
+                        f"{target.shown} to {quoted(location)}",
                     )
                 try:
                     target = redirect_target(
@@ -69,12 +69,14 @@ async def check(challenge: Challenge, network: Network) -> None:
                         https_port=settings.https_port,
                     )
                 except RedirectRefused as exc:
-                    raise ValidationFailure(ErrorType.CONNECTION, f"{target.url}: {exc}") from None
+                    raise ValidationFailure(
+                        ErrorType.CONNECTION, f"{target.shown}: {exc}"
+                    ) from None
                 continue
             if response.status_code != 200:
                 raise ValidationFailure(
                     ErrorType.UNAUTHORIZED,
-                    f"Invalid response from {target.url}: {response.status_code}, body "
+                    f"Invalid response from {target.shown}: {response.status_code}, body "
                     f"{quoted(body)}",
                 )
             _compare(target, body, challenge.key_authorization)
@@ -85,14 +87,14 @@ def _compare(target: Target, body: bytes, expected: str) -> None:
     if len(body) > BODY_LIMIT:
         raise ValidationFailure(
             ErrorType.INCORRECT_RESPONSE,
-            f"The key authorization file at {target.url} is larger than {BODY_LIMIT} bytes",
+            f"The key authorization file at {target.shown} is larger than {BODY_LIMIT} bytes",
         )
     # RFC 8555 §8.3: the server verifies the body after stripping trailing whitespace.
     received = body.decode("utf-8", errors="replace").rstrip()
     if received != expected:
         raise ValidationFailure(
             ErrorType.INCORRECT_RESPONSE,
-            f"The key authorization file at {target.url} does not match this challenge: "
+            f"The key authorization file at {target.shown} does not match this challenge: "
             f"expected {quoted(expected)}, got {quoted(received)}",
         )
 
@@ -130,7 +132,7 @@ async def _get(
         "Accept-Encoding": "identity",
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    where = f"{target.url} ({url_host(address)}:{target.port})"
+    where = f"{target.shown} ({url_host(address)}:{target.port})"
     try:
         async with client.stream("GET", url, headers=headers, extensions=extensions) as response:
             body = b""

@@ -124,6 +124,12 @@ class Target:
         port = "" if self.port == default else f":{self.port}"
         return f"{self.scheme}://{host}{port}{self.path}"
 
+    @property
+    def shown(self) -> str:
+        """The URL as a detail quotes it: a redirect's path is the peer's choice, so cut."""
+        url = self.url
+        return url if len(url) <= 200 else url[:200] + "…"
+
 
 class RedirectRefused(ValueError):
     """A redirect the validator will not follow; the message says why."""
@@ -133,27 +139,28 @@ def redirect_target(current: Target, location: str, *, http_port: int, https_por
     """Where a redirect from `current` to `location` (relative or absolute) leads, if the
     validator may follow it: http on `http_port` or https on `https_port` only (as Boulder
     allows 80 and 443 only), with a host. Its addresses are checked once resolved."""
+    shown = repr(location[:100]) + ("…" if len(location) > 100 else "")
     absolute = urljoin(current.url, location.strip())
     try:
         parts = urlsplit(absolute)
         port = parts.port
     except ValueError as exc:
-        raise RedirectRefused(f"the redirect to {location!r} is not a valid URL") from exc
+        raise RedirectRefused(f"the redirect to {shown} is not a valid URL") from exc
     if parts.scheme not in ("http", "https"):
-        raise RedirectRefused(f"the redirect to {location!r} is not to http or https")
+        raise RedirectRefused(f"the redirect to {shown} is not to http or https")
     if not parts.hostname:
-        raise RedirectRefused(f"the redirect to {location!r} names no host")
+        raise RedirectRefused(f"the redirect to {shown} names no host")
     host = parts.hostname.rstrip(".")
     if parse_ip(host) is None:
         try:  # an internationalised name travels as its A-labels (Host header, SNI, DNS)
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
-            raise RedirectRefused(f"the redirect to {location!r} names no valid host") from None
+            raise RedirectRefused(f"the redirect to {shown} names no valid host") from None
     allowed = http_port if parts.scheme == "http" else https_port
     chosen = port if port is not None else (80 if parts.scheme == "http" else 443)
     if chosen != allowed:
         raise RedirectRefused(
-            f"the redirect to {location!r} targets port {chosen}; {parts.scheme} redirects "
+            f"the redirect to {shown} targets port {chosen}; {parts.scheme} redirects "
             f"may target port {allowed} only"
         )
     path = parts.path or "/"
