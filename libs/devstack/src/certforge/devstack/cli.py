@@ -2,9 +2,12 @@
 
 `certforge-dev run` brings up the whole platform on one machine with nothing installed but the
 venv: an embedded NATS (JetStream) and PostgreSQL under a state directory, generated development
-secrets, the database schema, and the four services with their output interleaved in one
-terminal. Everything it creates lives in the state directory (default `./.certforge`), so a
-reset is `rm -rf .certforge`, and a second run picks up the same data, keys and token.
+secrets, the database schema, and the services with their output interleaved in one terminal.
+Once the api answers, it sets up the development PKI through the REST API (`seed`) and serves
+the api a second time over HTTPS with a server certificate from it (`devtls`), because ACME
+clients expect an https directory. Everything it creates lives in the state directory (default
+`./.certforge`), so a reset is `rm -rf .certforge`, and a second run picks up the same data,
+keys, token and server certificate.
 Existing servers can be used instead via `CERTFORGE_NATS_URL` / `CERTFORGE_DATABASE_URL`.
 """
 
@@ -432,8 +435,10 @@ def _serve_https(
     client = Api(api, token)
     group.write("devstack", "development CA, policy, profile and demo application …")
     pki = ensure_dev_pki(client, pause, say=lambda line: group.write("devstack", line))
+    _check_alive(group)
     files = tls_files(state_dir)
     issued = ensure_server_certificate(client, pki, files, datetime.now(UTC), pause)
+    _check_alive(group)
     group.write(
         "devstack",
         f"{'issued' if issued else 'reusing'} the HTTPS server certificate {files.certificate}",
