@@ -229,6 +229,15 @@ async def test_post_as_get_where_a_payload_is_needed(
     acme_problem(await client.post(client.directory["newOrder"], None), 400, "malformed")
 
 
+async def test_a_payload_where_post_as_get_is_needed(
+    client_for: ClientFor, enrollment: Enrollment
+) -> None:
+    client = await registered(client_for, enrollment)
+    r = await client.new_order("read.example.com")
+    acme_problem(await client.post(r.headers["location"], {}), 400, "malformed")
+    acme_problem(await client.post(f"{client.kid}/orders", {}), 400, "malformed")
+
+
 async def test_wrong_method_is_an_acme_problem(
     client_for: ClientFor, enrollment: Enrollment
 ) -> None:
@@ -745,3 +754,26 @@ async def test_orders_follow_the_issuers_enrollment_rule(
     )
     problem = acme_problem(await client.new_order("a.example.com"), 403, "unauthorized")
     assert "enrollment is disabled" in problem["detail"]
+
+
+async def test_identifiers_outside_the_cas_name_constraints(
+    admin: httpx.AsyncClient, client_for: ClientFor, api_app: Any
+) -> None:
+    """The policy allows *.example.com, the issuing CA only shop.example.com's subtree."""
+    from admin_kit import create_intermediate, create_policy, create_profile, create_root
+    from issuance_kit import enroll_new_application
+
+    root = await create_root(admin)
+    issuing = await create_intermediate(
+        admin, root["id"], name_constraints={"permitted": {"dns": ["shop.example.com"]}}
+    )
+    policy = await create_policy(admin)
+    profile = await create_profile(admin, issuing["id"], policy["id"])
+    e = await enroll_new_application(admin, root, issuing, policy, profile)
+    await enable_acme(api_app, e)
+    client = await registered(client_for, e)
+    r = await client.new_order("shop.example.com", "www.example.com")
+    problem = acme_problem(r, 400, "rejectedIdentifier")
+    assert [s["identifier"]["value"] for s in problem["subproblems"]] == ["www.example.com"]
+    assert "name constraints" in problem["subproblems"][0]["detail"]
+    assert (await client.new_order("shop.example.com")).status_code == 201

@@ -19,6 +19,7 @@ from acme_kit import (
     enable_acme,
     issued,
     public_jwk,
+    ready_order,
     registered,
 )
 from admin_kit import API, ClientFor
@@ -181,3 +182,20 @@ async def test_renewal_info_and_replaces(
     )
     acme_problem(await client.new_order("ari.example.com", replaces=unknown), 404, "malformed")
     acme_problem(await client.new_order("ari.example.com", replaces="x.y"), 400, "malformed")
+
+
+async def test_revoke_by_an_account_authorized_for_every_name(
+    client_for: ClientFor, enrollment: Enrollment, api_app: Any, admin: httpx.AsyncClient
+) -> None:
+    owner = await registered(client_for, enrollment)
+    order, _ = await issued(owner, api_app, "shared.example.com", "10.9.8.7")
+    cert = await leaf_of(owner, order)
+    other = await registered(client_for, enrollment)
+    partly = await ready_order(other, api_app, "shared.example.com")
+    assert partly["status"] == "ready"
+    url = other.directory["revokeCert"]
+    acme_problem(await other.post(url, {"certificate": der_b64(cert)}), 403, "unauthorized")
+    await ready_order(other, api_app, "10.9.8.7")
+    r = await other.post(url, {"certificate": der_b64(cert)})
+    assert r.status_code == 200, r.text
+    assert (await rest_view(admin, enrollment, order))["status"] == "revoked"

@@ -1,7 +1,7 @@
-"""ACME end to end in-process: the api's protocol endpoints, the real validator answering
-http-01 from the session's responder and dns-01 from the session's DNS server, and the real
+"""ACME end to end in-process: the api's protocol endpoints, the real validator checking
+http-01, dns-01 and tls-alpn-01 against the session's responders and DNS server, and the real
 issuer. Names under `.test` resolve to 127.0.0.1 (the validator's resolver is the session DNS
-server); the IP identifier is validated by http-01 on 127.0.0.1."""
+server); the IP identifier 127.0.0.1 is proved by tls-alpn-01 (RFC 8738 §6)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 
 from acme_kit import acme_problem, csr_der, enable_acme, registered
-from acme_responders import DnsServer, Http01Responder
+from acme_responders import DnsServer, Http01Responder, TlsAlpnResponder
 from admin_kit import API, ClientFor
 from certforge.common.acme import dns01_txt_value, key_authorization
 from issuance_kit import Enrollment, enroll, pem_blocks
@@ -37,13 +37,14 @@ def name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}.test"
 
 
-async def test_http01_dns01_and_ip_with_the_real_validator(
+async def test_each_challenge_type_with_the_real_validator(
     client_for: ClientFor,
     enrollment: Enrollment,
     api_app: Any,
     admin: httpx.AsyncClient,
     validator: object,
     http01_responder: Http01Responder,
+    tls_alpn_responder: TlsAlpnResponder,
     acme_dns: DnsServer,
 ) -> None:
     client = await registered(client_for, enrollment)
@@ -55,11 +56,13 @@ async def test_http01_dns01_and_ip_with_the_real_validator(
     for authz_url in order["authorizations"]:
         authz = (await client.get(authz_url)).json()
         value = authz["identifier"]["value"]
-        kind = "dns-01" if value == mail else "http-01"
+        kind = {mail: "dns-01", "127.0.0.1": "tls-alpn-01"}.get(value, "http-01")
         challenge = next(c for c in authz["challenges"] if c["type"] == kind)
         key_authz = key_authorization(challenge["token"], thumbprint)
         if kind == "dns-01":
             acme_dns.set_txt(f"_acme-challenge.{value}", [dns01_txt_value(key_authz)])
+        elif kind == "tls-alpn-01":
+            tls_alpn_responder.serve(value, key_authz)
         else:
             http01_responder.serve(challenge["token"], key_authz)
         answered = await client.post(challenge["url"], {})

@@ -244,3 +244,20 @@ def test_chains_leave_the_root_out_first() -> None:
 def test_identifier_type_is_kept() -> None:
     found = identifiers.parse([ident("ip", "10.0.0.1")])
     assert found[0].type is IdentifierType.IP
+
+
+@pytest.mark.parametrize(
+    ("names", "authorized", "expected"),
+    [
+        ({("dns", "a.example.com")}, {("dns", "a.example.com", False)}, True),
+        ({("dns", "*.example.com")}, {("dns", "example.com", False)}, False),
+        ({("dns", "*.example.com")}, {("dns", "example.com", True)}, True),
+        ({("dns", "a.example.com"), ("ip", "10.0.0.1")}, {("dns", "a.example.com", False)}, False),
+        (set(), {("dns", "a.example.com", False)}, False),
+    ],
+    ids=["ok/one", "fail/wildcard-needs-wildcard", "ok/wildcard", "fail/partial", "fail/none"],
+)
+def test_revocation_by_authorizations(
+    names: set[tuple[str, str]], authorized: set[tuple[str, str, bool]], expected: bool
+) -> None:
+    assert revocation.covered(names, authorized) is expected

@@ -22,7 +22,7 @@ from certforge.api.acme.errors import AcmeProblem, malformed, unauthorized
 from certforge.api.acme.signed import Signed
 from certforge.api.acme.urls import AcmeUrls
 from certforge.api.context import ApiContext
-from certforge.common.acme import ErrorType, Status
+from certforge.common.acme import ErrorType, Status, problem
 from certforge.common.db.pool import Row
 from certforge.common.domain import SanType
 from certforge.common.template import San
@@ -42,9 +42,21 @@ RETURNING *
 _UPDATE_CONTACT_SQL = """
 UPDATE acme_accounts SET contact = $2, updated_at = $3 WHERE id = $1 RETURNING *
 """
+_LOCK_ORDERS_SQL = """
+SELECT id FROM acme_orders WHERE account_id = $1 AND status IN ('pending', 'ready')
+ORDER BY id FOR UPDATE
+"""
 _DEACTIVATE_SQL = """
 UPDATE acme_accounts SET status = 'deactivated', updated_at = $2
 WHERE id = $1 AND status = 'valid' RETURNING *
+"""
+_CANCEL_AUTHORIZATIONS_SQL = """
+UPDATE acme_authorizations SET status = 'deactivated', updated_at = $2
+WHERE account_id = $1 AND status = 'pending'
+"""
+_CANCEL_ORDERS_SQL = """
+UPDATE acme_orders SET status = 'invalid', updated_at = $2, error = $3
+WHERE account_id = $1 AND status IN ('pending', 'ready')
 """
 _CHANGE_KEY_SQL = """
 UPDATE acme_accounts SET jwk = $2, jwk_thumbprint = $3, updated_at = $4
@@ -53,7 +65,8 @@ WHERE id = $1 AND jwk_thumbprint = $5 RETURNING *
 
 
 def account_json(urls: AcmeUrls, row: Row) -> dict[str, Any]:
-    """The account object (RFC 8555 §7.1.2)."""
+    """The account object (RFC 8555 §7.1.2). The EAB key it was bound with is not echoed
+    (as Boulder): the field would be the client's own JWS, and admins see the key id."""
     body: dict[str, Any] = {
         "status": row["status"],
         "contact": list(row["contact"]),
@@ -61,8 +74,6 @@ def account_json(urls: AcmeUrls, row: Row) -> dict[str, Any]:
         "orders": urls.orders(row["id"]),
         "createdAt": row["created_at"].isoformat().replace("+00:00", "Z"),
     }
-    if row["eab_key_id"]:
-        body["externalAccountBinding"] = {"kid": row["eab_key_id"]}
     return body
 
 
@@ -175,14 +186,29 @@ async def update(context: ApiContext, signed: Signed, account_id: UUID, now: dat
     if "status" in payload:
         if payload["status"] != Status.DEACTIVATED:
             raise malformed("an account's status can only be changed to 'deactivated'")
-        row = await context.db.fetchrow(_DEACTIVATE_SQL, account_id, now)
-        return row if row is not None else account
+        return await _deactivate(context, account, now)
     if "contact" in payload:
         contacts = check_contacts(payload["contact"])
         row = await context.db.fetchrow(_UPDATE_CONTACT_SQL, account_id, contacts, now)
         assert row is not None
         return row
     return account
+
+
+async def _deactivate(context: ApiContext, account: Row, now: datetime) -> Row:
+    """Deactivation cancels what the account had in progress (RFC 8555 §7.3.6): its pending
+    authorizations are deactivated and its unfinished orders invalid; processing ones complete.
+    Its orders are locked first, in id order, as the validator locks an order before it records
+    a verdict."""
+    cancelled = problem(ErrorType.UNAUTHORIZED, "the account was deactivated", status=403)
+    async with context.db.acquire() as conn, conn.transaction():
+        await conn.execute(_LOCK_ORDERS_SQL, account["id"])
+        row = await conn.fetchrow(_DEACTIVATE_SQL, account["id"], now)
+        if row is None:
+            return account
+        await conn.execute(_CANCEL_AUTHORIZATIONS_SQL, account["id"], now)
+        await conn.execute(_CANCEL_ORDERS_SQL, account["id"], now, cancelled)
+    return row
 
 
 async def key_change(

@@ -19,7 +19,7 @@ from certforge.api.acme.errors import malformed, not_found, unauthorized
 from certforge.api.acme.signed import Signed
 from certforge.api.acme.urls import AcmeUrls
 from certforge.api.context import ApiContext
-from certforge.common.acme import Status
+from certforge.common.acme import ErrorType, Status, problem
 from certforge.common.contracts.commands import ValidateChallenge
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.db.columns import insert_sql, values
@@ -48,15 +48,14 @@ _EXPIRE_SQL = """
 UPDATE acme_authorizations SET status = 'expired', updated_at = $2
 WHERE id = $1 AND status = 'pending' AND expires_at <= $2
 """
+_LOCK_ORDER_SQL = "SELECT id FROM acme_orders WHERE id = $1 FOR UPDATE"
 _DEACTIVATE_SQL = """
-WITH authz AS (
-    UPDATE acme_authorizations SET status = 'deactivated', updated_at = $2
-    WHERE id = $1 AND status IN ('pending', 'valid') RETURNING order_id
-)
-UPDATE acme_orders SET status = 'invalid', updated_at = $2,
-       error = '{"type": "urn:ietf:params:acme:error:unauthorized",
-                 "detail": "an authorization of the order was deactivated", "status": 403}'
-WHERE id = (SELECT order_id FROM authz) AND status IN ('pending', 'ready')
+UPDATE acme_authorizations SET status = 'deactivated', updated_at = $2
+WHERE id = $1 AND status IN ('pending', 'valid')
+"""
+_INVALIDATE_ORDER_SQL = """
+UPDATE acme_orders SET status = 'invalid', updated_at = $2, error = $3
+WHERE id = $1 AND status IN ('pending', 'ready')
 """
 _START_SQL = """
 UPDATE acme_challenges SET status = 'processing', updated_at = $3
@@ -106,7 +105,14 @@ async def authorization(
             raise malformed('an authorization accepts only {"status": "deactivated"}')
         if row["status"] not in (Status.PENDING, Status.VALID, Status.DEACTIVATED):
             raise malformed(f"a {row['status']} authorization cannot be deactivated")
-        await context.db.execute(_DEACTIVATE_SQL, authz_id, now)
+        deactivated = problem(
+            ErrorType.UNAUTHORIZED, "an authorization of the order was deactivated", status=403
+        )
+        async with context.db.acquire() as conn, conn.transaction():
+            # the order first, as the validator locks it when it records a verdict
+            await conn.execute(_LOCK_ORDER_SQL, row["order_id"])
+            await conn.execute(_DEACTIVATE_SQL, authz_id, now)
+            await conn.execute(_INVALIDATE_ORDER_SQL, row["order_id"], now, deactivated)
         row = await _authorization(context, target, signed, authz_id, now)
     challenges = await context.db.fetch(_CHALLENGES_SQL, authz_id)
     return authorization_json(urls, row, challenges)

@@ -170,8 +170,7 @@ async def create(
     if subproblems:
         raise AcmeProblem(
             ErrorType.REJECTED_IDENTIFIER,
-            f"the profile's policy refuses {len(subproblems)} identifier(s): "
-            + subproblems[0]["detail"],
+            f"the profile refuses {len(subproblems)} identifier(s): " + subproblems[0]["detail"],
             subproblems=subproblems,
         )
     replaces = await _replaces(context.db, target, payload.get("replaces"))

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from certforge.api.acme import nonces
 from certforge.api.acme.errors import PROBLEM_JSON, AcmeProblem
-from certforge.api.acme.urls import AcmeUrls
+from certforge.api.acme.urls import PREFIX, AcmeUrls
 from certforge.api.context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,15 @@ def context_of(request: Request) -> ApiContext:
 
 
 def urls_of(request: Request) -> AcmeUrls | None:
+    """The directory's URLs, from the route's path parameters or, for a path no route matched
+    (an unknown resource), from the path itself."""
     application = request.path_params.get("application")
     profile = request.path_params.get("profile")
     if not isinstance(application, str) or not isinstance(profile, str):
-        return None
+        parts = request.url.path.removeprefix(PREFIX + "/").split("/")
+        if not request.url.path.startswith(PREFIX + "/") or len(parts) < 2:
+            return None
+        application, profile = parts[0], parts[1]
     settings = context_of(request).settings
     return AcmeUrls.of(request, settings.acme_base_url, application, profile)
 

@@ -1,8 +1,9 @@
 """revokeCert (RFC 8555 §7.6), through the REST API's revocation path (`mark_revoked`), so
 OCSP, the CRL, the `certificate.revoked` event and syncs follow as for any revocation.
 
-Who may revoke: the account that ordered the certificate (signed with its `kid`), or whoever
-holds the certificate's key (signed with a `jwk` that is the certificate's public key).
+Who may revoke (RFC 8555 §7.6): the account that ordered the certificate, or an account holding
+valid authorizations for all its names (signed with its `kid`); or whoever holds the
+certificate's key (signed with a `jwk` that is the certificate's public key).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlmodel import select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.acme import audit
 from certforge.api.acme.directory import AcmeTarget
@@ -22,7 +24,13 @@ from certforge.api.context import ApiContext
 from certforge.api.domain.lifecycle import mark_revoked
 from certforge.common.acme import ErrorType, b64url_decode
 from certforge.common.crypto.certificates import fingerprint_sha256
-from certforge.common.db.tables import AcmeOrder, Application, AuditEvent, Certificate
+from certforge.common.db.tables import (
+    AcmeAuthorization,
+    AcmeOrder,
+    Application,
+    AuditEvent,
+    Certificate,
+)
 from certforge.common.domain import CertificateStatus, RevocationReason
 
 REASONS: dict[int, RevocationReason] = {
@@ -93,8 +101,11 @@ async def revoke(
                     )
                 )
             ).first()
-            if ordered is None:
-                raise unauthorized("this account did not order this certificate")
+            if ordered is None and not await _authorized_for(session, signed, cert, now):
+                raise unauthorized(
+                    "this account neither ordered this certificate nor holds valid "
+                    "authorizations for all its names"
+                )
             actor = audit.actor_name(signed.account["id"])
         else:
             if _spki(cert.public_key()) != _spki(signed.key.raw_value):
@@ -123,6 +134,49 @@ async def revoke(
         )
         await session.commit()
     context.relay.wake()
+
+
+def names_of(cert: x509.Certificate) -> set[tuple[str, str]]:
+    """The certificate's identifiers as ACME names them: (dns, name) and (ip, address)."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    dns = {("dns", str(n).lower()) for n in sans.get_values_for_type(x509.DNSName)}
+    ips = {("ip", str(a)) for a in sans.get_values_for_type(x509.IPAddress)}
+    return dns | ips
+
+
+def covered(names: set[tuple[str, str]], authorized: set[tuple[str, str, bool]]) -> bool:
+    """Whether valid authorizations prove every name (a wildcard name needs a wildcard
+    authorization of its base domain, RFC 8555 §7.1.4)."""
+    if not names:
+        return False
+    for kind, value in names:
+        wildcard = value.startswith("*.")
+        if (kind, value.removeprefix("*."), wildcard) not in authorized:
+            return False
+    return True
+
+
+async def _authorized_for(
+    session: AsyncSession, signed: Signed, cert: x509.Certificate, now: datetime
+) -> bool:
+    """RFC 8555 §7.6: an account holding valid authorizations for all the certificate's
+    identifiers may revoke it, even if another account ordered it."""
+    assert signed.account is not None
+    rows = await session.exec(
+        select(
+            AcmeAuthorization.identifier_type,
+            AcmeAuthorization.identifier_value,
+            AcmeAuthorization.wildcard,
+        ).where(
+            AcmeAuthorization.account_id == signed.account["id"],
+            AcmeAuthorization.status == "valid",
+            col(AcmeAuthorization.expires_at) > now,
+        )
+    )
+    return covered(names_of(cert), {(t, v, bool(w)) for t, v, w in rows})
 
 
 def _spki(key: Any) -> bytes:

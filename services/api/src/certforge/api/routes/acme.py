@@ -59,6 +59,13 @@ def _uuid(value: str, what: str) -> UUID:
         raise not_found(f"no {what} {value[:64]!r}") from None
 
 
+def _read_only(signed: Signed, what: str) -> None:
+    """Resources that are only read take POST-as-GET: an empty payload, not `{}` (RFC 8555
+    §6.3)."""
+    if not signed.post_as_get:
+        raise malformed(f"{what} is read with POST-as-GET (an empty payload)")
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -105,6 +112,7 @@ async def account(request: Request, account_id: str) -> Response:
 @router.post("/acct/{account_id}/orders", name="acme.account.orders")
 async def account_orders(request: Request, account_id: str) -> Response:
     _, urls, signed, _ = await _signed(request)
+    _read_only(signed, "the orders list")
     owner = signed.account_row()
     if owner["id"] != _uuid(account_id, "account"):
         raise unauthorized("the JWS 'kid' is not this account")
@@ -138,6 +146,7 @@ async def new_order(request: Request) -> Response:
 @router.post("/order/{order_id}", name="acme.order")
 async def order(request: Request, order_id: str) -> Response:
     target, urls, signed, now = await _signed(request)
+    _read_only(signed, "an order")
     context = context_of(request)
     row = await orders.owned(context, target, signed.account_row(), _uuid(order_id, "order"))
     row = await orders.current(context, row, now)
@@ -199,8 +208,7 @@ async def certificate_chain(request: Request, certificate_id: str, chain: str) -
 async def _certificate(request: Request, certificate_id: str, chain: int) -> Response:
     target, urls, signed, _ = await _signed(request)
     cert_id = _uuid(certificate_id, "certificate")
-    if not signed.post_as_get:
-        raise malformed("a certificate is downloaded with POST-as-GET (an empty payload)")
+    _read_only(signed, "a certificate")
     pem = await certificates.download(context_of(request), target, signed, cert_id, chain)
     links = [
         f'<{urls.certificate(cert_id, other)}>;rel="alternate"'
