@@ -33,11 +33,13 @@ from cryptography.hazmat.primitives import serialization
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import acme_orders  # noqa: E402 - bench/acme_orders.py: ACME orders against the HTTPS directory
 import lifecycle  # noqa: E402 - bench/ is not a package
 import sync  # noqa: E402 - bench/sync.py: syncs to moto ACM and a directory
 
 BIN = Path(sys.executable).parent
-SERVICES = ("api", "issuer", "renewer", "syncer")
+SERVICES = ("api", "issuer", "renewer", "syncer", "validator")
+BANNER = "Certforge is running"  # what certforge-dev run prints once everything answers
 
 
 def main() -> None:
@@ -47,6 +49,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--label", default="", help="a note for RESULTS.md (what changed)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--acme-workers", type=int, default=8, help="concurrent ACME orders")
+    parser.add_argument("--acme-poll-ms", type=int, default=50, help="ACME poll interval")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: `apt-get install wrk` (Debian) — make bench tries that")
@@ -56,7 +60,7 @@ def main() -> None:
         f"pre-issuance lint: {lint['lint_ms']:.2f} ms/cert "
         f"(build+sign alone {lint['sign_ms']:.3f} ms)"
     )
-    with System() as system:
+    with acme_orders.running_peers() as peers, System(peers.settings()) as system:
         setup = system.setup()
         results = {}
         for scenario, body in scenarios(setup).items():
@@ -92,9 +96,15 @@ def main() -> None:
             sync.sync_bench(system.base, system.token, nats_url, setup["profile"])
         )
         sync.report(sync_results)
+        # --- ACME (bench/acme_orders.py): complete orders through the HTTPS directory
+        acme_results = acme_orders.acme_bench(
+            system, peers, args.duration, args.acme_workers, args.acme_poll_ms / 1000
+        )
+        acme_orders.report(acme_results)
     if not args.no_record:
         record(results, lint, memory, args, lifecycle_results)
         sync.record(sync_results, HERE / "RESULTS.md")  # appended to the section just written
+        append_results(acme_orders.record_text(acme_results))
 
 
 def lint_cost(n: int = 300) -> dict[str, float]:
@@ -163,7 +173,11 @@ class System:
         self.settings = settings or {}
         self.state = Path(tempfile.mkdtemp(prefix="cf-bench-", dir="/tmp"))
         self.port = _free_port()
+        self.tls_port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        # make run's second api process (HTTPS, the development CA) and its ACME directory
+        self.acme_directory = f"https://127.0.0.1:{self.tls_port}/acme/demo/dev-tls/directory"
+        self.ca_file = self.state / "tls" / "ca.pem"
         self.process: subprocess.Popen[bytes] | None = None
         self.token = ""
 
@@ -172,6 +186,7 @@ class System:
         env |= {
             "CERTFORGE_STATE_DIR": str(self.state),
             "CERTFORGE_API_PORT": str(self.port),
+            "CERTFORGE_API_TLS_PORT": str(self.tls_port),
             "CERTFORGE_LOG_LEVEL": "WARNING",
         } | self.settings
         self.log = open(self.state / "system.log", "wb")
@@ -184,12 +199,17 @@ class System:
             )
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except (OSError, http.client.HTTPException):  # not up, or not HTTP (yet)
-                    time.sleep(0.5)
+                # The banner comes once make run's set-up and HTTPS api are done too.
+                if BANNER in (self.state / "system.log").read_text(errors="replace"):
+                    try:
+                        with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+                            if r.status == 200:
+                                break
+                    except (OSError, http.client.HTTPException):  # not up, or not HTTP (yet)
+                        pass
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.5)
             else:
                 log = (self.state / "system.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError("the system did not become healthy; its log ends:\n" + log)

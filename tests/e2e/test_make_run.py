@@ -1,160 +1,43 @@
 """`make run`'s engine, `certforge-dev run`, as a developer uses it on a machine with nothing else.
 
 It must start its own NATS and PostgreSQL (no CERTFORGE_NATS_URL / CERTFORGE_DATABASE_URL in its
-environment), migrate, generate keys and a bootstrap token, start the four services, print a
-banner; the README's admin flow works against it with plain HTTP; Ctrl-C stops everything,
-embedded servers included; a second run on the same state directory has the same data, keys
-and token.
+environment), migrate, generate keys and a bootstrap token, start the services, set up the
+development CA with ACME enrollment on, serve the api a second time over HTTPS with a server
+certificate from that CA, print a banner; the README's admin flow works against it with plain
+HTTP; Ctrl-C stops everything, embedded servers included; a second run on the same state
+directory has the same data, keys, token and server certificate.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
 import socket
+import ssl
 import stat
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from devrun_kit import DEV, START_TIMEOUT, DevRun, DevRuns, clean_env
 
 from certforge.devstack.ports import free_port, tcp_reachable
 from certforge.devstack.process import pid_alive, read_pid_file
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-DEV = Path(sys.executable).parent / "certforge-dev"
-START_TIMEOUT = 90.0  # four services import in parallel; slow on a busy 2-core CI machine
-STOP_TIMEOUT = 30.0
-BANNER = "Certforge is running"
-
-
-@dataclass
-class DevRun:
-    """One `certforge-dev run` process and what its banner told us."""
-
-    popen: subprocess.Popen[bytes]
-    log: Path
-    api: str
-    nats_port: int = 0
-    postgres_port: int = 0
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self) -> float:
-        """Until the banner is printed and /healthz answers 200; the seconds it took."""
-        started = time.monotonic()
-        while True:
-            if self.popen.poll() is not None:
-                pytest.fail(
-                    f"certforge-dev exited with {self.popen.returncode} during start:\n"
-                    f"{self.output()[-5000:]}"
-                )
-            text = self.output()
-            if BANNER in text and _healthy(f"{self.api}/healthz"):
-                break
-            if time.monotonic() - started > START_TIMEOUT:
-                pytest.fail(f"not ready after {START_TIMEOUT:.0f} s:\n{text[-5000:]}")
-            time.sleep(0.2)
-        nats = re.search(r"NATS\s+nats://127\.0\.0\.1:(\d+)", text)
-        postgres = re.search(r"PostgreSQL\s+postgresql://[^@\s]+@127\.0\.0\.1:(\d+)/", text)
-        assert nats, text[-3000:]
-        assert postgres, text[-3000:]
-        self.nats_port, self.postgres_port = int(nats[1]), int(postgres[1])
-        return time.monotonic() - started
-
-    def interrupt(self) -> tuple[int, float]:
-        """Ctrl-C; the exit code and how long the stop took."""
-        started = time.monotonic()
-        self.popen.send_signal(signal.SIGINT)
-        try:
-            code = self.popen.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"running {STOP_TIMEOUT:.0f} s after SIGINT:\n{self.output()[-5000:]}")
-        return code, time.monotonic() - started
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.fixture
-def state_dir() -> Iterator[Path]:
-    """Short and under /tmp: the PostgreSQL socket path limit, and (as root) a directory the
-    PostgreSQL system user can traverse."""
-    path = Path(tempfile.mkdtemp(prefix="cf-e2e-", dir="/tmp"))
-    yield path
-    _stop_leftover_postgres(path)
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(Path(f"{path}.logs"), ignore_errors=True)
-
-
-def _stop_leftover_postgres(state: Path) -> None:
-    """Only if the test failed half-way: pg_ctl daemonizes PostgreSQL, so it would outlive a
-    killed certforge-dev. Its pid comes from its own pid file in our state directory."""
-    pid = read_pid_file(state / "pgdata" / "postmaster.pid")
-    if pid is not None and pid_alive(pid):
-        os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
-        deadline = time.monotonic() + 15
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
-@pytest.fixture
-def dev_run(state_dir: Path) -> Iterator[Any]:
-    """`dev_run(api_port)` starts `certforge-dev run` on the state directory; every run still
-    alive at the end is stopped (SIGTERM, then SIGKILL)."""
-    runs: list[DevRun] = []
-    log_dir = Path(f"{state_dir}.logs")
-    log_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFORGE_")}
-    env |= {"PYTHONUNBUFFERED": "1", "CERTFORGE_STATE_DIR": str(state_dir)}
-
-    def start(api_port: int) -> DevRun:
-        log = log_dir / f"run-{len(runs) + 1}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [str(DEV), "run"],
-                env={**env, "CERTFORGE_API_PORT": str(api_port)},
-                cwd=state_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        run = DevRun(popen, log, f"http://127.0.0.1:{api_port}")
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        if run.popen.poll() is None:
-            run.popen.terminate()
-            try:
-                run.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                run.popen.kill()
-                run.popen.wait(5)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 def _demo(state_dir: Path, api_port: int) -> str:
     """`make demo`'s command against a running stack; its output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFORGE_")}
     done = subprocess.run(
         [str(DEV), "demo"],
-        env={**env, "CERTFORGE_STATE_DIR": str(state_dir), "CERTFORGE_API_PORT": str(api_port)},
+        env={
+            **clean_env(),
+            "CERTFORGE_STATE_DIR": str(state_dir),
+            "CERTFORGE_API_PORT": str(api_port),
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -260,12 +143,51 @@ def _admin_flow(client: httpx.Client) -> dict[str, str]:
     }
 
 
-def test_make_run_serves_stops_and_keeps_its_data(state_dir: Path, dev_run: Any) -> None:
+def _https_checks(run: DevRun, state_dir: Path, token: str, tls_port: int) -> bytes:
+    """The second api process answers HTTPS with a certificate the development CA vouches for
+    (hostname 127.0.0.1 checked), the banner's ACME directory answers there, and the demo
+    profile has ACME enrollment on; the server certificate's bytes."""
+    tls = state_dir / "tls"
+    assert run.acme_directory == f"https://127.0.0.1:{tls_port}/acme/demo/dev-tls/directory"
+    assert run.ca_file == tls / "ca.pem"
+    assert f"--server {run.acme_directory}" in run.output(), "the certbot line"
+    assert "--standalone --http-01-port 5002" in run.output(), "the validator's dev port"
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
+    trust = ssl.create_default_context(cafile=str(run.ca_file))
+    assert httpx.get(f"{run.https}/healthz", verify=trust, timeout=10).status_code == 200
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"{run.https}/healthz", timeout=10)  # not a publicly trusted certificate
+    leaf = x509.load_pem_x509_certificate((tls / "server.pem").read_bytes())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+
+    directory = httpx.get(run.acme_directory, verify=trust, timeout=10)
+    assert directory.status_code == 200, directory.text
+    urls = directory.json()
+    assert urls["newNonce"].startswith(f"https://127.0.0.1:{tls_port}/acme/demo/dev-tls/")
+    assert urls["meta"]["externalAccountRequired"] is True
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=run.https, headers=headers, verify=trust) as client:
+        acme = client.get("/api/v1/applications/demo/profiles/dev-tls/enrollment/acme")
+        assert acme.status_code == 200, acme.text
+        assert acme.json()["enabled"] is True
+        assert acme.json()["eab_required"] is True
+        assert acme.json()["directory_url"] == run.acme_directory
+        listed = client.get("/api/v1/applications/demo/certificates").json()["items"]
+        served = next(c for c in listed if int(c["serial_number"], 16) == leaf.serial_number)
+        assert served["metadata"] == {"purpose": "make-run-https"}
+        assert served["auto_renew"] is False, "the file is what is served; renewals never reach it"
+    return (tls / "server.pem").read_bytes()
+
+
+def test_make_run_serves_stops_and_keeps_its_data(state_dir: Path, dev_runs: DevRuns) -> None:
     api_port = free_port()
+    tls_port = free_port(avoid={api_port})
     timings: dict[str, float] = {}
 
     # --- first run: a fresh state directory ---
-    first: DevRun = dev_run(api_port)
+    first = dev_runs.start(api_port, tls_port)
     timings["first start"] = first.wait_ready()
     for port in (first.nats_port, first.postgres_port):
         assert port not in (4222, 5432), "embedded servers never take the system ports"
@@ -276,13 +198,18 @@ def test_make_run_serves_stops_and_keeps_its_data(state_dir: Path, dev_run: Any)
     for name in ("bootstrap_token", "ca_keks", "leaf_keks"):
         assert stat.S_IMODE((secrets_dir / name).stat().st_mode) == 0o600, name
     ca_keks = (secrets_dir / "ca_keks").read_text()
+    assert "created CA dev-root" in first.output()
+    assert "issued the HTTPS server certificate" in first.output()
+    server_certificate = _https_checks(first, state_dir, token, tls_port)
 
-    # The banner's next step: `make demo`, a first certificate in one command, twice (idempotent).
+    # The banner's next step: `make demo`, a first certificate in one command, twice (idempotent:
+    # make run made the demo's CA, policy, profile and application already).
     assert "make demo" in first.output()
     started = time.monotonic()
     demo = _demo(state_dir, api_port)
     timings["demo: first certificate"] = time.monotonic() - started
     assert "Issued hello.localhost" in demo, demo
+    assert "created" not in demo, demo
     again = _demo(state_dir, api_port)
     assert "created" not in again, again
     assert "Issued hello.localhost" in again, again
@@ -303,17 +230,20 @@ def test_make_run_serves_stops_and_keeps_its_data(state_dir: Path, dev_run: Any)
 
     code, timings["first stop"] = first.interrupt()
     assert code == 0, first.output()[-5000:]
-    for port in (api_port, first.nats_port, first.postgres_port):
+    for port in (api_port, tls_port, first.nats_port, first.postgres_port):
         assert not tcp_reachable("127.0.0.1", port), f"port {port} still open after Ctrl-C"
     assert not (state_dir / "pgdata" / "postmaster.pid").exists(), "PostgreSQL was stopped"
     nats_pid = read_pid_file(state_dir / "nats.pid")
     assert nats_pid is None or not pid_alive(nats_pid), "nats-server was stopped"
 
-    # --- second run: same state directory, same data, keys and token ---
-    second: DevRun = dev_run(api_port)
+    # --- second run: same state directory, same data, keys, token and server certificate ---
+    second = dev_runs.start(api_port, tls_port)
     timings["second start"] = second.wait_ready()
     assert (secrets_dir / "bootstrap_token").read_text().strip() == token
     assert (secrets_dir / "ca_keks").read_text() == ca_keks
+    assert "created" not in second.output()
+    assert "reusing the HTTPS server certificate" in second.output()
+    assert _https_checks(second, state_dir, token, tls_port) == server_certificate
     with httpx.Client(base_url=second.api, headers=headers, timeout=30.0) as client:
         listed = client.get("/api/v1/cas")
         assert listed.status_code == 200, listed.text
@@ -337,25 +267,39 @@ def test_make_run_serves_stops_and_keeps_its_data(state_dir: Path, dev_run: Any)
         assert again.status_code == 201, again.text
     code, timings["second stop"] = second.interrupt()
     assert code == 0, second.output()[-5000:]
-    for port in (api_port, second.nats_port, second.postgres_port):
+    for port in (api_port, tls_port, second.nats_port, second.postgres_port):
         assert not tcp_reachable("127.0.0.1", port), f"port {port} still open after Ctrl-C"
     print(" · ".join(f"{what} {seconds:.1f} s" for what, seconds in timings.items()))
 
 
-def test_make_run_reports_an_unusable_api_port(state_dir: Path, dev_run: Any) -> None:
-    """A taken API port is a one-line error and a quick exit, before any server is started."""
+@pytest.mark.parametrize("taken", ["CERTFORGE_API_PORT", "CERTFORGE_API_TLS_PORT"])
+def test_make_run_reports_an_unusable_api_port(
+    state_dir: Path, dev_runs: DevRuns, taken: str
+) -> None:
+    """A taken API port (HTTP or HTTPS) is a one-line error and a quick exit, before any server
+    is started."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        run: DevRun = dev_run(port)
+        other = free_port(avoid={port})
+        ports = (port, other) if taken == "CERTFORGE_API_PORT" else (other, port)
+        run = dev_runs.start(*ports)
         try:
             code = run.popen.wait(START_TIMEOUT)
         except subprocess.TimeoutExpired:
             pytest.fail(f"did not give up on a taken port:\n{run.output()[-3000:]}")
     output = run.output()
     assert code == 1, output
-    assert f"something already listens on 127.0.0.1:{port}" in output
+    assert f"something already listens on 127.0.0.1:{port}; stop it or set {taken}" in output
     assert "Traceback" not in output
     assert not (state_dir / "pgdata").exists(), "checked before starting any server"
     assert not (state_dir / "nats").exists(), "checked before starting any server"
+
+
+def test_make_run_refuses_one_port_for_http_and_https(state_dir: Path, dev_runs: DevRuns) -> None:
+    port = free_port()
+    run = dev_runs.start(port, port)
+    assert run.popen.wait(START_TIMEOUT) == 1
+    assert "CERTFORGE_API_PORT and CERTFORGE_API_TLS_PORT are both" in run.output()
+    assert "Traceback" not in run.output()

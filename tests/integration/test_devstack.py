@@ -8,24 +8,33 @@ processes behind.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import nats
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from certforge.common.db.pool import plain_url
+from certforge.devstack.cli import DevStackError, _api_ports
+from certforge.devstack.devtls import _reusable, _write_atomically, tls_files
 from certforge.devstack.nats import start_nats
 from certforge.devstack.ports import free_port, tcp_reachable, url_reachable
 from certforge.devstack.postgres import (
@@ -36,6 +45,7 @@ from certforge.devstack.postgres import (
     start_postgres,
 )
 from certforge.devstack.process import pid_alive, read_pid_file
+from certforge.devstack.seed import DevPki
 from certforge.devstack.supervisor import ProcessGroup
 from harness import Backends
 
@@ -249,3 +259,123 @@ async def test_postgres_refusal_names_why_a_server_cannot_host_tests(backends: B
     finally:
         await conn.execute(f"DROP ROLE IF EXISTS {limited}")
         await conn.close()
+
+
+# --- make run's HTTPS server certificate (devstack.devtls) ---------------------------------------
+
+
+def _ca_and_leaf(
+    not_after: datetime, ips: tuple[str, ...] = ("127.0.0.1", "::1")
+) -> tuple[str, bytes, bytes]:
+    """An issuing CA's PEM, and a leaf it signed (PEM) with its key (PEM), for `ips` and
+    certforge.localhost."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Dev Issuing")])
+    now = datetime.now(UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName("certforge.localhost")]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certforge.localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return (
+        ca.public_bytes(serialization.Encoding.PEM).decode(),
+        leaf.public_bytes(serialization.Encoding.PEM),
+        key_pem,
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "ok/valid-for-weeks",
+        "fail/expires-within-a-day",
+        "fail/key-of-another-certificate",
+        "fail/another-ca",
+        "fail/without-::1",
+        "fail/no-files",
+        "fail/garbage",
+    ],
+)
+def test_make_run_reuses_its_server_certificate_only_while_usable(
+    tmp_path: Path, case: str
+) -> None:
+    """A restart keeps the HTTPS certificate on disk only if the server could present it for
+    more than a day to clients that trust the current development CA; anything else (expiring,
+    a torn write of key and certificate, a CA made anew, a name missing, no files) is issued
+    again."""
+    now = datetime.now(UTC)
+    not_after = now + (
+        timedelta(hours=20) if case == "fail/expires-within-a-day" else timedelta(days=30)
+    )
+    ips = ("127.0.0.1",) if case == "fail/without-::1" else ("127.0.0.1", "::1")
+    ca_pem, leaf_pem, key_pem = _ca_and_leaf(not_after, ips)
+    files = tls_files(tmp_path)
+    if case != "fail/no-files":
+        files.certificate.write_bytes(leaf_pem)
+        files.key.write_bytes(key_pem)
+    if case == "fail/key-of-another-certificate":
+        files.key.write_bytes(_ca_and_leaf(not_after)[2])
+    if case == "fail/another-ca":
+        ca_pem = _ca_and_leaf(not_after)[0]
+    if case == "fail/garbage":
+        files.certificate.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    pki = DevPki(root_id="r", root_pem=ca_pem, issuing_id="i", issuing_pem=ca_pem)
+    assert _reusable(files, pki, now) is case.startswith("ok/")
+
+
+def test_make_run_writes_the_key_0600_from_the_start(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    assert stat.S_IMODE(files.directory.stat().st_mode) == 0o700
+    _write_atomically(files.key, b"secret", 0o600)
+    _write_atomically(files.key, b"replaced", 0o600)  # over an existing file: still 0600
+    assert files.key.read_bytes() == b"replaced"
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    assert [p.name for p in files.directory.iterdir()] == ["server.key"], "no temporary left"
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({}, None),
+        ({"CERTFORGE_API_TLS_PORT": "9443"}, None),
+        ({"CERTFORGE_API_TLS_PORT": "https"}, "CERTFORGE_API_TLS_PORT='https' is not a TCP port"),
+        ({"CERTFORGE_API_TLS_PORT": "70000"}, "is not a TCP port (1-65535)"),
+        ({"CERTFORGE_API_PORT": "8443"}, "CERTFORGE_API_PORT and CERTFORGE_API_TLS_PORT are both"),
+    ],
+)
+def test_make_run_reads_its_two_api_ports(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], error: str | None
+) -> None:
+    monkeypatch.delenv("CERTFORGE_API_PORT", raising=False)
+    monkeypatch.delenv("CERTFORGE_API_TLS_PORT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if error is None:
+        assert _api_ports() == (8080, int(env.get("CERTFORGE_API_TLS_PORT", "8443")))
+    else:
+        with pytest.raises(DevStackError) as raised:
+            _api_ports()
+        assert error in str(raised.value)

@@ -2,9 +2,12 @@
 
 `certforge-dev run` brings up the whole platform on one machine with nothing installed but the
 venv: an embedded NATS (JetStream) and PostgreSQL under a state directory, generated development
-secrets, the database schema, and the four services with their output interleaved in one
-terminal. Everything it creates lives in the state directory (default `./.certforge`), so a
-reset is `rm -rf .certforge`, and a second run picks up the same data, keys and token.
+secrets, the database schema, and the services with their output interleaved in one terminal.
+Once the api answers, it sets up the development PKI through the REST API (`seed`) and serves
+the api a second time over HTTPS with a server certificate from it (`devtls`), because ACME
+clients expect an https directory. Everything it creates lives in the state directory (default
+`./.certforge`), so a reset is `rm -rf .certforge`, and a second run picks up the same data,
+keys, token and server certificate.
 Existing servers can be used instead via `CERTFORGE_NATS_URL` / `CERTFORGE_DATABASE_URL`.
 """
 
@@ -19,15 +22,19 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
+from certforge.devstack.errors import DevStackError
 from certforge.devstack.nats import start_nats
 from certforge.devstack.ports import free_port, tcp_reachable, url_reachable
 from certforge.devstack.postgres import create_database, start_postgres
@@ -35,6 +42,7 @@ from certforge.devstack.supervisor import ProcessGroup, describe_exit
 
 __all__ = [
     "SERVICES",
+    "DevStackError",
     "ensure_bootstrap_token",
     "ensure_keyring",
     "main",
@@ -47,12 +55,15 @@ _logger = logging.getLogger("certforge.devstack")
 SERVICES = ("api", "issuer", "renewer", "syncer", "validator", "notifier")
 DEV_DATABASE = "certforge"
 DEFAULT_API_PORT = 8080
+DEFAULT_API_TLS_PORT = 8443
+# Where the validator reaches ACME clients on this machine (Pebble's ports): unprivileged, so
+# `certbot --standalone --http-01-port 5002` runs without root. The developer's own wins.
+DEV_VALIDATOR_PORTS = {
+    "CERTFORGE_VALIDATOR__HTTP01_PORT": "5002",
+    "CERTFORGE_VALIDATOR__TLS_ALPN01_PORT": "5001",
+}
 HEALTH_TIMEOUT = 60.0
 _KEK_BYTES = 32
-
-
-class DevStackError(RuntimeError):
-    """A problem the developer must fix; printed without a traceback."""
 
 
 # --- state and secrets ----------------------------------------------------------------------
@@ -162,15 +173,47 @@ def _run_migrations(database_url: str) -> None:
     _logger.info("database schema up to date (%.1f s)", time.monotonic() - started)
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - our own http URL
+        with urllib.request.urlopen(  # noqa: S310 - our own URL
+            url, timeout=1.0, context=context
+        ) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
-def _wait_healthy(group: ProcessGroup, url: str, timeout: float) -> None:
+class _Stopping(Exception):
+    """Ctrl-C arrived while the dev stack was still setting up: unwind to a clean stop."""
+
+
+def _check_alive(group: ProcessGroup) -> None:
+    """Raise when Ctrl-C arrived or a service died: a dead worker must not get a banner."""
+    if group.stop_requested:
+        raise _Stopping
+    child = group.exited()
+    if child is not None:
+        assert child.popen.returncode is not None
+        raise DevStackError(
+            f"{child.name} {describe_exit(child.popen.returncode)} during start-up "
+            "(see its output above)"
+        )
+
+
+def _pause_in(group: ProcessGroup) -> Callable[[float], None]:
+    """The set-up's pause between attempts, cut short by Ctrl-C or a dying service."""
+
+    def pause(seconds: float) -> None:
+        _check_alive(group)
+        group.wait(timeout=seconds)
+        _check_alive(group)
+
+    return pause
+
+
+def _wait_healthy(
+    group: ProcessGroup, url: str, timeout: float, context: ssl.SSLContext | None = None
+) -> None:
     """Poll `url` until 200, but give up at once if a service dies or Ctrl-C arrives."""
     deadline = time.monotonic() + timeout
     while True:
@@ -184,7 +227,7 @@ def _wait_healthy(group: ProcessGroup, url: str, timeout: float) -> None:
                 f"{child.name} {describe_exit(child.popen.returncode)} during start-up "
                 "(see its output above)"
             )
-        if _healthy(url):
+        if _healthy(url, context):
             return
         if time.monotonic() > deadline:
             raise DevStackError(f"{url} did not answer 200 within {timeout:.0f} s")
@@ -205,7 +248,19 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _banner(*, api: str, token: str, state_dir: Path, nats_url: str, database_url: str) -> str:
+@dataclass(frozen=True)
+class _Acme:
+    """What the banner says about HTTPS and ACME."""
+
+    https: str
+    directory: str
+    ca_file: Path
+    http01_port: str
+
+
+def _banner(
+    *, api: str, token: str, state_dir: Path, nats_url: str, database_url: str, acme: _Acme
+) -> str:
     reset = f"rm -rf {state_dir}" if state_dir != Path.cwd() / ".certforge" else "rm -rf .certforge"
     lines = [
         "",
@@ -213,14 +268,21 @@ def _banner(*, api: str, token: str, state_dir: Path, nats_url: str, database_ur
         "  Certforge is running",
         "",
         f"  API              {api}",
+        f"  API over HTTPS   {acme.https}   (server certificate from the development CA)",
         f"  OpenAPI docs     {api}/docs",
         f"  Bootstrap token  {token}",
         "",
         "  Try it:",
         f'    curl -H "Authorization: Bearer {token}" {api}/api/v1/cas',
         "",
-        "  First certificate, in another terminal (a demo CA, policy, profile and application):",
+        "  First certificate, in another terminal (from the demo application):",
         "    make demo",
+        "",
+        f"  ACME directory   {acme.directory}",
+        f"  ACME CA file     {acme.ca_file}   (the development root CA: trust it)",
+        f"  certbot          REQUESTS_CA_BUNDLE={acme.ca_file} certbot certonly --server "
+        f"{acme.directory} --eab-kid=<id> --eab-hmac-key=<key> --standalone --http-01-port "
+        f"{acme.http01_port} --ip-address 127.0.0.1   (EAB keys and the rest: README, ACME)",
         "",
         f"  NATS             {_redact(nats_url)}",
         f"  PostgreSQL       {_redact(database_url)}",
@@ -236,22 +298,35 @@ def _banner(*, api: str, token: str, state_dir: Path, nats_url: str, database_ur
 # --- run ------------------------------------------------------------------------------------
 
 
-def _api_port() -> int:
-    raw = os.environ.get("CERTFORGE_API_PORT", str(DEFAULT_API_PORT))
+def _port(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, str(default))
     try:
         port = int(raw)
     except ValueError:
         port = 0
     if not 1 <= port <= 65535:
-        raise DevStackError(f"CERTFORGE_API_PORT={raw!r} is not a TCP port (1-65535)")
+        raise DevStackError(f"{variable}={raw!r} is not a TCP port (1-65535)")
     return port
 
 
-def _check_api_port(port: int) -> None:
-    if tcp_reachable("127.0.0.1", port):
+def _api_ports() -> tuple[int, int]:
+    """(HTTP port, HTTPS port) of the api, from CERTFORGE_API_PORT and CERTFORGE_API_TLS_PORT."""
+    api_port = _port("CERTFORGE_API_PORT", DEFAULT_API_PORT)
+    tls_port = _port("CERTFORGE_API_TLS_PORT", DEFAULT_API_TLS_PORT)
+    if api_port == tls_port:
         raise DevStackError(
-            f"something already listens on 127.0.0.1:{port}; stop it or set CERTFORGE_API_PORT"
+            f"CERTFORGE_API_PORT and CERTFORGE_API_TLS_PORT are both {api_port}; "
+            "HTTP and HTTPS need a port each"
         )
+    return api_port, tls_port
+
+
+def _check_api_ports(api_port: int, tls_port: int) -> None:
+    for port, variable in ((api_port, "CERTFORGE_API_PORT"), (tls_port, "CERTFORGE_API_TLS_PORT")):
+        if tcp_reachable("127.0.0.1", port):
+            raise DevStackError(
+                f"something already listens on 127.0.0.1:{port}; stop it or set {variable}"
+            )
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -263,15 +338,16 @@ def _run(stack: contextlib.ExitStack) -> int:
     state_dir = resolve_state_dir()
     _logger.info("state directory %s", state_dir)
     # Before starting anything: a taken port is a one-line error, not servers started for nothing.
-    api_port = _api_port()
-    _check_api_port(api_port)
+    api_port, tls_port = _api_ports()
+    _check_api_ports(api_port, tls_port)
+    promised = {api_port, tls_port}
 
     nats_url = os.environ.get("CERTFORGE_NATS_URL")
     if nats_url:
         if not url_reachable(nats_url, timeout=2.0):
             raise DevStackError(f"CERTFORGE_NATS_URL={nats_url} is not reachable")
     else:
-        nats = start_nats(state_dir, port=free_port(avoid={api_port}))
+        nats = start_nats(state_dir, port=free_port(avoid=promised))
         stack.callback(nats.stop)
         nats_url = nats.url
         _logger.info("embedded NATS at %s", nats_url)
@@ -282,7 +358,7 @@ def _run(stack: contextlib.ExitStack) -> int:
             raise DevStackError("CERTFORGE_DATABASE_URL is set but its server is not reachable")
     else:
         started = time.monotonic()
-        postgres = start_postgres(state_dir, port=free_port(avoid={api_port}))
+        postgres = start_postgres(state_dir, port=free_port(avoid=promised))
         stack.callback(postgres.stop)
         database_url = asyncio.run(create_database(postgres.url, DEV_DATABASE, exist_ok=True))
         _logger.info("embedded PostgreSQL at %s (%.1f s)", database_url, time.monotonic() - started)
@@ -292,8 +368,9 @@ def _run(stack: contextlib.ExitStack) -> int:
     token = ensure_bootstrap_token(state_dir)
 
     _run_migrations(database_url)
-    _check_api_port(api_port)  # again: the servers took a while to start
+    _check_api_ports(api_port, tls_port)  # again: the servers took a while to start
     env = {
+        **DEV_VALIDATOR_PORTS,
         **os.environ,
         "CERTFORGE_ENVIRONMENT": "development",
         "CERTFORGE_DATABASE_URL": database_url,
@@ -319,6 +396,12 @@ def _run(stack: contextlib.ExitStack) -> int:
         _wait_healthy(group, f"{api}/healthz", HEALTH_TIMEOUT)
         if group.stop_requested:
             return 0
+        try:
+            acme = _serve_https(group, env, executables["api"], state_dir, api, token, tls_port)
+        except _Stopping:
+            return 0
+        if group.stop_requested:
+            return 0
         group.write_block(
             _banner(
                 api=api,
@@ -326,9 +409,63 @@ def _run(stack: contextlib.ExitStack) -> int:
                 state_dir=state_dir,
                 nats_url=nats_url,
                 database_url=database_url,
+                acme=acme,
             ),
         )
         return group.supervise()
+
+
+def _serve_https(
+    group: ProcessGroup,
+    env: dict[str, str],
+    executable: Path,
+    state_dir: Path,
+    api: str,
+    token: str,
+    tls_port: int,
+) -> _Acme:
+    """The development PKI (made through the REST API, like `make demo`), the api's server
+    certificate from it, and a second api process serving HTTPS with it: what ACME clients,
+    which expect an https directory, talk to."""
+    from certforge.devstack.client import Api
+    from certforge.devstack.devtls import ensure_server_certificate, tls_files
+    from certforge.devstack.seed import acme_directory_path, ensure_dev_pki
+
+    pause = _pause_in(group)
+    client = Api(api, token)
+    group.write("devstack", "development CA, policy, profile and demo application …")
+    pki = ensure_dev_pki(client, pause, say=lambda line: group.write("devstack", line))
+    _check_alive(group)
+    files = tls_files(state_dir)
+    issued = ensure_server_certificate(client, pki, files, datetime.now(UTC), pause)
+    _check_alive(group)
+    group.write(
+        "devstack",
+        f"{'issued' if issued else 'reusing'} the HTTPS server certificate {files.certificate}",
+    )
+    if tcp_reachable("127.0.0.1", tls_port):  # taken while the stack was starting
+        raise DevStackError(
+            f"something already listens on 127.0.0.1:{tls_port}; stop it or set "
+            "CERTFORGE_API_TLS_PORT"
+        )
+    group.start(
+        "api-https",
+        [executable],
+        env={
+            **env,
+            "CERTFORGE_API_PORT": str(tls_port),
+            "CERTFORGE_TLS_CERT_FILE": str(files.certificate),
+            "CERTFORGE_TLS_KEY_FILE": str(files.key),
+        },
+    )
+    https = f"https://127.0.0.1:{tls_port}"
+    _wait_healthy(group, f"{https}/healthz", HEALTH_TIMEOUT, files.client_context())
+    return _Acme(
+        https=https,
+        directory=https + acme_directory_path(),
+        ca_file=files.ca,
+        http01_port=env["CERTFORGE_VALIDATOR__HTTP01_PORT"],
+    )
 
 
 def run() -> int:
@@ -381,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
         help="start embedded NATS + PostgreSQL and all services (what `make run` calls)",
         description="Environment: CERTFORGE_STATE_DIR (default ./.certforge), "
         "CERTFORGE_NATS_URL, CERTFORGE_DATABASE_URL (use existing servers), "
-        "CERTFORGE_API_PORT (default 8080), CERTFORGE_BOOTSTRAP_TOKEN.",
+        "CERTFORGE_API_PORT (default 8080), CERTFORGE_API_TLS_PORT (HTTPS, default 8443), "
+        "CERTFORGE_BOOTSTRAP_TOKEN.",
     )
     commands.add_parser(
         "demo",

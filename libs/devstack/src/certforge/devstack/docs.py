@@ -321,6 +321,13 @@ _EXTRAS = (
         "NATS server for the tests (before `CERTFORGE_NATS_URL`, then 127.0.0.1:4222); each run "
         "uses its own namespace.",
     ),
+    _Extra(
+        "CERTFORGE_API_TLS_PORT",
+        "`8443`",
+        "make run",
+        "Port of `make run`'s second api process, which serves HTTPS (the ACME directory) with a "
+        "server certificate from the development CA (`<state>/tls/`).",
+    ),
 )
 
 # Variables `certforge-dev run` (make run) reads itself, besides passing them on.

@@ -44,6 +44,9 @@ def _serve() -> None:
         access_log=False,
         proxy_headers=True,
         timeout_graceful_shutdown=20,
+        # HTTPS on this port when both files are set (settings checked they load together)
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import ssl
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from certforge.common.settings import LeafKeySettings
 
@@ -37,6 +41,52 @@ class ApiSettings(LeafKeySettings):
         "this long to be seen by them.",
     )
 
+    # --- TLS: the api serving HTTPS itself (make run's ACME directory, or a cluster without a
+    # TLS-terminating ingress); both files or neither
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM file with the server certificate (then its chain): with "
+        "CERTFORGE_TLS_KEY_FILE the api serves HTTPS instead of HTTP on its port. Unset when an "
+        "ingress or proxy terminates TLS in front of it.",
+    )
+    tls_key_file: Path | None = Field(
+        default=None,
+        description="PEM file with the private key of CERTFORGE_TLS_CERT_FILE (unencrypted; "
+        "keep it 0600 or in a mounted Secret)",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        """Both files or neither, and a pair that loads: a typo must stop the api at start-up,
+        not leave it serving plain HTTP on a port clients expect to be HTTPS. The messages name
+        the variables, never the key's content."""
+        cert, key = self.tls_cert_file, self.tls_key_file
+        if (cert is None) != (key is None):
+            raise ValueError(
+                "CERTFORGE_TLS_CERT_FILE and CERTFORGE_TLS_KEY_FILE must be set together "
+                "(or neither, for plain HTTP)"
+            )
+        if cert is not None and key is not None:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            except ssl.SSLError as exc:  # before OSError, its base class
+                raise ValueError(
+                    "CERTFORGE_TLS_CERT_FILE / CERTFORGE_TLS_KEY_FILE cannot be used: "
+                    f"{exc.reason or 'not PEM'} (need a PEM certificate and its unencrypted PEM "
+                    "private key)"
+                ) from None
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise ValueError(
+                    "CERTFORGE_TLS_CERT_FILE / CERTFORGE_TLS_KEY_FILE cannot be used: "
+                    f"{reason} (need a PEM certificate and its unencrypted PEM private key)"
+                ) from None
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
     # --- ACME (RFC 8555) -------------------------------------------------------------------
     acme_base_url: str = Field(
         default="",
@@ -68,4 +118,5 @@ class ApiSettings(LeafKeySettings):
 
     @property
     def base_url(self) -> str:
-        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+        scheme = "https" if self.tls_enabled else "http"
+        return (self.public_url or f"{scheme}://{self.api_host}:{self.api_port}").rstrip("/")
