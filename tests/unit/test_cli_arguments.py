@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from certforge.cli.cert import parse_san
-from certforge.cli.core import body_from, key_values
+from certforge.cli.core import CliFailure, body_from, key_values
 from certforge.cli.main import app
 from certforge.cli.output import expires_in
 
@@ -46,15 +45,16 @@ def test_san(text: str, kind: str, value: str) -> None:
     ],
 )
 def test_san_refused(text: str, reason: str) -> None:
-    with pytest.raises(typer.BadParameter, match=reason) as raised:
+    with pytest.raises(CliFailure, match=reason) as raised:
         parse_san(text)
 
-    assert raised.value.param_hint == "--san"
+    assert raised.value.message.startswith(f"--san {text!r}: ")
+    assert raised.value.exit_code == 2
 
 
 def test_tags() -> None:
     assert key_values(["team=web", "env=prod=eu"], "--tag") == {"team": "web", "env": "prod=eu"}
-    with pytest.raises(typer.BadParameter, match="expected KEY=VALUE"):
+    with pytest.raises(CliFailure, match="expected KEY=VALUE"):
         key_values(["team"], "--tag")
 
 
@@ -85,7 +85,7 @@ def test_body_from_file_and_sets(tmp_path: Path) -> None:
 def test_body_refused(tmp_path: Path, content: str, sets: list[str], reason: str) -> None:
     (tmp_path / "b.json").write_text(content)
 
-    with pytest.raises(typer.BadParameter, match=reason):
+    with pytest.raises(CliFailure, match=reason):
         body_from(tmp_path / "b.json", sets)
 
 

@@ -18,7 +18,16 @@ from typing import Annotated, Any
 import typer
 
 from certforge.cli.api import ApiClient, Refused, Unreachable
-from certforge.cli.core import AppOpt, CliFailure, JsonOpt, example, key_values, put_if, state
+from certforge.cli.core import (
+    AppOpt,
+    CliFailure,
+    JsonOpt,
+    bad_argument,
+    example,
+    key_values,
+    put_if,
+    state,
+)
 from certforge.cli.files import check_writable_dir, write_atomically
 from certforge.cli.output import console, expires_in, now, print_json, show_list, show_object
 
@@ -37,25 +46,22 @@ def parse_san(text: str) -> dict[str, str]:
     kind, sep, value = text.partition(":")
     kind = kind.strip().lower()
     if not sep or kind not in SAN_TYPES or not value.strip():
-        raise typer.BadParameter(
+        raise bad_argument(
+            "--san",
             f"{text!r}: expected TYPE:VALUE with TYPE dns, ip, email or uri "
             "(e.g. dns:api.example.com, ip:10.0.0.5)",
-            param_hint="--san",
         )
     value = value.strip()
     if kind == "ip":
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            raise typer.BadParameter(
-                f"{text!r}: {value!r} is not an IP address", param_hint="--san"
-            ) from None
+            raise bad_argument("--san", f"{text!r}: {value!r} is not an IP address") from None
     if kind == "email" and "@" not in value:
-        raise typer.BadParameter(f"{text!r}: an email needs an @", param_hint="--san")
+        raise bad_argument("--san", f"{text!r}: an email needs an @")
     if kind == "uri" and ":" not in value:
-        raise typer.BadParameter(
-            f"{text!r}: a URI needs a scheme (e.g. uri:spiffe://example.org/web)",
-            param_hint="--san",
+        raise bad_argument(
+            "--san", f"{text!r}: a URI needs a scheme (e.g. uri:spiffe://example.org/web)"
         )
     return {"type": kind, "value": value}
 
@@ -172,6 +178,9 @@ def request(
     ttl: Annotated[str | None, typer.Option(help="Validity, e.g. 30d, 12h.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE metadata; repeatable.")] = None,
     out_dir: OutDirOpt = None,
+    name: Annotated[
+        str | None, typer.Option(help="File name stem in --out-dir (default: the CN, else the id).")
+    ] = None,
     wait: WaitOpt = 60,
     json: JsonOpt = False,
 ) -> None:
@@ -196,7 +205,7 @@ def request(
             f"/api/v1/applications/{app}/certificate-requests", body, wait=min(wait, 60)
         )
         answer = _await_request(client, app, answer, wait)
-    _finish_issuance(answer, out_dir, cn, json)
+    _finish_issuance(answer, out_dir, name or cn, json)
 
 
 class SortChoice(StrEnum):
@@ -273,7 +282,7 @@ def list_(
 def _tag_filter(text: str) -> tuple[str, str]:
     key, _, value = text.partition("=")
     if not key.strip():
-        raise typer.BadParameter(f"{text!r}: expected KEY=VALUE or KEY", param_hint="--tag")
+        raise bad_argument("--tag", f"{text!r}: expected KEY=VALUE or KEY")
     return key.strip(), value
 
 
@@ -314,7 +323,7 @@ def renew(
     if csr is not None:
         body = {"key": "csr", "csr": csr.read_text(encoding="utf-8", errors="replace")}
     elif key is KeyChoice.csr:
-        raise typer.BadParameter("--key csr needs --csr FILE", param_hint="--key")
+        raise bad_argument("--key", "csr needs --csr FILE")
     _prepare_out_dir(out_dir)
     spinner = console(stderr=True).status("waiting for the renewed certificate…")
     with state(ctx).client() as client, spinner:
@@ -398,7 +407,7 @@ def download(
     """Download a certificate, its chain, a bundle, DER, PKCS#12 or the managed key."""
     binary = format_ in (Format.der, Format.p12)
     if out is None and binary:
-        raise typer.BadParameter(f"--format {format_.value} needs --out FILE", param_hint="--out")
+        raise bad_argument("--format", f"{format_.value} is binary: add --out FILE")
     if out is not None:
         _prepare_out_dir(out.parent if str(out.parent) else Path())
         if out.is_dir():

@@ -84,6 +84,11 @@ class CliGroup(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
 
 
+def bad_argument(option: str, message: str) -> CliFailure:
+    """A value the CLI refuses before calling the API: `--san 'x': …`, one line, exit 2."""
+    return CliFailure(f"{option} {message}")
+
+
 def _set_json(ctx: typer.Context, value: bool) -> bool:
     if value:
         state(ctx).json = True
@@ -125,24 +130,24 @@ def body_from(file: Path | None, sets: list[str] | None) -> dict[str, Any]:
             text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
         except OSError as exc:
             msg = f"cannot read {file}: {exc.strerror}"
-            raise typer.BadParameter(msg, param_hint="--file") from None
+            raise bad_argument("--file", msg) from None
         try:
             loaded = json.loads(text)
         except ValueError as exc:
-            raise typer.BadParameter(f"{file} is not JSON: {exc}", param_hint="--file") from None
+            raise bad_argument("--file", f"{file} is not JSON: {exc}") from None
         if not isinstance(loaded, dict):
-            raise typer.BadParameter(f"{file} must hold a JSON object", param_hint="--file")
+            raise bad_argument("--file", f"{file} must hold a JSON object")
         body = loaded
     for item in sets or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+            raise bad_argument("--set", f"{item!r}: expected KEY=VALUE")
         target = body
         *parents, leaf = key.split(".")
         for part in parents:
             nested = target.setdefault(part, {})
             if not isinstance(nested, dict):
-                raise typer.BadParameter(f"{key!r}: {part} is not an object", param_hint="--set")
+                raise bad_argument("--set", f"{key!r}: {part} is not an object")
             target = nested
         target[leaf] = parse_json_value(value)
     return body
@@ -154,7 +159,7 @@ def key_values(items: list[str] | None, option: str) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
+            raise bad_argument(option, f"{item!r}: expected KEY=VALUE")
         found[key.strip()] = value
     return found
 
