@@ -374,3 +374,22 @@ async def test_csr_request_keeps_the_key_local(cli: Cli, story: Story) -> None:
     leaf = x509.load_pem_x509_certificate((tls / "csr.pem").read_bytes())
     assert leaf.public_key() == key.public_key()
     assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days == 7
+
+
+async def test_no_wait_then_wait_picks_the_request_up(cli: Cli, story: Story) -> None:
+    op = {"token": story.bot_token, "url": cli.url}
+    pending = ok(
+        await cli("cert", "request", "--app", story.app, "--profile", story.profile,
+                  "--cn", "later.example.com", "--wait", "0", "--json", **op)
+    ).json()  # fmt: skip
+    assert pending["status"] == "pending", "without Prefer: wait the api answers 202 at once"
+
+    done = ok(
+        await cli("cert", "wait", pending["id"], "--app", story.app, "--out-dir", "later",
+                  "--name", "later", **op)
+    )  # fmt: skip
+
+    assert "issued" in done.out
+    leaf = x509.load_pem_x509_certificate((cli.home / "later" / "later.pem").read_bytes())
+    assert leaf.subject.rfc4514_string() == "CN=later.example.com"
+    assert stat.S_IMODE((cli.home / "later" / "later.key").stat().st_mode) == 0o600
