@@ -116,6 +116,36 @@ class ApiSettings(LeafKeySettings):
         description="Retry-After of an order being issued or a challenge being validated",
     )
 
+    # --- machine identity: JWT login (POST /api/v1/auth/login) ----------------------------
+    login_jwks_cache_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86400,
+        description="an issuer's discovery document and JWKS are refetched after this long",
+    )
+    login_jwks_min_refresh_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="a JWT with an unknown `kid` refetches the issuer's JWKS at most this often, "
+        "so forged tokens cannot make the api hammer the issuer",
+    )
+    login_jwt_leeway_seconds: int = Field(
+        default=60, ge=0, le=300, description="clock skew allowed on exp, nbf and iat"
+    )
+    login_attempts_per_identity: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="login attempts per identity per minute, per api replica",
+    )
+    login_attempts_per_source: int = Field(
+        default=120,
+        ge=1,
+        le=100_000,
+        description="login attempts per source address per minute, per api replica",
+    )
+
     @property
     def base_url(self) -> str:
         scheme = "https" if self.tls_enabled else "http"
