@@ -22,7 +22,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from joserfc.jwk import KeySet
 from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,6 +30,7 @@ from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor, new_token, token_record
 from certforge.api.domain.common import commit, get_or_404, now
 from certforge.api.domain.jwt_login import (
+    IssuerKeys,
     JwtRules,
     LoginRefused,
     access_token_expiry,
@@ -166,7 +166,7 @@ async def list_tokens(session: AsyncSession, identity_id: UUID) -> list[ApiToken
 
 @dataclass
 class _Fetched:
-    keys: KeySet
+    keys: IssuerKeys
     at: float
 
 
@@ -186,7 +186,7 @@ class JwksCache:
     _entries: dict[str, _Fetched] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    async def keys(self, issuer: str, kid: str | None) -> KeySet:
+    async def keys(self, issuer: str, kid: str | None) -> IssuerKeys:
         entry = self._entries.get(issuer)
         if entry is not None and not self._stale(entry, kid):
             return entry.keys
@@ -209,9 +209,9 @@ class JwksCache:
     def _stale(self, entry: _Fetched, kid: str | None) -> bool:
         if time.monotonic() - entry.at >= self.max_age:
             return True
-        return kid is not None and not any(k.kid == kid for k in entry.keys.keys)
+        return kid is not None and not any(k.kid == kid for k in entry.keys)
 
-    async def _fetch(self, issuer: str) -> KeySet:
+    async def _fetch(self, issuer: str) -> IssuerKeys:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             discovery = await _json(
                 client, issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -410,7 +410,7 @@ def _rules(config: JwtMethodConfig, leeway: timedelta) -> JwtRules:
     )
 
 
-async def _keys_of(config: JwtMethodConfig, cache: JwksCache, header: dict[str, Any]) -> KeySet:
+async def _keys_of(config: JwtMethodConfig, cache: JwksCache, header: dict[str, Any]) -> IssuerKeys:
     if config.jwks is not None:
         return usable_keys(config.jwks)
     if config.public_keys is not None:

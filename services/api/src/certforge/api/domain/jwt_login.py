@@ -18,6 +18,7 @@ forged token can never burn a legitimate `jti`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.util import urlsafe_b64decode
 
 ALLOWED_ALGORITHMS: tuple[str, ...] = (
@@ -90,11 +91,23 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, claims
 
 
-def usable_keys(jwks: Mapping[str, Any]) -> KeySet:
+@dataclass(frozen=True)
+class IssuerKey:
+    """A public key and the `kid` its issuer gave it (None for a bare PEM key: joserfc's
+    KeySet would invent a thumbprint id, which no token names)."""
+
+    kid: str | None
+    key: RSAKey | ECKey | OKPKey
+
+
+IssuerKeys = tuple[IssuerKey, ...]
+
+
+def usable_keys(jwks: Mapping[str, Any]) -> IssuerKeys:
     """The signature keys of a JWKS document: public asymmetric keys only, RSA of at least
     2048 bits. Anything else (symmetric, private, weak, malformed) is dropped, so one odd key
     at an issuer does not stop every login."""
-    keys: list[OctKey | RSAKey | ECKey | OKPKey] = []
+    keys: list[IssuerKey] = []
     for raw in jwks.get("keys", []) if isinstance(jwks.get("keys"), list) else []:
         if not isinstance(raw, dict) or raw.get("use", "sig") != "sig":
             continue
@@ -102,8 +115,9 @@ def usable_keys(jwks: Mapping[str, Any]) -> KeySet:
             key = _public_key(raw)
         except ValueError:
             continue
-        keys.append(key)
-    return KeySet(keys)
+        kid = raw.get("kid")
+        keys.append(IssuerKey(kid if isinstance(kid, str) else None, key))
+    return tuple(keys)
 
 
 def _public_key(raw: Mapping[str, Any]) -> RSAKey | ECKey | OKPKey:
@@ -112,7 +126,9 @@ def _public_key(raw: Mapping[str, Any]) -> RSAKey | ECKey | OKPKey:
         raise ValueError("a private key; give the public key only")
     try:
         if kty == "RSA":
-            rsa = RSAKey.import_key(dict(raw))
+            with warnings.catch_warnings():  # joserfc warns on small keys; refused below
+                warnings.simplefilter("ignore", SecurityWarning)
+                rsa = RSAKey.import_key(dict(raw))
             if rsa.raw_value.key_size < MIN_RSA_BITS:
                 raise ValueError(f"RSA key of {rsa.raw_value.key_size} bits (minimum 2048)")
             return rsa
@@ -155,24 +171,40 @@ def pem_to_jwk(pem: str) -> dict[str, Any]:
     raise ValueError("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)")
 
 
-def verify(token: str, keys: KeySet, rules: JwtRules, now: datetime) -> VerifiedJwt:
+def verify(token: str, keys: IssuerKeys, rules: JwtRules, now: datetime) -> VerifiedJwt:
     """Steps 1-4 of the module docstring; `LoginRefused` on the first failure."""
     header, _ = peek(token)
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS or alg not in rules.algorithms:
         raise LoginRefused(f"algorithm {str(alg)[:20]!r} not allowed")
-    kid = header.get("kid")
-    if kid is not None and not any(k.kid == kid for k in keys.keys):
-        raise LoginRefused(f"unknown kid {str(kid)[:64]!r}")
-    try:
-        decoded = jwt.decode(token, keys, algorithms=[alg])
-    except JoseError as exc:
-        raise LoginRefused(f"signature: {exc.error}") from None
+    candidates = _candidates(keys, header.get("kid"))
+    failure = "no key"
+    for key in candidates:
+        try:
+            decoded = jwt.decode(token, key, algorithms=[alg])
+        except JoseError as exc:
+            failure = exc.error
+            continue
+        break
+    else:
+        raise LoginRefused(f"signature: {failure}")
     claims = decoded.claims
     _check_claims(claims, rules, now)
     exp = datetime.fromtimestamp(claims["exp"], UTC)
     jti = claims.get("jti")
     return VerifiedJwt(claims=claims, expires_at=exp, jti=str(jti) if jti is not None else None)
+
+
+def _candidates(keys: IssuerKeys, kid: object) -> list[RSAKey | ECKey | OKPKey]:
+    """The keys that may have signed a token naming `kid`: the key with that id; keys without
+    an id (static PEM keys) when none has it; every key when the token names none."""
+    if kid is None:
+        return [k.key for k in keys]
+    named = [k.key for k in keys if k.kid == kid]
+    unnamed = [k.key for k in keys if k.kid is None]
+    if not named and not unnamed:
+        raise LoginRefused(f"unknown kid {str(kid)[:64]!r}")
+    return named or unnamed
 
 
 def _check_claims(claims: dict[str, Any], rules: JwtRules, now: datetime) -> None:

@@ -172,6 +172,7 @@ def _login_runtime(request: Request) -> tuple[auth_methods.JwksCache, auth_metho
     "/auth/login",
     status_code=201,
     name="auth.login",
+    response_model=LoginResult,
     summary="Exchange a workload's JWT for a short-lived access token",
     responses={401: {"description": "login refused (the reason is in the audit log only)"}},
 )
