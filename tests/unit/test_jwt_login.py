@@ -57,7 +57,7 @@ def _token(key: Any = RSA, alg: str = "RS256", **claims: Any) -> str:
         pytest.param(RSA, "RS256", id="ok/rs256"),
         pytest.param(RSA, "PS384", id="ok/ps384"),
         pytest.param(EC, "ES256", id="ok/es256"),
-        pytest.param(ED, "EdDSA", id="ok/eddsa"),
+        pytest.param(ED, "Ed25519", id="ok/ed25519"),
     ],
 )
 def test_a_good_token_verifies(key: Any, alg: str) -> None:

@@ -2,8 +2,8 @@
 
 The checks, in order (each refusal names its reason for the audit log; the caller only ever
 sees a generic 401):
-1. the header's `alg` is one the method allows: asymmetric only (RS*, PS*, ES256/384, EdDSA);
-   never `none`, never HMAC, so a public key can never be used as an HMAC secret;
+1. the header's `alg` is one the method allows: asymmetric only (RS*, PS*, ES256/384,
+   EdDSA/Ed25519); never `none`, never HMAC, so a public key can never be used as an HMAC secret;
 2. the signature verifies with a key of the issuer's key set chosen by `kid` (joserfc does the
    JWS work; nothing here touches signature bytes);
 3. `iss` equals the method's issuer, `aud` contains its audience, `exp` is in the future and
@@ -40,8 +40,10 @@ ALLOWED_ALGORITHMS: tuple[str, ...] = (
     "ES256",
     "ES384",
     "EdDSA",
+    "Ed25519",
 )
-"""Asymmetric signatures only: `none` and HS* are never accepted, whatever a method says."""
+"""Asymmetric signatures only (EdDSA is RFC 8037's name, Ed25519 RFC 9864's): `none` and HS*
+are never accepted, whatever a method says."""
 
 MIN_RSA_BITS = 2048
 MAX_JWT_BYTES = 16 * 1024
