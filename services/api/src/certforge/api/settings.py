@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Self
 
@@ -145,6 +146,36 @@ class ApiSettings(LeafKeySettings):
         le=100_000,
         description="login attempts per source address per minute, per api replica",
     )
+
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDR networks of the proxies / ingresses that "
+        "terminate TLS in front of the api and pass the client certificate in "
+        "CERTFORGE_CLIENT_CERT_HEADER; the header is ignored from anyone else. Empty: never.",
+    )
+    client_cert_header: str = Field(
+        default="x-forwarded-client-cert",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Header carrying the verified client certificate: URL-encoded PEM "
+        "(nginx `$ssl_client_escaped_cert`, e.g. `ssl-client-cert`) or Envoy's XFCC "
+        '(`…;Cert="<URL-encoded PEM>"`)',
+    )
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(
+            ip_network(p.strip(), strict=False)
+            for p in self.trusted_proxies.split(",")
+            if p.strip()
+        )
+
+    @model_validator(mode="after")
+    def _proxies(self) -> Self:
+        try:
+            self.trusted_proxy_networks  # noqa: B018 - parsed to fail at start-up
+        except ValueError as exc:
+            raise ValueError(f"CERTFORGE_TRUSTED_PROXIES: {exc}") from None
+        return self
 
     @property
     def base_url(self) -> str:

@@ -750,3 +750,19 @@ class UsedJwtId(SQLModel, table=True):
     issuer: str = Field(max_length=512, primary_key=True)
     jti: str = Field(max_length=256, primary_key=True)
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
+
+
+class IdentityCertificateBinding(SQLModel, table=True):
+    """Certificates Certforge issued that authenticate an identity over mTLS: those of one
+    profile whose common name and/or a SAN match glob patterns. Owner: api."""
+
+    __tablename__ = "identity_certificate_bindings"
+    __table_args__ = (sa.UniqueConstraint("identity_id", "name", name="uq_cert_binding_name"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    identity_id: UUID = _fk("identities.id", ondelete="CASCADE")
+    name: str = Field(max_length=64)
+    profile_id: UUID = _fk("profiles.id", ondelete="CASCADE")
+    common_name: str | None = Field(default=None, max_length=255, description="glob pattern")
+    san: str | None = Field(default=None, max_length=255, description="glob pattern")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))

@@ -7,13 +7,15 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Request, Response
 
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, ProductAdminDep, SessionDep
-from certforge.api.domain import auth_methods, identities
+from certforge.api.domain import auth_methods, certificate_bindings, identities
 from certforge.api.domain.jwt_login import LoginRefused
 from certforge.api.problems import problem_response, status_for
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.identities import (
     AuthMethodCreate,
     AuthMethodPublic,
+    CertificateBindingCreate,
+    CertificateBindingPublic,
     IdentityCreate,
     IdentityCreated,
     IdentityDetail,
@@ -208,3 +210,45 @@ async def login(
             error.detail,
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+@router.post(
+    "/identities/{identity_id}/certificate-bindings",
+    status_code=201,
+    name="identity.certificate_binding.create",
+    summary="Let certificates Certforge issued authenticate an identity (mTLS)",
+)
+async def create_certificate_binding(
+    identity_id: UUID,
+    body: CertificateBindingCreate,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ProductAdminDep,
+) -> CertificateBindingPublic:
+    """Behind a trusted proxy that verifies client certificates, a caller presenting an active
+    certificate of the profile whose names match is this identity: no token needed."""
+    return await certificate_bindings.create(session, audit, identity_id, body)
+
+
+@router.get(
+    "/identities/{identity_id}/certificate-bindings",
+    name="identity.certificate_binding.list",
+    summary="List an identity's certificate bindings",
+)
+async def list_certificate_bindings(
+    identity_id: UUID, session: SessionDep, _: ProductAdminDep
+) -> list[CertificateBindingPublic]:
+    return await certificate_bindings.list_for(session, identity_id)
+
+
+@router.delete(
+    "/identities/{identity_id}/certificate-bindings/{binding_id}",
+    status_code=204,
+    name="identity.certificate_binding.delete",
+    summary="Delete a certificate binding",
+)
+async def delete_certificate_binding(
+    identity_id: UUID, binding_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> Response:
+    await certificate_bindings.delete(session, audit, identity_id, binding_id)
+    return Response(status_code=204)

@@ -227,3 +227,45 @@ class LoginResult(BaseModel):
     expires_at: datetime
     expires_in: int = Field(description="seconds until expires_at")
     identity_id: UUID
+
+
+def _glob_pattern(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or any(ord(c) < 0x20 for c in value)):
+        raise ValueError("must be a non-empty pattern without control characters")
+    return value
+
+
+class CertificateBindingCreate(Strict):
+    """Certificates of `profile` whose common name and/or a SAN match authenticate the identity
+    over mTLS (behind a trusted proxy); at least one pattern."""
+
+    model_config = examples(
+        {"name": "shop-workers", "profile": "web-server", "san": "*.shop.svc.cluster.local"}
+    )
+
+    name: Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=63)]
+    profile: Annotated[str, StringConstraints(min_length=1, max_length=63)] = Field(
+        description="slug or id of the profile the certificates were issued under"
+    )
+    common_name: Annotated[
+        str | None, StringConstraints(max_length=255), AfterValidator(_glob_pattern)
+    ] = Field(default=None, description="glob pattern on the certificate's common name")
+    san: Annotated[str | None, StringConstraints(max_length=255), AfterValidator(_glob_pattern)] = (
+        Field(default=None, description="glob pattern one of the certificate's SANs must match")
+    )
+
+    @model_validator(mode="after")
+    def _some_pattern(self) -> Self:
+        if self.common_name is None and self.san is None:
+            raise ValueError("give `common_name`, `san` or both: a whole profile is too wide")
+        return self
+
+
+class CertificateBindingPublic(BaseModel):
+    id: UUID
+    identity_id: UUID
+    name: str
+    profile_id: UUID
+    common_name: str | None
+    san: str | None
+    created_at: datetime

@@ -1,4 +1,4 @@
-"""identity auth methods (JWT login), used JWT ids, access tokens' kind and origin
+"""identity auth methods (JWT login), certificate bindings (mTLS), used JWT ids, token kinds
 
 Revision ID: 0010
 Revises: 0009
@@ -53,6 +53,32 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_used_jwt_ids_expires_at"), "used_jwt_ids", ["expires_at"], unique=False
     )
+    op.create_table(
+        "identity_certificate_bindings",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("identity_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("profile_id", sa.Uuid(), nullable=False),
+        sa.Column("common_name", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("san", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["identity_id"], ["identities.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["profile_id"], ["profiles.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("identity_id", "name", name="uq_cert_binding_name"),
+    )
+    op.create_index(
+        op.f("ix_identity_certificate_bindings_identity_id"),
+        "identity_certificate_bindings",
+        ["identity_id"],
+        unique=False,
+    )
+    op.create_index(
+        op.f("ix_identity_certificate_bindings_profile_id"),
+        "identity_certificate_bindings",
+        ["profile_id"],
+        unique=False,
+    )
     op.add_column(
         "api_tokens",
         sa.Column(
@@ -77,6 +103,7 @@ def downgrade() -> None:
     op.drop_constraint("api_tokens_auth_method_id_fkey", "api_tokens", type_="foreignkey")
     op.drop_column("api_tokens", "auth_method_id")
     op.drop_column("api_tokens", "kind")
+    op.drop_table("identity_certificate_bindings")
     op.drop_index(op.f("ix_used_jwt_ids_expires_at"), table_name="used_jwt_ids")
     op.drop_table("used_jwt_ids")
     op.drop_index(op.f("ix_identity_auth_methods_identity_id"), table_name="identity_auth_methods")
