@@ -62,3 +62,21 @@ def parse_header(value: str) -> x509.Certificate:
 def identify(cert: x509.Certificate) -> tuple[str, str]:
     """What the certificate is looked up by: its serial (as the issuer stores it) and SHA-256."""
     return format(cert.serial_number, "x"), fingerprint_sha256(cert)
+
+
+def source_address(
+    peer: str | None, forwarded_for: str | None, networks: tuple[IPv4Network | IPv6Network, ...]
+) -> str:
+    """The caller's address for rate limits and the audit log: the peer, or — when the peer is
+    a trusted proxy — the right-most `X-Forwarded-For` entry that is not a trusted proxy (the
+    entries left of it were written by the client and prove nothing). Behind an ingress, the
+    peer alone would put every caller in one bucket."""
+    if not forwarded_for or not from_trusted_proxy(peer, networks):
+        return peer or "unknown"
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")][-16:]):
+        if not from_trusted_proxy(hop, networks):
+            try:
+                return str(ip_address(hop))
+            except ValueError:
+                return peer or "unknown"
+    return peer or "unknown"

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Request, Response
 
+from certforge.api import client_certs
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, ProductAdminDep, SessionDep
 from certforge.api.domain import auth_methods, certificate_bindings, identities
 from certforge.api.domain.jwt_login import LoginRefused
@@ -183,7 +184,11 @@ async def login(
 ) -> LoginResult | Response:
     """No bearer token needed: the JWT is the credential. Every refusal is the same 401."""
     keys, limiter = _login_runtime(request)
-    source = request.client.host if request.client else "unknown"
+    source = client_certs.source_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        context.settings.trusted_proxy_networks,
+    )
     attempt = auth_methods.LoginAttempt(details={"identity": body.identity[:128], "source": source})
     request_id = getattr(request.state, "request_id", None)
     try:
