@@ -100,8 +100,9 @@ class OidcIssuer:
         return jwt.encode({"alg": alg, "kid": kid}, self.claims(**overrides), key)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
 
 
 @pytest.fixture
@@ -458,3 +459,15 @@ async def test_auth_methods_need_a_product_admin(
     )
     assert r.status_code == 403
     assert (await caller.get(f"{API}/identities/{someone['id']}/tokens")).status_code == 403
+
+
+async def test_an_unreachable_issuer_is_a_401_and_not_asked_again_at_once(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient, api_app: Any, oidc: OidcIssuer
+) -> None:
+    machine = await _machine(admin, oidc)
+    token = oidc.token()
+    oidc.close()  # the issuer goes away before the api ever fetched its keys
+    first = await _refusal(api_app, anonymous, machine["name"], token)
+    assert first.startswith("issuer keys unavailable: ")
+    again = await _refusal(api_app, anonymous, machine["name"], oidc.token())
+    assert again == "issuer keys unavailable (last fetch failed)"

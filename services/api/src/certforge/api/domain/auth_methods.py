@@ -185,6 +185,8 @@ class JwksCache:
     timeout: float = 5.0
     _entries: dict[str, _Fetched] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _tried: dict[str, float] = field(default_factory=dict)
+    """When each issuer was last asked (success or failure): `min_refresh` counts from here."""
 
     async def keys(self, issuer: str, kid: str | None) -> IssuerKeys:
         entry = self._entries.get(issuer)
@@ -195,13 +197,19 @@ class JwksCache:
             entry = self._entries.get(issuer)
             if entry is not None and not self._stale(entry, kid):
                 return entry.keys
-            if entry is not None and time.monotonic() - entry.at < self.min_refresh:
-                return entry.keys  # unknown kid, but we fetched a moment ago: no new fetch
+            tried = self._tried.get(issuer)
+            if tried is not None and time.monotonic() - tried < self.min_refresh:
+                # asked a moment ago (successfully or not): no new request to the issuer
+                if entry is None:
+                    raise LoginRefused("issuer keys unavailable (last fetch failed)")
+                return entry.keys
+            self._tried[issuer] = time.monotonic()
             try:
                 keys = await self._fetch(issuer)
             except (httpx.HTTPError, ValueError) as exc:
+                log.warning("could not fetch the keys of issuer %s: %s", issuer, exc)
                 if entry is not None:
-                    return entry.keys
+                    return entry.keys  # keep the last good keys while the issuer is down
                 raise LoginRefused(f"issuer keys unavailable: {type(exc).__name__}") from None
             self._entries[issuer] = _Fetched(keys, time.monotonic())
             return keys

@@ -88,7 +88,11 @@ async def revoke_token(
     return Response(status_code=204)
 
 
-@router.get("/identities/{identity_id}/tokens", name="identity.token.list")
+@router.get(
+    "/identities/{identity_id}/tokens",
+    name="identity.token.list",
+    summary="List an identity's static and access tokens (without secrets)",
+)
 async def list_tokens(
     identity_id: UUID, session: SessionDep, _: ProductAdminDep
 ) -> list[TokenPublic]:
