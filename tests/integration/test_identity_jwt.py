@@ -471,3 +471,30 @@ async def test_an_unreachable_issuer_is_a_401_and_not_asked_again_at_once(
     assert first.startswith("issuer keys unavailable: ")
     again = await _refusal(api_app, anonymous, machine["name"], oidc.token())
     assert again == "issuer keys unavailable (last fetch failed)"
+
+
+async def test_replacing_a_method_applies_its_new_rules_and_revokes_its_tokens(
+    admin: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    client_for: ClientFor,
+    api_app: Any,
+    oidc: OidcIssuer,
+) -> None:
+    machine = await _machine(admin, oidc)
+    body = ok(await _login(anonymous, machine["name"], oidc.token()), 201)
+    url = f"{API}/identities/{machine['id']}/auth-methods/{machine['method']['id']}"
+    narrower = {
+        "name": "github-tags",
+        "jwt": {
+            "issuer": oidc.url,
+            "audience": AUDIENCE,
+            "bound_claims": {"repository": "acme/shop", "ref": "refs/tags/v*"},
+            "token_ttl": "5m",
+        },
+    }
+    replaced = ok(await admin.put(url, json=narrower))
+    assert replaced["name"] == "github-tags"
+    assert replaced["jwt"]["token_ttl"] == "5m"
+    assert (await client_for(body["access_token"]).get(f"{API}/me")).status_code == 401
+    assert "bound claim 'ref'" in await _refusal(api_app, anonymous, machine["name"], oidc.token())
+    ok(await _login(anonymous, machine["name"], oidc.token(ref="refs/tags/v2.0.0")), 201)

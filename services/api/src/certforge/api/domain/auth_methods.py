@@ -125,12 +125,33 @@ async def get(session: AsyncSession, identity_id: UUID, method_id: UUID) -> Auth
     return public(await _get(session, identity_id, method_id))
 
 
-async def delete(
-    session: AsyncSession, audit: AuditScope, identity_id: UUID, method_id: UUID
-) -> None:
-    """Delete the method and revoke the live access tokens it minted: removing a trust must
-    not leave its tokens working for another quarter of an hour."""
+async def replace(
+    session: AsyncSession,
+    audit: AuditScope,
+    identity_id: UUID,
+    method_id: UUID,
+    body: AuthMethodCreate,
+) -> AuthMethodPublic:
+    """Replace the method's name and rules, and revoke the tokens it minted under the old ones:
+    a tightened trust (a narrower ref, a new audience) takes effect at once."""
     method = await _get(session, identity_id, method_id)
+    method.name, method.kind = body.name, body.kind
+    method.config = body.jwt.model_dump(mode="json")
+    method.updated_at = now()
+    session.add(method)
+    await _revoke_minted(session, method_id)
+    audit.record(
+        session,
+        resource_type="identity",
+        resource_id=identity_id,
+        details={"auth_method": body.name, "kind": body.kind, "issuer": body.jwt.issuer},
+    )
+    duplicate = ("name", f"the identity has another auth method named {body.name!r}")
+    await commit(session, duplicate=duplicate)
+    return public(method)
+
+
+async def _revoke_minted(session: AsyncSession, method_id: UUID) -> None:
     when = now()
     tokens = await session.exec(
         select(ApiToken).where(
@@ -140,6 +161,15 @@ async def delete(
     for token in tokens:
         token.revoked_at = when
         session.add(token)
+
+
+async def delete(
+    session: AsyncSession, audit: AuditScope, identity_id: UUID, method_id: UUID
+) -> None:
+    """Delete the method and revoke the live access tokens it minted: removing a trust must
+    not leave its tokens working for another quarter of an hour."""
+    method = await _get(session, identity_id, method_id)
+    await _revoke_minted(session, method_id)
     await session.delete(method)
     audit.record(
         session,

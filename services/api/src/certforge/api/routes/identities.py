@@ -141,6 +141,22 @@ async def get_auth_method(
     return await auth_methods.get(session, identity_id, method_id)
 
 
+@router.put(
+    "/identities/{identity_id}/auth-methods/{method_id}",
+    name="identity.auth_method.replace",
+    summary="Replace an auth method's rules and revoke the tokens it minted",
+)
+async def replace_auth_method(
+    identity_id: UUID,
+    method_id: UUID,
+    body: AuthMethodCreate,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ProductAdminDep,
+) -> AuthMethodPublic:
+    return await auth_methods.replace(session, audit, identity_id, method_id, body)
+
+
 @router.delete(
     "/identities/{identity_id}/auth-methods/{method_id}",
     status_code=204,
