@@ -144,7 +144,7 @@ async def get_auth_method(
 @router.put(
     "/identities/{identity_id}/auth-methods/{method_id}",
     name="identity.auth_method.replace",
-    summary="Replace an auth method's rules and revoke the tokens it minted",
+    summary="Replace an auth method's rules, revoking the tokens it minted",
 )
 async def replace_auth_method(
     identity_id: UUID,
