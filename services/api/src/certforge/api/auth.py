@@ -10,7 +10,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from uuid import UUID
+
+import orjson
 
 from certforge.common.db.pool import Database
 from certforge.common.db.tables import ApiToken
@@ -70,6 +73,67 @@ LEFT JOIN memberships m ON m.identity_id = i.id
 WHERE t.token_hash = $1
 """
 """The token, its identity and every membership (a row per membership): one round trip."""
+
+
+_CERTIFICATE_SQL = """
+SELECT c.common_name, c.sans, c.status, c.not_after,
+       b.identity_id, b.common_name AS cn_pattern, b.san AS san_pattern,
+       i.name, i.is_product_admin, i.disabled_at,
+       m.application_id, m.role
+FROM certificates c
+JOIN identity_certificate_bindings b ON b.profile_id = c.profile_id
+JOIN identities i ON i.id = b.identity_id
+LEFT JOIN memberships m ON m.identity_id = i.id
+WHERE c.ca_id IN (SELECT id FROM certificate_authorities)
+  AND c.serial_number = $1 AND c.fingerprint_sha256 = $2
+"""
+"""A certificate Certforge issued (serial and exact fingerprint: a look-alike with the same
+serial is not it), each binding of its profile, and each bound identity's memberships."""
+
+
+async def authenticate_certificate(
+    db: Database, serial: str, fingerprint: str, now: datetime
+) -> Actor:
+    """The identity a client certificate is bound to: one of Certforge's own certificates,
+    active and unexpired, matching exactly one identity's binding (its profile, and glob
+    patterns on the common name and on any SAN)."""
+    rows = await db.fetch(_CERTIFICATE_SQL, serial, fingerprint)
+    if not rows:
+        raise Unauthenticated("client certificate is not bound to an identity")
+    first = rows[0]
+    if first["status"] != "active" or first["not_after"] <= now:
+        raise Unauthenticated("client certificate is not active")
+    sans = [str(s.get("value", "")) for s in _json_list(first["sans"])]
+    matched = {
+        r["identity_id"]
+        for r in rows
+        if r["disabled_at"] is None
+        and _glob(r["cn_pattern"], [first["common_name"] or ""])
+        and _glob(r["san_pattern"], sans)
+    }
+    if len(matched) != 1:
+        raise Unauthenticated("client certificate is not bound to exactly one identity")
+    (identity_id,) = matched
+    mine = [r for r in rows if r["identity_id"] == identity_id]
+    return Actor(
+        identity_id=identity_id,
+        name=mine[0]["name"],
+        is_product_admin=mine[0]["is_product_admin"],
+        roles={r["application_id"]: Role(r["role"]) for r in mine if r["role"] is not None},
+    )
+
+
+def _glob(pattern: str | None, values: list[str]) -> bool:
+    """No pattern: no condition. Otherwise one of `values` must match (case-insensitively:
+    DNS names are)."""
+    if pattern is None:
+        return True
+    return any(fnmatchcase(v.lower(), pattern.lower()) for v in values)
+
+
+def _json_list(value: object) -> list[dict[str, object]]:
+    data = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
 
 async def authenticate(db: Database, authorization: str | None, now: datetime) -> Actor:

@@ -14,8 +14,9 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from certforge.api import client_certs
 from certforge.api.audit import AuditScope, route_action
-from certforge.api.auth import Actor, authenticate
+from certforge.api.auth import Actor, authenticate, authenticate_certificate
 from certforge.api.context import ApiContext
 from certforge.common.errors import Forbidden
 
@@ -59,9 +60,30 @@ async def get_actor(
     context: ContextDep,
     authorization: Annotated[str | None, Depends(_bearer)],
 ) -> Actor:
-    actor = await authenticate(context.db, authorization, datetime.now(UTC))
+    actor = await _client_certificate_actor(request, context, authorization)
+    if actor is None:
+        actor = await authenticate(context.db, authorization, datetime.now(UTC))
     request.state.actor = actor
     return actor
+
+
+async def _client_certificate_actor(
+    request: Request, context: ContextDep, authorization: str | None
+) -> Actor | None:
+    """A caller without a bearer token, behind a trusted proxy that passed its verified client
+    certificate: the identity bound to that certificate (see `certforge.api.client_certs`).
+    A bearer token, when sent, always wins; the header from anyone else is ignored."""
+    if authorization:
+        return None
+    settings = context.settings
+    header = request.headers.get(settings.client_cert_header)
+    if not header:
+        return None
+    source = request.client.host if request.client else None
+    if not client_certs.from_trusted_proxy(source, settings.trusted_proxy_networks):
+        return None
+    serial, fingerprint = client_certs.identify(client_certs.parse_header(header))
+    return await authenticate_certificate(context.db, serial, fingerprint, datetime.now(UTC))
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Self
 
@@ -115,6 +116,66 @@ class ApiSettings(LeafKeySettings):
         le=3600,
         description="Retry-After of an order being issued or a challenge being validated",
     )
+
+    # --- machine identity: JWT login (POST /api/v1/auth/login) ----------------------------
+    login_jwks_cache_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86400,
+        description="an issuer's discovery document and JWKS are refetched after this long",
+    )
+    login_jwks_min_refresh_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="a JWT with an unknown `kid` refetches the issuer's JWKS at most this often, "
+        "so forged tokens cannot make the api hammer the issuer",
+    )
+    login_jwt_leeway_seconds: int = Field(
+        default=60, ge=0, le=300, description="clock skew allowed on exp, nbf and iat"
+    )
+    login_attempts_per_identity: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="login attempts per identity per minute, per api replica",
+    )
+    login_attempts_per_source: int = Field(
+        default=120,
+        ge=1,
+        le=100_000,
+        description="login attempts per source address per minute, per api replica",
+    )
+
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDR networks of the proxies / ingresses that "
+        "terminate TLS in front of the api and pass the client certificate in "
+        "CERTFORGE_CLIENT_CERT_HEADER; the header is ignored from anyone else. Empty: never.",
+    )
+    client_cert_header: str = Field(
+        default="x-forwarded-client-cert",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Header carrying the verified client certificate: URL-encoded PEM "
+        "(nginx `$ssl_client_escaped_cert`, e.g. `ssl-client-cert`) or Envoy's XFCC "
+        '(`…;Cert="<URL-encoded PEM>"`)',
+    )
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(
+            ip_network(p.strip(), strict=False)
+            for p in self.trusted_proxies.split(",")
+            if p.strip()
+        )
+
+    @model_validator(mode="after")
+    def _proxies(self) -> Self:
+        try:
+            self.trusted_proxy_networks  # noqa: B018 - parsed to fail at start-up
+        except ValueError as exc:
+            raise ValueError(f"CERTFORGE_TRUSTED_PROXIES: {exc}") from None
+        return self
 
     @property
     def base_url(self) -> str:

@@ -71,6 +71,16 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     last_used_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    kind: str = Field(
+        default="static",
+        max_length=16,
+        sa_column_kwargs={"server_default": "static"},
+        description="static (created by an admin) or access (minted by a login)",
+    )
+    auth_method_id: UUID | None = _fk(
+        "identity_auth_methods.id", nullable=True, ondelete="SET NULL", index=False
+    )
+    """The auth method whose login minted this access token; None for static tokens."""
 
 
 class Application(SQLModel, table=True):
@@ -712,3 +722,47 @@ class AlertDelivery(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class IdentityAuthMethod(SQLModel, table=True):
+    """A way for an identity to log in without a stored secret (a JWT from a trusted issuer):
+    the configuration holds only public material (issuer URL, JWKS, PEM public keys), so it
+    is stored as plain JSON. Owner: api."""
+
+    __tablename__ = "identity_auth_methods"
+    __table_args__ = (sa.UniqueConstraint("identity_id", "name", name="uq_auth_method_name"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    identity_id: UUID = _fk("identities.id", ondelete="CASCADE")
+    name: str = Field(max_length=64)
+    kind: str = Field(max_length=16, description="jwt")
+    config: dict[str, Any] = _json({})
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class UsedJwtId(SQLModel, table=True):
+    """A JWT `jti` already exchanged for an access token, kept until the JWT expires so that a
+    replay is refused by every api replica. Owner: api."""
+
+    __tablename__ = "used_jwt_ids"
+
+    issuer: str = Field(max_length=512, primary_key=True)
+    jti: str = Field(max_length=256, primary_key=True)
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
+
+
+class IdentityCertificateBinding(SQLModel, table=True):
+    """Certificates Certforge issued that authenticate an identity over mTLS: those of one
+    profile whose common name and/or a SAN match glob patterns. Owner: api."""
+
+    __tablename__ = "identity_certificate_bindings"
+    __table_args__ = (sa.UniqueConstraint("identity_id", "name", name="uq_cert_binding_name"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    identity_id: UUID = _fk("identities.id", ondelete="CASCADE")
+    name: str = Field(max_length=64)
+    profile_id: UUID = _fk("profiles.id", ondelete="CASCADE")
+    common_name: str | None = Field(default=None, max_length=255, description="glob pattern")
+    san: str | None = Field(default=None, max_length=255, description="glob pattern")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))

@@ -1,20 +1,33 @@
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
-from certforge.api.deps import ActorDep, AuditDep, ProductAdminDep, SessionDep
-from certforge.api.domain import identities
+from certforge.api import client_certs
+from certforge.api.deps import ActorDep, AuditDep, ContextDep, ProductAdminDep, SessionDep
+from certforge.api.domain import auth_methods, certificate_bindings, identities
+from certforge.api.domain.jwt_login import LoginRefused
+from certforge.api.problems import problem_response, status_for
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.identities import (
+    AuthMethodCreate,
+    AuthMethodPublic,
+    CertificateBindingCreate,
+    CertificateBindingPublic,
     IdentityCreate,
     IdentityCreated,
     IdentityDetail,
     IdentityPublic,
+    LoginRequest,
+    LoginResult,
     NewToken,
     TokenCreate,
+    TokenPublic,
 )
+from certforge.common.errors import Unauthenticated
 
 router = APIRouter(prefix=API_PREFIX, tags=["identities"])
 
@@ -72,4 +85,195 @@ async def revoke_token(
     identity_id: UUID, token_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
 ) -> Response:
     await identities.revoke_token(session, audit, identity_id, token_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/identities/{identity_id}/tokens",
+    name="identity.token.list",
+    summary="List an identity's static and access tokens (without secrets)",
+)
+async def list_tokens(
+    identity_id: UUID, session: SessionDep, _: ProductAdminDep
+) -> list[TokenPublic]:
+    """Static and access tokens of the identity, without their secrets."""
+    rows = await auth_methods.list_tokens(session, identity_id)
+    return [TokenPublic.model_validate(t, from_attributes=True) for t in rows]
+
+
+@router.post(
+    "/identities/{identity_id}/auth-methods",
+    status_code=201,
+    name="identity.auth_method.create",
+    summary="Let an identity log in with a JWT from a trusted issuer",
+)
+async def create_auth_method(
+    identity_id: UUID,
+    body: AuthMethodCreate,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ProductAdminDep,
+) -> AuthMethodPublic:
+    """Trust JWTs of one issuer (OIDC discovery, or static JWKS / PEM keys) whose audience and
+    bound claims match: a pipeline or pod then logs in with the token its platform gives it."""
+    return await auth_methods.create(session, audit, identity_id, body)
+
+
+@router.get(
+    "/identities/{identity_id}/auth-methods",
+    name="identity.auth_method.list",
+    summary="List an identity's auth methods",
+)
+async def list_auth_methods(
+    identity_id: UUID, session: SessionDep, _: ProductAdminDep
+) -> list[AuthMethodPublic]:
+    return await auth_methods.list_for(session, identity_id)
+
+
+@router.get(
+    "/identities/{identity_id}/auth-methods/{method_id}",
+    name="identity.auth_method.get",
+    summary="Get an auth method",
+)
+async def get_auth_method(
+    identity_id: UUID, method_id: UUID, session: SessionDep, _: ProductAdminDep
+) -> AuthMethodPublic:
+    return await auth_methods.get(session, identity_id, method_id)
+
+
+@router.put(
+    "/identities/{identity_id}/auth-methods/{method_id}",
+    name="identity.auth_method.replace",
+    summary="Replace an auth method's rules, revoking the tokens it minted",
+)
+async def replace_auth_method(
+    identity_id: UUID,
+    method_id: UUID,
+    body: AuthMethodCreate,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ProductAdminDep,
+) -> AuthMethodPublic:
+    return await auth_methods.replace(session, audit, identity_id, method_id, body)
+
+
+@router.delete(
+    "/identities/{identity_id}/auth-methods/{method_id}",
+    status_code=204,
+    name="identity.auth_method.delete",
+    summary="Delete an auth method and revoke the tokens it minted",
+)
+async def delete_auth_method(
+    identity_id: UUID, method_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> Response:
+    await auth_methods.delete(session, audit, identity_id, method_id)
+    return Response(status_code=204)
+
+
+def _login_runtime(request: Request) -> tuple[auth_methods.JwksCache, auth_methods.LoginLimiter]:
+    """The JWKS cache and rate limiter of this process, made on first login (they hold no
+    connection, so they need no lifespan)."""
+    state = request.app.state
+    runtime = getattr(state, "login_runtime", None)
+    if runtime is None:
+        settings = state.certforge.settings
+        runtime = (
+            auth_methods.JwksCache(
+                max_age=settings.login_jwks_cache_seconds,
+                min_refresh=settings.login_jwks_min_refresh_seconds,
+            ),
+            auth_methods.LoginLimiter(
+                per_identity=settings.login_attempts_per_identity,
+                per_source=settings.login_attempts_per_source,
+            ),
+        )
+        state.login_runtime = runtime
+    return runtime
+
+
+@router.post(
+    "/auth/login",
+    status_code=201,
+    name="auth.login",
+    response_model=LoginResult,
+    summary="Exchange a workload's JWT for a short-lived access token",
+    responses={401: {"description": "login refused (the reason is in the audit log only)"}},
+)
+async def login(
+    body: LoginRequest, request: Request, session: SessionDep, context: ContextDep
+) -> LoginResult | Response:
+    """No bearer token needed: the JWT is the credential. Every refusal is the same 401."""
+    keys, limiter = _login_runtime(request)
+    source = client_certs.source_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        context.settings.trusted_proxy_networks,
+    )
+    attempt = auth_methods.LoginAttempt(details={"identity": body.identity[:128], "source": source})
+    request_id = getattr(request.state, "request_id", None)
+    try:
+        limited = limiter.allow(body.identity, source, time.monotonic())
+        if limited is not None:
+            raise LoginRefused(f"rate limited per {limited}")
+        return await auth_methods.login(
+            session,
+            body,
+            keys,
+            timedelta(seconds=context.settings.login_jwt_leeway_seconds),
+            attempt,
+            request_id,
+            datetime.now(UTC),
+        )
+    except LoginRefused as refused:
+        await session.rollback()
+        await auth_methods.record_refusal(context.sessions, attempt, refused.reason, request_id)
+        error = Unauthenticated("login refused")
+        return problem_response(
+            request,
+            status_for(error),
+            error.code,
+            error.detail,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+@router.post(
+    "/identities/{identity_id}/certificate-bindings",
+    status_code=201,
+    name="identity.certificate_binding.create",
+    summary="Let certificates Certforge issued authenticate an identity (mTLS)",
+)
+async def create_certificate_binding(
+    identity_id: UUID,
+    body: CertificateBindingCreate,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ProductAdminDep,
+) -> CertificateBindingPublic:
+    """Behind a trusted proxy that verifies client certificates, a caller presenting an active
+    certificate of the profile whose names match is this identity: no token needed."""
+    return await certificate_bindings.create(session, audit, identity_id, body)
+
+
+@router.get(
+    "/identities/{identity_id}/certificate-bindings",
+    name="identity.certificate_binding.list",
+    summary="List an identity's certificate bindings",
+)
+async def list_certificate_bindings(
+    identity_id: UUID, session: SessionDep, _: ProductAdminDep
+) -> list[CertificateBindingPublic]:
+    return await certificate_bindings.list_for(session, identity_id)
+
+
+@router.delete(
+    "/identities/{identity_id}/certificate-bindings/{binding_id}",
+    status_code=204,
+    name="identity.certificate_binding.delete",
+    summary="Delete a certificate binding",
+)
+async def delete_certificate_binding(
+    identity_id: UUID, binding_id: UUID, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+) -> Response:
+    await certificate_bindings.delete(session, audit, identity_id, binding_id)
     return Response(status_code=204)
