@@ -248,7 +248,10 @@ async def test_non_admin_is_403_on_product_admin_endpoints(
 
 
 # Relying parties fetch these without a token: CA certificates, chains, CRLs, OCSP, ACME.
-_PUBLIC = re.compile(r"^/api/v1/cas/\{ca_id\}/(certificate|chain|crl)(\.\w+)?$|^/(ocsp|acme)\b")
+# And the JWT login, whose credential is the JWT in its body.
+_PUBLIC = re.compile(
+    r"^/api/v1/cas/\{ca_id\}/(certificate|chain|crl)(\.\w+)?$|^/(ocsp|acme)\b|^/api/v1/auth/login$"
+)
 
 
 async def test_every_endpoint_needs_a_token(anonymous: httpx.AsyncClient) -> None:

@@ -83,6 +83,18 @@ SUMMARIES: dict[str, str] = {
     "identity.disable": "Disable an identity and revoke its tokens",
     "identity.token.create": "Create a token for an identity",
     "identity.token.revoke": "Revoke a token",
+    "identity.token.list": "List an identity's static and access tokens (without secrets)",
+    "identity.auth_method.create": "Let an identity log in with a JWT from a trusted issuer",
+    "identity.auth_method.list": "List an identity's auth methods",
+    "identity.auth_method.get": "Get an auth method",
+    "identity.auth_method.replace": "Replace an auth method's rules, revoking the tokens it minted",
+    "identity.auth_method.delete": "Delete an auth method and revoke the tokens it minted",
+    "identity.certificate_binding.create": (
+        "Let certificates Certforge issued authenticate an identity (mTLS)"
+    ),
+    "identity.certificate_binding.list": "List an identity's certificate bindings",
+    "identity.certificate_binding.delete": "Delete a certificate binding",
+    "auth.login": "Exchange a workload's JWT for a short-lived access token",
     "identity.me": "Who am I: the caller's identity, tokens and memberships",
     "policy.list": "List policies",
     "policy.create": "Create a policy",
