@@ -321,7 +321,7 @@ async def test_key_rotation_at_the_issuer_is_picked_up_without_hammering_it(
 
     retired = oidc.key("rsa-1")
     oidc.keys = [RSAKey.generate_key(2048, parameters={"kid": "rsa-2"})]
-    cache = api_app.state.login_runtime[0]
+    cache = api_app.state.certforge.login_keys
     cache.min_refresh = 60.0
     # an unknown kid right after a fetch: refused, and the issuer is not asked again
     for _ in range(3):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from certforge.api.domain.auth_methods import JwksCache, LoginLimiter
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.ocsp import OcspCache
 from certforge.api.outcomes import Outcomes
@@ -31,4 +32,8 @@ class ApiContext:
     leaf_keys: KeyRing
     issuer: IssuerClient
     outcomes: Outcomes
+    login_keys: JwksCache
+    """Trusted issuers' key sets for JWT login, cached per process."""
+    login_limiter: LoginLimiter
+    """Login attempts per identity and source, per process (see `LoginLimiter`)."""
     ocsp: OcspCache = field(default_factory=OcspCache)

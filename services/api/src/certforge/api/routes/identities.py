@@ -170,27 +170,6 @@ async def delete_auth_method(
     return Response(status_code=204)
 
 
-def _login_runtime(request: Request) -> tuple[auth_methods.JwksCache, auth_methods.LoginLimiter]:
-    """The JWKS cache and rate limiter of this process, made on first login (they hold no
-    connection, so they need no lifespan)."""
-    state = request.app.state
-    runtime = getattr(state, "login_runtime", None)
-    if runtime is None:
-        settings = state.certforge.settings
-        runtime = (
-            auth_methods.JwksCache(
-                max_age=settings.login_jwks_cache_seconds,
-                min_refresh=settings.login_jwks_min_refresh_seconds,
-            ),
-            auth_methods.LoginLimiter(
-                per_identity=settings.login_attempts_per_identity,
-                per_source=settings.login_attempts_per_source,
-            ),
-        )
-        state.login_runtime = runtime
-    return runtime
-
-
 @router.post(
     "/auth/login",
     status_code=201,
@@ -203,7 +182,7 @@ async def login(
     body: LoginRequest, request: Request, session: SessionDep, context: ContextDep
 ) -> LoginResult | Response:
     """No bearer token needed: the JWT is the credential. Every refusal is the same 401."""
-    keys, limiter = _login_runtime(request)
+    keys, limiter = context.login_keys, context.login_limiter
     source = client_certs.source_address(
         request.client.host if request.client else None,
         request.headers.get("x-forwarded-for"),
