@@ -9,8 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
-SOURCES := $(wildcard libs/*/src services/*/src)
+PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml clients/*/pyproject.toml)
+SOURCES := $(wildcard libs/*/src services/*/src clients/*/src)
 export UV_PYTHON_DOWNLOADS := never
 # Bytecode at install time: where PYTHONDONTWRITEBYTECODE is set (as on CI), nothing is ever
 # cached and every service start compiles its ~2,000 modules again (about twice as slow).
@@ -50,13 +50,13 @@ demo: install
 	$(BIN)/certforge-dev demo
 
 lint: install-dev
-	$(BIN)/ruff check libs services tests bench
-	$(BIN)/ruff format --check libs services tests bench
+	$(BIN)/ruff check libs services clients tests bench
+	$(BIN)/ruff format --check libs services clients tests bench
 	$(BIN)/mypy
 
 format: install-dev
-	$(BIN)/ruff check --fix libs services tests bench
-	$(BIN)/ruff format libs services tests bench
+	$(BIN)/ruff check --fix libs services clients tests bench
+	$(BIN)/ruff format libs services clients tests bench
 
 test: lint
 	$(BIN)/pytest -p no:cacheprovider

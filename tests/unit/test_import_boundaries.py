@@ -3,8 +3,11 @@
 Each service is its own process, image and release: an import of another service's package
 would ship that service's code (and its dependencies, e.g. the syncer's cloud SDKs) inside this
 one and couple their releases. Common sits below every service, and devstack (the development
-stack and the docs generator) above all of them. Every module's source is parsed, so imports
-inside functions and under `TYPE_CHECKING` count too.
+stack and the docs generator) above all of them. Clients (`clients/*`, the `certforge` CLI and
+agent) speak only the public REST API: they import neither common nor a service, so they install
+alone on a laptop or a server and keep working against any API that honours the OpenAPI document.
+
+Every module's source is parsed, so imports inside functions and under `TYPE_CHECKING` count too.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("api", "issuer", "renewer", "syncer", "validator", "notifier")
 """Every service package, present and planned: a new one is covered from its first module."""
+CLIENTS = ("cli",)
+"""Every client package (`clients/*/src/certforge/<name>`): public REST API only."""
 
 
 def forbidden_for(owner: str) -> tuple[str, ...]:
-    """The packages a module of `owner` (`common` or a service's name) may not import."""
+    """The packages a module of `owner` (`common`, a service or a client name) may not import."""
+    if owner in CLIENTS:
+        return ("certforge.common", *(f"certforge.{s}" for s in SERVICES), "certforge.devstack")
     others = tuple(f"certforge.{service}" for service in SERVICES if service != owner)
     return (*others, "certforge.devstack")
 
@@ -62,6 +69,9 @@ def _modules() -> list[tuple[Path, str]]:
     found = [(path, "common") for path in sorted((ROOT / "libs/common/src").rglob("*.py"))]
     for service in sorted((ROOT / "services").iterdir()):
         found += [(path, service.name) for path in sorted((service / "src").rglob("*.py"))]
+    for client in sorted((ROOT / "clients").iterdir()):
+        for package in sorted((client / "src/certforge").iterdir()):
+            found += [(path, package.name) for path in sorted(package.rglob("*.py"))]
     return found
 
 
@@ -77,7 +87,7 @@ MODULES = _modules()
 def test_modules_are_found() -> None:
     owners = {owner for _, owner in MODULES}
 
-    assert {"common", "api", "issuer", "renewer", "syncer"} <= owners
+    assert {"common", "api", "issuer", "renewer", "syncer", *CLIENTS} <= owners
 
 
 @pytest.mark.parametrize(
@@ -137,6 +147,27 @@ def test_module_imports_no_other_service(path: Path, owner: str) -> None:
             "api",
             ["line 1: imports certforge.issuer (api may not import certforge.issuer)"],
             id="fail/relative-import-climbs-out",
+        ),
+        pytest.param(
+            "import httpx\nfrom certforge.cli.api import ApiClient\n",
+            "certforge.cli.main",
+            "cli",
+            [],
+            id="ok/client-imports-itself",
+        ),
+        pytest.param(
+            "from certforge.common.errors import NotFound\n",
+            "certforge.cli.api",
+            "cli",
+            ["line 1: imports certforge.common.errors (cli may not import certforge.common)"],
+            id="fail/client-imports-common",
+        ),
+        pytest.param(
+            "from certforge.api.schemas import certificates\n",
+            "certforge.cli.cert",
+            "cli",
+            ["line 1: imports certforge.api.schemas (cli may not import certforge.api)"],
+            id="fail/client-imports-service",
         ),
     ],
 )
