@@ -159,9 +159,8 @@ class Keeper:
         request = self.spec.request
         assert request is not None
         if entry.pending is None:
-            entry.pending = Pending(idempotency_key=str(uuid.uuid4()))
-            if request.method == "csr":
-                entry.pending.csr = self.new_csr()
+            csr = self.new_csr() if request.method == "csr" else None
+            entry.pending = Pending(idempotency_key=str(uuid.uuid4()), csr=csr)
             self.state.save()
         body: dict[str, Any] = {"profile": request.profile, "metadata": request.metadata}
         if request.ttl:
@@ -189,6 +188,7 @@ class Keeper:
         and the CSR for it."""
         request = self.spec.request
         key = keys.new_key(request.key_algorithm if request else None)
+        self.pending_key_path.parent.mkdir(parents=True, exist_ok=True)
         write_one(self.pending_key_path, keys.key_pem(key), 0o600)
         common_name = request.common_name if request else None
         sans = request.sans if request else []
@@ -312,9 +312,8 @@ class Keeper:
             await self.install(await self.download(newer))
             return
         if entry.pending is None:
-            entry.pending = Pending(idempotency_key=str(uuid.uuid4()))
-            if not self.is_managed():
-                entry.pending.csr = self.new_csr()
+            csr = None if self.is_managed() else self.new_csr()
+            entry.pending = Pending(idempotency_key=str(uuid.uuid4()), csr=csr)
             self.state.save()
         body: dict[str, Any] = (
             {"key": "csr", "csr": entry.pending.csr} if entry.pending.csr else {"key": "new"}
