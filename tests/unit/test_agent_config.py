@@ -147,7 +147,7 @@ def test_run_exits_2_with_the_line(tmp_path: Path) -> None:
     """The command a service manager runs: one line on stderr, exit code 2, nothing written."""
     path = write(tmp_path, GOOD.replace("ip:10.0.0.5", "ip:nope"))
     result = subprocess.run(
-        [sys.executable, "-m", "certforge.cli.agent", "run", "--config", str(path)],
+        [str(Path(sys.executable).parent / "certforge"), "agent", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

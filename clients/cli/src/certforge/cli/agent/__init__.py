@@ -27,6 +27,7 @@ from certforge.cli.agent import logs
 from certforge.cli.agent.config import AgentConfig, ConfigError, load
 from certforge.cli.agent.runner import run as run_agent
 from certforge.cli.agent.state import State
+from certforge.cli.core import example
 
 app = typer.Typer(
     name="agent",
@@ -42,11 +43,11 @@ ConfigOption = Annotated[
 ]
 
 
-@app.command("run")
+@app.command("run", epilog=example("certforge agent run --config /etc/certforge/agent.yaml"))
 def run_command(config: ConfigOption = Path(_EXAMPLE_CONFIG)) -> None:
     """Run until stopped (SIGTERM or Ctrl-C), keeping every certificate of the config.
 
-    Example: `certforge agent run --config /etc/certforge/agent.yaml`
+    Exit code 2, with the file and line, on a config it cannot use.
     """
     loaded = load_config(config)
     logs.setup(loaded.log_format)
@@ -75,7 +76,9 @@ async def _until_signalled(config: AgentConfig) -> None:
         await task
 
 
-@app.command("status")
+@app.command(
+    "status", epilog=example("certforge agent status --config /etc/certforge/agent.yaml --json")
+)
 def status_command(
     config: ConfigOption = Path(_EXAMPLE_CONFIG),
     as_json: Annotated[bool, typer.Option("--json", help="the state file as JSON")] = False,
@@ -83,7 +86,6 @@ def status_command(
     """What the agent holds and how its last attempt went, from its state file.
 
     Exit code 0 when every certificate is installed and fine, 1 otherwise.
-    Example: `certforge agent status --config /etc/certforge/agent.yaml --json`
     """
     loaded = load_config(config)
     state = State.load(loaded.state_file)
