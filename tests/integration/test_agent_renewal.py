@@ -345,3 +345,55 @@ async def test_unwritable_output_writes_nothing(
     # Retries install the certificate issued the first time, never request another.
     r = await admin.get(f"{API}/applications/{e.app}/certificates")
     assert len(r.json()["items"]) == 1, r.json()
+
+
+async def test_revoked_successor_is_not_installed(
+    admin: httpx.AsyncClient, api_app: Any, tmp_path: Path
+) -> None:
+    """A renewal revoked before the agent saw it stays off the disk; the state says why."""
+    e = await enroll(admin)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = write_config(
+        tmp_path,
+        await agent_token(admin, e),
+        e.app,
+        f"""    request:
+      profile: {e.profile}
+      common_name: revoked.example.com
+    files:
+      fullchain: {{path: {out}/fullchain.pem}}
+      key: {{path: {out}/key.pem}}""",
+    )
+    network = Network(httpx.ASGITransport(app=api_app))  # type: ignore[arg-type]
+    state_path = tmp_path / "state/agent.json"
+    async with agent(config, network):
+
+        async def installed() -> bool:
+            return reloads(tmp_path) >= 1
+
+        await eventually(installed, 20, "first certificate installed")
+        held = State.load(state_path).entries["web"].certificate_id
+        network.down = True  # the renewal and its revocation happen while the agent is away
+        base = f"{API}/applications/{e.app}/certificates"
+        r = await admin.post(f"{base}/{held}/renew", headers={"Prefer": "wait=10"})
+        assert r.status_code == 201, r.text
+        revoked = r.json()["certificate"]["id"]
+        r = await admin.post(f"{base}/{revoked}/revoke", json={"reason": "keyCompromise"})
+        assert r.status_code == 200, r.text
+        before = snapshot(tmp_path)
+        network.down = False
+
+        async def refused() -> bool:
+            entry = State.load(state_path).entries["web"]
+            return entry.status == "error" and "is revoked" in (entry.last_error or "")
+
+        await eventually(refused, 15, "the agent refusing the revoked successor")
+        entry = State.load(state_path).entries["web"]
+        assert entry.last_error == (
+            f"the newest certificate of the lineage, {revoked}, is revoked; keeping the "
+            "current files"
+        )
+        assert entry.certificate_id == held
+        assert snapshot(tmp_path) == before
+        assert reloads(tmp_path) == 1

@@ -96,7 +96,12 @@ class Keeper:
         while True:
             try:
                 await self.step()
-            except (ApiError, WriteError, AgentError, OSError, ValueError) as exc:
+            except Exception as exc:
+                # Expected failures (network, server, files) are one line; anything else is a
+                # bug worth its traceback, but never a reason to stop keeping the others.
+                expected = (ApiError, WriteError, AgentError, OSError, ValueError)
+                if not isinstance(exc, expected):
+                    log.exception("%s: unexpected error", self.name)
                 self.failed(exc)
                 entry = self.entry
                 delay = backoff_delay(
@@ -261,14 +266,12 @@ class Keeper:
         if answer is None:
             return None
         if answer.get("status") != "active":
-            log.warning(
-                "%s: the newest certificate %s is %s; keeping the current files",
-                self.name,
-                answer["id"],
-                answer.get("status"),
-                extra={"certificate": self.name},
+            # Not installed, and not asked about again at once (it would answer the same):
+            # reported as an error, so the retries back off and `status` shows it.
+            raise AgentError(
+                f"the newest certificate of the lineage, {answer['id']}, is "
+                f"{answer.get('status')}; keeping the current files"
             )
-            return None
         return str(answer["id"])
 
     async def watch(self, entry: Entry) -> None:
