@@ -14,6 +14,9 @@ renews and revokes. Then each bad input: one clear line, the right exit code, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
 import json
 import os
 import socket
@@ -99,23 +102,32 @@ def one_error_line(run: Run, code: int, *fragments: str) -> str:
     return first
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api_url(api_app: object) -> AsyncIterator[str]:
-    """The session's api behind a real uvicorn on a free port of 127.0.0.1."""
+@contextlib.asynccontextmanager
+async def serving(app: object, **tls: str) -> AsyncIterator[int]:
+    """`app` behind a real uvicorn on a free port of 127.0.0.1 (HTTPS with `ssl_certfile` and
+    `ssl_keyfile`), in this loop, until the block ends; yields the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(api_app, lifespan="off", log_level="warning")  # type: ignore[arg-type]
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", **tls)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), task
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=30)
-    sock.close()
+    try:
+        while not server.started:
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+        sock.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api_url(api_app: object) -> AsyncIterator[str]:
+    """The session's api behind a real uvicorn on a free port of 127.0.0.1."""
+    async with serving(api_app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -374,3 +386,85 @@ async def test_csr_request_keeps_the_key_local(cli: Cli, story: Story) -> None:
     leaf = x509.load_pem_x509_certificate((tls / "csr.pem").read_bytes())
     assert leaf.public_key() == key.public_key()
     assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days == 7
+
+
+async def test_no_wait_then_wait_picks_the_request_up(cli: Cli, story: Story) -> None:
+    op = {"token": story.bot_token, "url": cli.url}
+    pending = ok(
+        await cli("cert", "request", "--app", story.app, "--profile", story.profile,
+                  "--cn", "later.example.com", "--wait", "0", "--json", **op)
+    ).json()  # fmt: skip
+    assert pending["status"] == "pending", "without Prefer: wait the api answers 202 at once"
+
+    done = ok(
+        await cli("cert", "wait", pending["id"], "--app", story.app, "--out-dir", "later",
+                  "--name", "later", **op)
+    )  # fmt: skip
+
+    assert "issued" in done.out
+    leaf = x509.load_pem_x509_certificate((cli.home / "later" / "later.pem").read_bytes())
+    assert leaf.subject.rfc4514_string() == "CN=later.example.com"
+    assert stat.S_IMODE((cli.home / "later" / "later.key").stat().st_mode) == 0o600
+
+
+def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CLI test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(
+            "127.0.0.1"))]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = (directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+async def test_https_with_a_private_ca(cli: Cli, api_app: object, backends: Backends) -> None:
+    ca, cert, key = _tls_files(cli.home)
+    async with serving(api_app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as port:
+        url = f"https://127.0.0.1:{port}"
+
+        untrusted = await cli("whoami", token=backends.admin_token, url=url)
+        one_error_line(untrusted, 5, f"cannot reach {url}", "CERTIFICATE_VERIFY_FAILED")
+
+        ok(await cli("--ca-file", "ca.pem", "login", "--url", url, "--token", backends.admin_token))
+        saved = json.loads((cli.home / "config.json").read_text())
+        assert saved["ca_file"] == str(ca)
+        assert ok(await cli("whoami", "--json")).json()["product_admin"] is True
+
+    missing = await cli("--ca-file", "nowhere.pem", "whoami", token="cf_x", url=url)
+    one_error_line(missing, 2, "cannot use CA file nowhere.pem")

@@ -114,6 +114,10 @@ def test_good_config_loads(tmp_path: Path) -> None:
             "    app: shop\n", "", 6, "certificates[0].app", "required", id="fail/missing-app",
         ),
         pytest.param(
+            "  token_file: {dir}/token\n", "  token_file: {dir}/token\n  ca_bundle: /no/ca.pem\n",
+            4, "server.ca_bundle", "cannot read /no/ca.pem", id="fail/ca-bundle",
+        ),
+        pytest.param(
             "      profile: web-server", "      profile: web-server\n      colour: blue", 10,
             "certificates[0].request.colour", "Extra inputs", id="fail/unknown-key",
         ),

@@ -110,6 +110,29 @@ def ca_create(
     _out(_call(ctx, "POST", "/api/v1/cas", body), json)
 
 
+@ca_app.command(
+    "import",
+    epilog=example("certforge ca import --name legacy --cert ca.pem --key ca.key --chain up.pem"),
+)
+def ca_import(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Unique name.")],
+    cert: Annotated[Path, typer.Option(help="The CA certificate (PEM).", exists=True,
+                                       dir_okay=False, readable=True)],
+    key: Annotated[Path, typer.Option(help="Its private key (PEM); sealed at rest.",
+                                      exists=True, dir_okay=False, readable=True)],
+    chain: Annotated[Path | None, typer.Option(help="Issuers above it (PEM).", exists=True,
+                                               dir_okay=False, readable=True)] = None,
+    json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Import an existing CA with its key (the key goes only to the issuer, which seals it)."""
+    body = put_if(
+        {"name": name, "certificate": cert.read_text(), "private_key": key.read_text()},
+        chain=chain.read_text() if chain else None,
+    )
+    _out(_call(ctx, "POST", "/api/v1/cas/import", body), json)
+
+
 @ca_app.command("list", epilog=example("certforge ca list"))
 def ca_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every CA."""
@@ -390,6 +413,28 @@ def enrollment_api(
     _out(_call(ctx, "PUT", path, body), json)
 
 
+@enrollment_app.command(
+    "acme", epilog=example("certforge enrollment acme shop web-server --on --eab-required")
+)
+def enrollment_acme(
+    ctx: typer.Context,
+    application: str,
+    profile: str,
+    enabled: Annotated[bool, typer.Option("--on/--off", help="ACME enrollment on or off.")],
+    eab_required: Annotated[
+        bool | None,
+        typer.Option("--eab-required/--no-eab-required", help="External account binding."),
+    ] = None,
+    file: FileOpt = None,
+    set_: SetOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change ACME enrollment of an attached profile (challenge types etc. via --set)."""
+    body = put_if(body_from(file, set_), enabled=enabled, eab_required=eab_required)
+    path = f"/api/v1/applications/{application}/profiles/{profile}/enrollment/acme"
+    _out(_call(ctx, "PUT", path, body), json)
+
+
 @enrollment_app.command("list", epilog=example("certforge enrollment list shop"))
 def enrollment_list(ctx: typer.Context, application: str, json: JsonOpt = False) -> None:
     """The profiles attached to an application."""
@@ -511,6 +556,20 @@ def identity_list(ctx: typer.Context, json: JsonOpt = False) -> None:
 def identity_show(ctx: typer.Context, identity_id: str, json: JsonOpt = False) -> None:
     """One identity, its roles and tokens."""
     _out(_call(ctx, "GET", f"/api/v1/identities/{identity_id}"), json)
+
+
+@identity_app.command("token", epilog=example("certforge identity token 7d2c… --ttl 90d --json"))
+def identity_token(
+    ctx: typer.Context,
+    identity_id: str,
+    ttl: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 90d (default: no expiry).")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Issue another token for an identity; it is shown this once."""
+    body = put_if({}, ttl=ttl)
+    _out(_call(ctx, "POST", f"/api/v1/identities/{identity_id}/tokens", body), json)
 
 
 @identity_app.command("delete", epilog=example("certforge identity delete 7d2c…"))

@@ -33,6 +33,9 @@ whose `str()` is one line a person can act on (the agent logs the same line)::
 document the API answered, kept whole so `--json` can print it and a caller can branch on
 `problem.code` (e.g. `conflict`) or `problem.errors` (`[{"field", "message"}]`).
 
+TLS: `verify` is True (the system's trust store via certifi), or an `ssl.SSLContext` for an API
+whose certificate comes from a private CA (`ssl.create_default_context(cafile=...)`).
+
 Timeouts: `timeout` (default 30 s) bounds connect, read and write; a call that sends `wait=N`
 extends the read timeout to N + 10 s so the server's own wait ends first. The token is sent only
 in the `Authorization` header and never appears in an error message.
@@ -41,6 +44,7 @@ in the `Authorization` header and never appears in an error message.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -213,7 +217,7 @@ class ApiClient(_Base):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
     ) -> None:
         super().__init__(base_url, token, timeout)
         self._http = httpx.Client(
@@ -286,7 +290,7 @@ class AsyncApiClient(_Base):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
     ) -> None:
         super().__init__(base_url, token, timeout)
         self._http = httpx.AsyncClient(

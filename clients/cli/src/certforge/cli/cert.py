@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from certforge.cli.api import ApiClient, Refused, Unreachable
+from certforge.cli.api import ApiClient, Problem, Refused, Unreachable
 from certforge.cli.core import (
     AppOpt,
     CliFailure,
@@ -78,19 +78,23 @@ def _prepare_out_dir(out_dir: Path | None) -> None:
 
 
 def _await_request(client: ApiClient, app: str, answer: dict[str, Any], wait: int) -> Any:
-    """The request once it is done: `answer` itself if issued, else polled up to `wait` s."""
+    """The request once it is issued: `answer` itself, or polled for up to `wait` seconds
+    (the server answered `202` because its own wait ran out). Still pending: exit 5 with the
+    command that picks it up later; failed or rejected: exit 3 with the issuer's reasons."""
     deadline = time.monotonic() + wait
     while answer.get("status") == "pending":
         if time.monotonic() >= deadline:
             raise Unreachable(
                 f"request {answer.get('id')} still pending after {wait}s; "
-                f"check later: certforge cert show --app {app} …"
+                f"pick it up later with: certforge cert wait {answer.get('id')} --app {app}"
             )
         time.sleep(POLL_INTERVAL)
         answer = client.get(f"/api/v1/applications/{app}/certificate-requests/{answer['id']}")
     if answer.get("status") != "issued":
-        detail = answer.get("error") or f"request {answer.get('status')}"
-        raise Refused(f"Issuance refused: {detail}")
+        detail = answer.get("error") or f"the request is {answer.get('status')}"
+        errors = answer.get("errors") if isinstance(answer.get("errors"), list) else []
+        problem = Problem(422, "Issuance refused", str(detail), errors=errors or [], raw=answer)
+        raise Refused(f"Issuance refused: {detail}", problem)
     return answer
 
 
@@ -143,7 +147,12 @@ class KeyChoice(StrEnum):
 
 
 WaitOpt = Annotated[
-    int, typer.Option(help="Seconds to wait for issuance (Prefer: wait).", min=0, max=600)
+    int,
+    typer.Option(
+        help="Seconds to wait for issuance (Prefer: wait, then polling); 0: do not wait.",
+        min=0,
+        max=600,
+    ),
 ]
 OutDirOpt = Annotated[
     Path | None,
@@ -201,11 +210,46 @@ def request(
     _prepare_out_dir(out_dir)
     spinner = console(stderr=True).status("waiting for the certificate…")
     with state(ctx).client() as client, spinner:
-        answer = client.post(
-            f"/api/v1/applications/{app}/certificate-requests", body, wait=min(wait, 60)
-        )
+        path = f"/api/v1/applications/{app}/certificate-requests"
+        answer = client.post(path, body, wait=min(wait, 60) or None)
+        if wait == 0 and answer.get("status") == "pending":
+            _show_pending(answer, app, json)
+            return
         answer = _await_request(client, app, answer, wait)
     _finish_issuance(answer, out_dir, name or cn, json)
+
+
+def _show_pending(answer: dict[str, Any], app: str, as_json: bool) -> None:
+    if as_json:
+        print_json(answer)
+    else:
+        typer.echo(
+            f"request {answer.get('id')} is pending; "
+            f"pick it up with: certforge cert wait {answer.get('id')} --app {app}"
+        )
+
+
+@cert_app.command(
+    "wait", epilog=example("certforge cert wait 4f86… --app shop --out-dir ./tls --name api")
+)
+def wait_(
+    ctx: typer.Context,
+    request_id: str,
+    app: AppOpt,
+    out_dir: OutDirOpt = None,
+    name: Annotated[
+        str | None, typer.Option(help="File name stem in --out-dir (default: the id).")
+    ] = None,
+    wait: WaitOpt = 60,
+    json: JsonOpt = False,
+) -> None:
+    """Wait for a pending request (from `--wait 0`, or one that timed out) and write its files."""
+    _prepare_out_dir(out_dir)
+    spinner = console(stderr=True).status("waiting for the certificate…")
+    with state(ctx).client() as client, spinner:
+        answer = client.get(f"/api/v1/applications/{app}/certificate-requests/{request_id}")
+        answer = _await_request(client, app, answer, wait)
+    _finish_issuance(answer, out_dir, name, json)
 
 
 class SortChoice(StrEnum):
@@ -327,7 +371,12 @@ def renew(
     _prepare_out_dir(out_dir)
     spinner = console(stderr=True).status("waiting for the renewed certificate…")
     with state(ctx).client() as client, spinner:
-        answer = client.post(f"{_certs(app)}/{certificate_id}/renew", body, wait=min(wait, 60))
+        answer = client.post(
+            f"{_certs(app)}/{certificate_id}/renew", body, wait=min(wait, 60) or None
+        )
+        if wait == 0 and answer.get("status") == "pending":
+            _show_pending(answer, app, json)
+            return
         answer = _await_request(client, app, answer, wait)
     _finish_issuance(answer, out_dir, name, json)
 

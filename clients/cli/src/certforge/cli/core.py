@@ -10,6 +10,7 @@ network failure.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from certforge.cli.api import ApiClient, ApiError
-from certforge.cli.config import NotConfigured, resolve
+from certforge.cli.config import Credentials, NotConfigured, resolve
 from certforge.cli.output import report_failure, report_message
 
 EXIT_USAGE = 2
@@ -42,19 +43,30 @@ class State:
 
     url: str | None = None
     token: str | None = None
+    ca_file: str | None = None
     timeout: float = 30.0
     json: bool = False
     transport: httpx.BaseTransport | None = None
     """Tests may inject one (`CliRunner.invoke(app, obj=State(transport=…))`)."""
 
     def client(self) -> ApiClient:
-        credentials = resolve(self.url, self.token)
+        return self.client_for(resolve(self.url, self.token, self.ca_file))
+
+    def client_for(self, credentials: Credentials) -> ApiClient:
+        """A client of `credentials`; a bad URL or CA file is a usage error (exit 2)."""
+        verify: bool | ssl.SSLContext = True
+        if credentials.ca_file:
+            try:
+                verify = ssl.create_default_context(cafile=credentials.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliFailure(f"cannot use CA file {credentials.ca_file}: {exc}") from exc
         try:
             return ApiClient(
                 credentials.url,
                 credentials.token,
                 timeout=self.timeout,
                 transport=self.transport,
+                verify=verify,
             )
         except ValueError as exc:
             raise CliFailure(str(exc)) from exc

@@ -8,15 +8,15 @@ through `certforge.cli.core`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from certforge.cli import admin, cert
 from certforge.cli.agent import app as agent_app
-from certforge.cli.api import ApiClient
-from certforge.cli.config import TOKEN_ENV, URL_ENV, Credentials, save
-from certforge.cli.core import CliFailure, CliGroup, JsonOpt, example, state
+from certforge.cli.config import CA_FILE_ENV, TOKEN_ENV, URL_ENV, Credentials, save
+from certforge.cli.core import CliGroup, JsonOpt, example, state
 from certforge.cli.output import print_json, show_object
 
 HELP = """Certforge from the terminal: set up CAs, policies, profiles and applications, and
@@ -58,11 +58,16 @@ def root(
         str | None,
         typer.Option(help=f"Bearer token (default: ${TOKEN_ENV}, then the saved login)."),
     ] = None,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(help=f"PEM CA of the API's TLS certificate (default: ${CA_FILE_ENV})."),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the API.", min=1)] = 30.0,
 ) -> None:
     found = state(ctx)
     found.url = url or found.url
     found.token = token or found.token
+    found.ca_file = ca_file or found.ca_file
     found.timeout = timeout
 
 
@@ -82,15 +87,12 @@ def login(
     found_token = token or current.token or os.environ.get(TOKEN_ENV)
     if not found_token:
         found_token = typer.prompt("Token", hide_input=True)
-    try:
-        client = ApiClient(
-            found_url, found_token, timeout=current.timeout, transport=current.transport
-        )
-    except ValueError as exc:
-        raise CliFailure(str(exc)) from exc
-    with client:
+    found_ca = current.ca_file or os.environ.get(CA_FILE_ENV)
+    if found_ca:
+        found_ca = str(Path(found_ca).resolve())  # later commands run from anywhere
+    with current.client_for(Credentials(found_url, found_token, found_ca)) as client:
         me = client.get("/api/v1/me")
-    path = save(Credentials(client.base_url, found_token))
+    path = save(Credentials(client.base_url, found_token, found_ca))
     typer.echo(f"logged in to {client.base_url} as {me.get('name')} (saved in {path})")
 
 

@@ -28,6 +28,14 @@ def console(stderr: bool = False) -> Console:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
+def print_table(table: Table) -> None:
+    """A table on stdout without the padding rich adds to each line's end (clean in files)."""
+    out = console()
+    with out.capture() as captured:
+        out.print(table)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=False))
 
@@ -51,7 +59,7 @@ def show_object(obj: Mapping[str, Any], *, skip: Iterable[str] = ()) -> None:
         if key in skipped or (isinstance(value, str) and value.startswith("-----BEGIN")):
             continue
         table.add_row(key, cell(value))
-    console().print(table)
+    print_table(table)
 
 
 def show_list(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
@@ -62,7 +70,7 @@ def show_list(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, st
     table = Table(*(header for header, _ in columns), box=None, pad_edge=False)
     for row in rows:
         table.add_row(*(cell(row.get(key)) for _, key in columns))
-    console().print(table)
+    print_table(table)
 
 
 def expires_in(not_after: str | None, now: datetime) -> str:

@@ -259,6 +259,13 @@ class Server(_Strict):
     ca_bundle: Path | None = Field(default=None, description="CA file to verify the server")
     timeout: float = Field(default=30, gt=0, le=600)
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"cannot read {value}")
+        return value
+
 
 class AgentConfig(_Strict):
     server: Server

@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import signal
+import ssl
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -458,7 +459,11 @@ async def run(config: AgentConfig, transport: Any = None) -> None:
     """Keep every configured certificate until cancelled (SIGTERM/SIGINT in `main`)."""
     state = State.load(config.state_file)
     timeout = max(config.server.timeout, config.watch_wait + 10)
-    verify: bool | str = str(config.server.ca_bundle) if config.server.ca_bundle else True
+    bundle = config.server.ca_bundle
+    # A private CA's bundle for an API whose certificate it issued; else the system's roots.
+    verify: bool | ssl.SSLContext = (
+        ssl.create_default_context(cafile=str(bundle)) if bundle is not None else True
+    )
     async with AsyncApiClient(
         config.server.url, config.token(), timeout=timeout, transport=transport, verify=verify
     ) as api:
