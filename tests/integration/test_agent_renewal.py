@@ -47,8 +47,10 @@ class Network(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.down = False
+        self.urls: list[httpx.URL] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(request.url)
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         response = await self.inner.handle_async_request(request)
@@ -84,7 +86,7 @@ async def agent_token(admin: httpx.AsyncClient, e: Enrollment) -> str:
     return token
 
 
-def write_config(folder: Path, token: str, app: str, certificate: str) -> Path:
+def write_config(folder: Path, token: str, app: str, certificate: str, extra: str = "") -> Path:
     (folder / "token").write_text(token + "\n")
     config = folder / "agent.yaml"
     config.write_text(
@@ -95,7 +97,7 @@ server:
 state_file: {folder}/state/agent.json
 log_format: json
 watch_wait: 20
-backoff_initial: 0.2
+{extra}backoff_initial: 0.2
 backoff_max: 1
 certificates:
   - name: web
@@ -397,3 +399,49 @@ async def test_revoked_successor_is_not_installed(
         assert entry.certificate_id == held
         assert snapshot(tmp_path) == before
         assert reloads(tmp_path) == 1
+
+
+async def test_polling_fallback_without_watch(
+    admin: httpx.AsyncClient, api_app: Any, tmp_path: Path
+) -> None:
+    """`watch: false` (for proxies that cut long requests): the same question without waiting,
+    every `poll_interval`; a renewal is still picked up."""
+    e = await enroll(admin)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = write_config(
+        tmp_path,
+        await agent_token(admin, e),
+        e.app,
+        f"""    request:
+      profile: {e.profile}
+      common_name: polled.example.com
+    files:
+      fullchain: {{path: {out}/fullchain.pem}}
+      key: {{path: {out}/key.pem}}""",
+        extra="watch: false\npoll_interval: 0.5\n",
+    )
+    network = Network(httpx.ASGITransport(app=api_app))  # type: ignore[arg-type]
+    state_path = tmp_path / "state/agent.json"
+    async with agent(config, network):
+
+        async def installed() -> bool:
+            return reloads(tmp_path) >= 1
+
+        await eventually(installed, 20, "first certificate installed")
+        held = State.load(state_path).entries["web"].certificate_id
+        r = await admin.post(
+            f"{API}/applications/{e.app}/certificates/{held}/renew", headers={"Prefer": "wait=10"}
+        )
+        assert r.status_code == 201, r.text
+        renewed = r.json()["certificate"]["id"]
+
+        async def follows() -> bool:
+            entry = State.load(state_path).entries["web"]
+            return entry.certificate_id == renewed and reloads(tmp_path) >= 2
+
+        await eventually(follows, 10, "the renewal picked up by polling")
+        assert key_matches(out / "fullchain.pem", out / "key.pem")
+    polls = [u for u in network.urls if u.path.endswith("/successor")]
+    assert len(polls) >= 2, polls
+    assert {u.params["wait"] for u in polls} == {"0"}
