@@ -30,7 +30,7 @@ import signal
 import ssl
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from certforge.cli.agent import keys
 from certforge.cli.agent.config import AgentConfig, Certificate
 from certforge.cli.agent.files import Output, WriteError, install, write_one
 from certforge.cli.agent.state import Entry, Pending, State, now_text
-from certforge.cli.api import ApiError, AsyncApiClient, NotFoundOrDenied, Refused
+from certforge.cli.api import ApiError, AsyncApiClient
 
 log = logging.getLogger("certforge.agent")
 
@@ -108,10 +108,11 @@ class Keeper:
                 delay = backoff_delay(
                     entry.failures, self.config.backoff_initial, self.config.backoff_max
                 )
-                entry.next_attempt_at = now_text(
-                    datetime.fromtimestamp(datetime.now(UTC).timestamp() + delay, UTC)
-                )
-                self.state.save()
+                entry.next_attempt_at = now_text(datetime.now(UTC) + timedelta(seconds=delay))
+                try:
+                    self.state.save()
+                except OSError as save_error:  # the error above is in the log already
+                    log.error("%s: cannot save the state: %s", self.name, save_error)
                 await asyncio.sleep(delay)
 
     async def step(self) -> None:
@@ -475,4 +476,4 @@ async def run(config: AgentConfig, transport: Any = None) -> None:
             state.save()
 
 
-__all__ = ["AgentError", "Keeper", "NotFoundOrDenied", "Refused", "backoff_delay", "run"]
+__all__ = ["AgentError", "Keeper", "backoff_delay", "run"]
