@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 
 from admin_kit import ClientFor, problem
 from issuance_kit import WAIT, enroll, issue, member
-from lifecycle_kit import eventually
+from lifecycle_kit import certificate_row, eventually, set_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -76,6 +77,14 @@ async def test_long_poll_answers_on_renewal(
         assert r.json()["id"] == third
     r = await auditor.get(successor_url(e.app, third))
     assert r.status_code == 204
+
+    # The newest is the one nothing renewed, not the one created last: creation times have
+    # whole seconds, and renewals land in the same second as their predecessor.
+    first_row = await certificate_row(api_app, first)
+    await set_certificate(api_app, third, created_at=first_row.created_at - timedelta(days=1))
+    r = await auditor.get(successor_url(e.app, first))
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == third
 
 
 async def test_wait_ends_with_204(admin: httpx.AsyncClient) -> None:

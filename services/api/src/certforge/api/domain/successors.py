@@ -1,10 +1,14 @@
 """Whether a certificate's lineage has a newer certificate than the caller's, waiting for one.
 
 A lineage is a certificate and its renewals (`lineage_id`, the first one's id); renewing a
-certificate that was already renewed is refused, so a lineage is a line and its newest member
-is the one created last. The caller names the certificate it holds; the answer is the newest of
-its lineage when that is another one, else nothing, at once or after waiting up to `wait`
-seconds for the issuer's `certificate.renewed` event (`successor_watch`).
+certificate that was already renewed is refused, so a lineage is a line, and its newest member
+is the one no certificate renewed (`renewed_by_id` is null: the issuer sets it on the old one
+in the transaction that stores the new one). Not "the one created last": `created_at` has
+whole seconds, and a renewal often lands in the same second as its predecessor.
+
+The caller names the certificate it holds; the answer is the newest of its lineage when that
+is another one, else nothing, at once or after waiting up to `wait` seconds for the issuer's
+`certificate.renewed` event (`successor_watch`).
 
 Each read opens its own short session and closes it before any wait: a thousand agents
 long-polling hold a thousand waiters, not a thousand database connections.
@@ -54,6 +58,7 @@ async def newest(
                 .where(
                     Certificate.lineage_id == lineage,
                     Certificate.application_id == application.id,
+                    col(Certificate.renewed_by_id).is_(None),
                 )
                 .order_by(col(Certificate.created_at).desc(), col(Certificate.not_before).desc())
                 .limit(1)
