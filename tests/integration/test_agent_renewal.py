@@ -445,3 +445,56 @@ async def test_polling_fallback_without_watch(
     polls = [u for u in network.urls if u.path.endswith("/successor")]
     assert len(polls) >= 2, polls
     assert {u.params["wait"] for u in polls} == {"0"}
+
+
+async def test_safety_net_renews_what_the_server_does_not(
+    admin: httpx.AsyncClient, api_app: Any, tmp_path: Path
+) -> None:
+    """A managed certificate whose auto-renewal was switched off after the agent got it: with
+    no successor at 90 % of its life, the agent renews it (a new key, made by the issuer)."""
+    e = await enroll(admin)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = write_config(
+        tmp_path,
+        await agent_token(admin, e),
+        e.app,
+        f"""    request:
+      profile: {e.profile}
+      common_name: netted.example.com
+      ttl: 10s
+    files:
+      fullchain: {{path: {out}/fullchain.pem}}
+      key: {{path: {out}/key.pem}}""",
+    )
+    network = Network(httpx.ASGITransport(app=api_app))  # type: ignore[arg-type]
+    state_path = tmp_path / "state/agent.json"
+    async with agent(config, network):
+
+        async def installed() -> bool:
+            return reloads(tmp_path) >= 1
+
+        await eventually(installed, 20, "first certificate installed")
+        first = State.load(state_path).entries["web"]
+        assert first.renewed_by == "server"
+        r = await admin.patch(
+            f"{API}/applications/{e.app}/certificates/{first.certificate_id}",
+            json={"auto_renew": False},
+        )
+        assert r.status_code == 200, r.text
+        first_key = (out / "key.pem").read_bytes()
+
+        async def renewed() -> bool:
+            return reloads(tmp_path) >= 2
+
+        await eventually(renewed, 20, "the agent's own renewal at 90 % of the life")
+        second = State.load(state_path).entries["web"]
+        row = await certificate_row(api_app, second.certificate_id or "")
+        assert str(row.renewed_from_id) == first.certificate_id
+        assert second.not_before is not None
+        assert first.not_after is not None
+        assert datetime.fromisoformat(second.not_before) < datetime.fromisoformat(
+            first.not_after
+        ), "renewed before the old one expired"
+        assert (out / "key.pem").read_bytes() != first_key
+        assert key_matches(out / "fullchain.pem", out / "key.pem")

@@ -11,6 +11,8 @@ One `Keeper` per configured certificate, each an asyncio task:
   requests) the same question is asked every `poll_interval` without waiting.
 - certificates the agent renews (CSR, or managed with auto-renew off): at `renew_at_fraction`
   of the lifetime, renew with a new key (CSR: generated here, only the CSR leaves the host).
+  Certificates the server renews get the same treatment at 90 % of their life if no renewal
+  came by then (`SAFETY_NET_FRACTION`).
 - any failure (server unreachable, 5xx, a file that cannot be written): nothing on disk
   changes, the error goes to the log and the state file, and the same step is retried after an
   exponential delay with full jitter (`backoff_initial` doubling up to `backoff_max`), so a
@@ -44,6 +46,12 @@ log = logging.getLogger("certforge.agent")
 
 REQUEST_WAIT = 30
 """`Prefer: wait` for issuance: most certificates come back in the first answer."""
+
+SAFETY_NET_FRACTION = 0.9
+"""A certificate the server renews that has no successor when 90 % of its life is gone is
+renewed by the agent: the server renews `renew_before_days` ahead (always sooner), so by then
+auto-renewal was switched off, keeps failing, or the renewer is down, and waiting longer only
+lets the certificate expire on the machine that serves it."""
 
 
 class AgentError(Exception):
@@ -121,7 +129,7 @@ class Keeper:
             await self.obtain()
         elif entry.installed_at is None or not self.files_in_place():
             await self.install(await self.download(entry.certificate_id))
-        elif entry.renewed_by == "agent" and self.due(entry):
+        elif self.due(entry):
             await self.renew()
         else:
             await self.watch(entry)
@@ -279,7 +287,7 @@ class Keeper:
     async def watch(self, entry: Entry) -> None:
         assert entry.certificate_id is not None
         wait = self.config.watch_wait if self.config.watch else 0
-        if entry.renewed_by == "agent" and entry.renew_at:
+        if entry.renew_at:
             until = datetime.fromisoformat(entry.renew_at) - datetime.now(UTC)
             wait = max(0, min(wait, int(until.total_seconds()) + 1))
         newer = await self.newer_than(entry.certificate_id, wait)
@@ -297,7 +305,7 @@ class Keeper:
 
     def poll_pause(self, entry: Entry) -> float:
         pause = self.config.poll_interval
-        if entry.renewed_by == "agent" and entry.renew_at:
+        if entry.renew_at:
             until = datetime.fromisoformat(entry.renew_at) - datetime.now(UTC)
             pause = min(pause, max(0.0, until.total_seconds()))
         return pause
@@ -399,11 +407,10 @@ class Keeper:
         entry.method = "csr" if issued.private_key is None else "managed"
         entry.renewed_by = "server" if issued.auto_renew else "agent"
         lifetime = not_after - not_before
-        entry.renew_at = (
-            now_text(not_before + lifetime * self.spec.renew_at_fraction)
-            if entry.renewed_by == "agent"
-            else None
+        fraction = (
+            self.spec.renew_at_fraction if entry.renewed_by == "agent" else SAFETY_NET_FRACTION
         )
+        entry.renew_at = now_text(not_before + lifetime * fraction)
         with contextlib.suppress(FileNotFoundError):
             self.pending_key_path.unlink()
         log.info(

@@ -39,7 +39,8 @@ class Entry:
     not_before: str | None = None
     not_after: str | None = None
     renew_at: str | None = None
-    """When the agent renews it itself (`renewed_by: agent`)."""
+    """When the agent renews it itself: at `renew_at_fraction` of its life (`renewed_by:
+    agent`), or at 90 % when the server should have renewed it by then."""
     method: str | None = None
     """`managed` (the key comes from Certforge) or `csr` (the key is made here)."""
     renewed_by: str = "server"
