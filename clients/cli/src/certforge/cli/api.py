@@ -14,6 +14,10 @@ Use::
                        wait=30)                             # sends `Prefer: wait=30`
         pem = api.get_bytes(f"/api/v1/applications/shop/certificates/{cid}/pem")
 
+Where the URL, token and CA file come from (options, `CERTFORGE_URL`/`CERTFORGE_TOKEN`/
+`CERTFORGE_CA_FILE`, then what `certforge login` saved) is `certforge.cli.config.resolve`;
+`certforge.cli.core.State.client_for(credentials)` builds the client with the TLS context.
+
 `AsyncApiClient` has the same methods as coroutines (for the agent's event loop). Both take an
 `httpx` transport (`transport=httpx.ASGITransport(app)` or `httpx.MockTransport` in tests) so a
 test swaps the wire, never the client's internals.
