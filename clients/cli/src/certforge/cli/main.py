@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from certforge.cli import admin, cert
+from certforge.cli.agent import app as agent_app
 from certforge.cli.config import CA_FILE_ENV, TOKEN_ENV, URL_ENV, Credentials, save
 from certforge.cli.core import CliGroup, JsonOpt, example, state
 from certforge.cli.output import print_json, show_object
@@ -44,6 +45,7 @@ app.add_typer(admin.enrollment_app, name="enrollment")
 app.add_typer(admin.sync_app, name="sync")
 app.add_typer(admin.identity_app, name="identity")
 app.add_typer(cert.cert_app, name="cert")
+app.add_typer(agent_app, name="agent")
 
 
 @app.callback()

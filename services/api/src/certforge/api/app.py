@@ -40,6 +40,7 @@ from certforge.api.routes import (
     ocsp,
     policies,
     profiles,
+    successors,
     syncs,
 )
 from certforge.api.settings import ApiSettings
@@ -149,6 +150,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifecycle,
         inventory,
         downloads,
+        successors,
         syncs,
         alerts,
         audit,

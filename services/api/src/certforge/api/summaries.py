@@ -49,6 +49,7 @@ SUMMARIES: dict[str, str] = {
     "certificate.revoke": "Revoke a certificate",
     "certificate.search": "Search certificates across applications",
     "certificate.early_renewal": "Ask for a certificate to be renewed early (ARI)",
+    "certificate.successor": "Wait for a newer certificate of the lineage (long-poll)",
     "sync.list": "List sync destinations",
     "sync.create": "Create a sync destination",
     "sync.get": "Get a sync destination",
