@@ -366,13 +366,14 @@ def test_dockerfile_builds_a_pinned_non_root_image() -> None:
     assert "--all-packages" not in text
     assert set(re.findall(r"--package (certforge-[a-z]+)", text)) == {
         "certforge-common",
+        "certforge-cli",  # the agent runs as a sidecar from this image
         *(f"certforge-{s}" for s in SERVICES),
     }
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "*", ".dockerignore lets in only what it names"
     allowed = {rule for rule in rules if rule.startswith("!")}
-    assert allowed == {"!pyproject.toml", "!uv.lock", "!libs/", "!services/"}
+    assert allowed == {"!pyproject.toml", "!uv.lock", "!libs/", "!services/", "!clients/"}
 
 
 # --- the manifests against the code ---------------------------------------------------------
