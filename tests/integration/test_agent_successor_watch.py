@@ -49,7 +49,7 @@ async def test_long_poll_answers_on_renewal(
 
     started = time.monotonic()
     poll = asyncio.create_task(auditor.get(successor_url(e.app, first, 30), timeout=40))
-    watch = api_app.state.certforge_successor_watch
+    watch = api_app.state.certforge.successors
 
     async def registered() -> bool:
         return bool(watch.waiting)

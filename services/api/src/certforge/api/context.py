@@ -12,6 +12,7 @@ from certforge.api.issuer_client import IssuerClient
 from certforge.api.ocsp import OcspCache
 from certforge.api.outcomes import Outcomes
 from certforge.api.settings import ApiSettings
+from certforge.api.successor_watch import SuccessorWatch
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import SessionFactory
@@ -37,3 +38,5 @@ class ApiContext:
     login_limiter: LoginLimiter
     """Login attempts per identity and source, per process (see `LoginLimiter`)."""
     ocsp: OcspCache = field(default_factory=OcspCache)
+    successors: SuccessorWatch = field(default_factory=SuccessorWatch)
+    """Wakes `…/successor` long-polls; subscribes on the first one this process serves."""

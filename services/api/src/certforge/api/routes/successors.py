@@ -25,12 +25,9 @@ router = APIRouter(prefix=API_PREFIX, tags=["certificates"])
 
 
 async def get_watch(request: Request) -> SuccessorWatch:
-    """One watch per app, made on first use (`successor_watch` says why it is lazy)."""
-    state = request.app.state
-    watch: SuccessorWatch | None = getattr(state, "certforge_successor_watch", None)
-    if watch is None:
-        watch = SuccessorWatch()
-        state.certforge_successor_watch = watch
+    """The process's watch, kept with the api's context (`successor_watch` says why it
+    subscribes only on first use)."""
+    watch: SuccessorWatch = request.app.state.certforge.successors
     return watch
 
 
