@@ -130,6 +130,21 @@ class RenewedCertificate:
         )
 
 
+def check_active(status: str, renewed_by_id: UUID | None) -> None:
+    """Refuse unless the certificate is active: what a renewal, or a request to renew early,
+    needs first, with one wording per refusal."""
+    if status == CertificateStatus.REVOKED:
+        raise Conflict.on_field("certificate_id", "a revoked certificate is not renewed")
+    if status == CertificateStatus.RENEWED:
+        raise Conflict.on_field("certificate_id", f"already renewed by certificate {renewed_by_id}")
+    if status == CertificateStatus.EXPIRED:
+        raise Unprocessable.on_field("certificate_id", "expired; request a new certificate")
+    if status != CertificateStatus.ACTIVE:
+        raise Unprocessable.on_field(
+            "certificate_id", f"the certificate is {status}; only active ones renew"
+        )
+
+
 def check_renewable(
     old: RenewedCertificate, key: RenewalKey, renewal_request_id: UUID | None
 ) -> None:
@@ -137,18 +152,7 @@ def check_renewable(
 
     `renewal_request_id` is the renewal being signed (the issuer), or `None` when none exists
     yet (the api): a certificate's own claim on that request is not "another renewal"."""
-    if old.status == CertificateStatus.REVOKED:
-        raise Conflict.on_field("certificate_id", "a revoked certificate is not renewed")
-    if old.status == CertificateStatus.RENEWED:
-        raise Conflict.on_field(
-            "certificate_id", f"already renewed by certificate {old.renewed_by_id}"
-        )
-    if old.status == CertificateStatus.EXPIRED:
-        raise Unprocessable.on_field("certificate_id", "expired; request a new certificate")
-    if old.status != CertificateStatus.ACTIVE:
-        raise Unprocessable.on_field(
-            "certificate_id", f"the certificate is {old.status}; only active ones renew"
-        )
+    check_active(old.status, old.renewed_by_id)
     if old.renewing_request_id not in (None, renewal_request_id):
         raise Conflict.on_field(
             "certificate_id", f"a renewal is in progress (request {old.renewing_request_id})"

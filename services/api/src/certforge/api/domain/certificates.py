@@ -35,7 +35,8 @@ from certforge.common.domain import (
     Role,
     SignatureHash,
 )
-from certforge.common.errors import Conflict, NotFound, Unprocessable
+from certforge.common.errors import NotFound, Unprocessable
+from certforge.common.request_rules import check_active
 from certforge.common.template import San
 
 
@@ -310,13 +311,8 @@ async def request_early_renewal(
     certificate, app, profile = await get(
         session, audit.actor, app_ref, certificate_id, OPERATE_ROLES
     )
-    if certificate.status == CertificateStatus.REVOKED:
-        raise Conflict.on_field("certificate_id", "a revoked certificate is not renewed")
-    if certificate.status == CertificateStatus.RENEWED:
-        raise Conflict.on_field(
-            "certificate_id", f"already renewed by certificate {certificate.renewed_by_id}"
-        )
-    if certificate.status == CertificateStatus.EXPIRED or certificate.not_after <= when:
+    check_active(certificate.status, certificate.renewed_by_id)
+    if certificate.not_after <= when:
         raise Unprocessable.on_field("certificate_id", "expired; request a new certificate")
     certificate.early_renewal_requested_at = when
     if certificate.auto_renew and certificate.renew_at > when:
