@@ -191,6 +191,10 @@ def _check_alive(group: ProcessGroup) -> None:
     """Raise when Ctrl-C arrived or a service died: a dead worker must not get a banner."""
     if group.stop_requested:
         raise _Stopping
+    _raise_if_one_exited(group)
+
+
+def _raise_if_one_exited(group: ProcessGroup) -> None:
     child = group.exited()
     if child is not None:
         assert child.popen.returncode is not None
@@ -220,13 +224,7 @@ def _wait_healthy(
         if group.stop_requested:
             return
         # Before asking the API: a worker that already died must not get a "ready" banner.
-        child = group.exited()
-        if child is not None:
-            assert child.popen.returncode is not None
-            raise DevStackError(
-                f"{child.name} {describe_exit(child.popen.returncode)} during start-up "
-                "(see its output above)"
-            )
+        _raise_if_one_exited(group)
         if _healthy(url, context):
             return
         if time.monotonic() > deadline:
