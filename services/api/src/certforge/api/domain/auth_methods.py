@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor, new_token, token_record
-from certforge.api.domain.common import commit, get_or_404, now
+from certforge.api.domain.common import commit, get_or_404, now, of_identity
 from certforge.api.domain.jwt_login import (
     IssuerKeys,
     JwtRules,
@@ -103,13 +103,7 @@ async def create(
 
 
 async def list_for(session: AsyncSession, identity_id: UUID) -> list[AuthMethodPublic]:
-    await get_or_404(session, Identity, identity_id, "identity", "identity_id")
-    rows = await session.exec(
-        select(IdentityAuthMethod)
-        .where(IdentityAuthMethod.identity_id == identity_id)
-        .order_by(col(IdentityAuthMethod.created_at))
-    )
-    return [public(m) for m in rows]
+    return [public(m) for m in await of_identity(session, IdentityAuthMethod, identity_id)]
 
 
 async def _get(session: AsyncSession, identity_id: UUID, method_id: UUID) -> IdentityAuthMethod:
@@ -182,13 +176,7 @@ async def delete(
 
 
 async def list_tokens(session: AsyncSession, identity_id: UUID) -> list[ApiToken]:
-    await get_or_404(session, Identity, identity_id, "identity", "identity_id")
-    rows = await session.exec(
-        select(ApiToken)
-        .where(ApiToken.identity_id == identity_id)
-        .order_by(col(ApiToken.created_at))
-    )
-    return list(rows)
+    return await of_identity(session, ApiToken, identity_id)
 
 
 # --- the issuers' keys -------------------------------------------------------------------------

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
-from certforge.api.domain.common import by_slug_or_id, commit, get_or_404
+from certforge.api.domain.common import by_slug_or_id, commit, get_or_404, of_identity
 from certforge.api.schemas.identities import CertificateBindingCreate, CertificateBindingPublic
 from certforge.common.db.tables import Identity, IdentityCertificateBinding, Profile
 from certforge.common.errors import Conflict, NotFound
@@ -47,12 +46,7 @@ async def create(
 
 
 async def list_for(session: AsyncSession, identity_id: UUID) -> list[CertificateBindingPublic]:
-    await get_or_404(session, Identity, identity_id, "identity", "identity_id")
-    rows = await session.exec(
-        select(IdentityCertificateBinding)
-        .where(IdentityCertificateBinding.identity_id == identity_id)
-        .order_by(col(IdentityCertificateBinding.created_at))
-    )
+    rows = await of_identity(session, IdentityCertificateBinding, identity_id)
     return [public(b) for b in rows]
 
 

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.auth import Actor
 from certforge.api.schemas.common import SLUG_PATTERN
-from certforge.common.db.tables import Application, Profile
+from certforge.common.db.tables import Application, Identity, Profile
 from certforge.common.domain import Role
 from certforge.common.errors import Conflict, Forbidden, NotFound
 
@@ -49,6 +49,20 @@ async def get_or_404(
     if row is None:
         raise NotFound.on_field(field, f"no {what} with id {row_id}")
     return row
+
+
+async def of_identity(
+    session: AsyncSession, model: type[TableT], identity_id: UUID
+) -> list[TableT]:
+    """An identity's rows of `model` (tokens, auth methods, certificate bindings), oldest
+    first; 404 on `identity_id` when there is no such identity."""
+    await get_or_404(session, Identity, identity_id, "identity", "identity_id")
+    rows = await session.exec(
+        select(model)
+        .where(col(model.identity_id) == identity_id)  # type: ignore[attr-defined]
+        .order_by(col(model.created_at))  # type: ignore[attr-defined]
+    )
+    return list(rows)
 
 
 def is_reference(ref: str) -> bool:
