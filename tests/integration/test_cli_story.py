@@ -468,3 +468,34 @@ async def test_https_with_a_private_ca(cli: Cli, api_app: object, backends: Back
 
     missing = await cli("--ca-file", "nowhere.pem", "whoami", token="cf_x", url=url)
     one_error_line(missing, 2, "cannot use CA file nowhere.pem")
+
+
+async def test_audit_list_and_verify(
+    cli: Cli, story: Story, backends: Backends, api_app: Any
+) -> None:
+    from certforge.common.db.pool import LazyPool
+    from certforge.renewer.audit_seal import AuditSealer
+
+    database = LazyPool(backends.database_url, max_size=1)
+    try:
+        await AuditSealer(database, dt.timedelta(1), dt.timedelta(1)).seal(whole_log=True)
+    finally:
+        await database.close()
+    admin = backends.admin_token
+    entries = ok(await cli("audit", "list", "--app", story.app, "--json", token=admin, url=cli.url))
+    assert any(e["action"] == "application.member.put" for e in entries.json()["items"])
+    held = ok(await cli("audit", "verify", token=admin, url=cli.url))
+    assert "verified" in held.out
+    assert "head: seq" in held.out
+    one_error_line(await cli("audit", "verify", token=story.bot_token, url=cli.url), 4)
+
+    db = api_app.state.certforge.db
+    target = await db.fetchval("SELECT event_id FROM audit_chain ORDER BY seq LIMIT 1")
+    status = await db.fetchval("SELECT status_code FROM audit_events WHERE id = $1", target)
+    await db.execute("UPDATE audit_events SET status_code = 299 WHERE id = $1", target)
+    try:
+        broken = await cli("audit", "verify", "--json", token=admin, url=cli.url)
+        assert broken.code == 1
+        assert broken.json()["broken"]["event_id"] == target
+    finally:
+        await db.execute("UPDATE audit_events SET status_code = $2 WHERE id = $1", target, status)

@@ -385,8 +385,14 @@ async def test_login_attempts_are_rate_limited_per_identity(
     limit = api_app.state.certforge.settings.login_attempts_per_identity
     for _ in range(limit):
         assert (await _login(anonymous, machine["name"], "x.y.z")).status_code == 401
-    reason = await _refusal(api_app, anonymous, machine["name"], oidc.token())
-    assert reason == "rate limited per identity"
+    rid = new_request_id()
+    r = await _login(anonymous, machine["name"], oidc.token(), rid)  # a valid JWT, too late
+    assert r.status_code == 429, r.text
+    assert r.json()["type"] == "urn:certforge:problem:rate-limited"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60 // limit + 1
+    entries: list[AuditEvent] = await audit_events(api_app, request_id=rid)
+    assert [(e.action, e.outcome) for e in entries] == [("auth.login", "denied")]
+    assert entries[0].details["reason"].startswith("too many login-per-identity requests")
 
 
 async def test_static_jwks_and_pem_keys_instead_of_discovery(

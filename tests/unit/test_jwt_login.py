@@ -10,7 +10,6 @@ from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from certforge.api.domain.auth_methods import LoginLimiter
 from certforge.api.domain.jwt_login import (
     ALLOWED_ALGORITHMS,
     JwtRules,
@@ -149,13 +148,3 @@ def test_pem_keys_have_no_kid_and_verify_any_token() -> None:
     verify(_token(EC, "ES256"), keys, RULES, NOW)
     with pytest.raises(ValueError, match="private"):
         pem_to_jwk(EC.as_pem(private=True).decode())
-
-
-def test_limiter_counts_per_identity_and_per_source_in_a_sliding_minute() -> None:
-    limiter = LoginLimiter(per_identity=2, per_source=3)
-    assert limiter.allow("a", "10.0.0.1", 0.0) is None
-    assert limiter.allow("a", "10.0.0.1", 1.0) is None
-    assert limiter.allow("a", "10.0.0.2", 2.0) == "identity"
-    assert limiter.allow("b", "10.0.0.1", 3.0) is None
-    assert limiter.allow("c", "10.0.0.1", 4.0) == "source"
-    assert limiter.allow("c", "10.0.0.1", 60.5) is None  # the first attempt left the window

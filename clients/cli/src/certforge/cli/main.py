@@ -15,6 +15,7 @@ import typer
 
 from certforge.cli import admin, cert
 from certforge.cli.agent import app as agent_app
+from certforge.cli.audit import audit_app
 from certforge.cli.config import CA_FILE_ENV, TOKEN_ENV, URL_ENV, Credentials, save
 from certforge.cli.core import CliGroup, JsonOpt, example, state
 from certforge.cli.output import print_json, show_object
@@ -26,7 +27,7 @@ Log in once with `certforge login` (or set CERTFORGE_URL and CERTFORGE_TOKEN).
 
 Exit codes: 0 ok · 2 usage (bad arguments, not logged in, unwritable output path) ·
 3 refused by the server (policy, validation, conflict) · 4 not found or forbidden (wrong token
-included) · 5 server or network failure.
+included) · 5 server or network failure · 1 `audit verify` found the chain broken.
 """
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.add_typer(admin.sync_app, name="sync")
 app.add_typer(admin.identity_app, name="identity")
 app.add_typer(cert.cert_app, name="cert")
 app.add_typer(agent_app, name="agent")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()

@@ -9,6 +9,7 @@
     ├── NotFound
     ├── Conflict            duplicate slug, revoking twice, idempotency mismatch
     ├── PayloadTooLarge
+    ├── RateLimited         too many requests of one caller; `retry_after` seconds
     └── Unavailable         a dependency (NATS, issuer, database) did not answer
 
 The kinds say what went wrong, never how a protocol reports it: the issuer, renewer and syncer
@@ -89,6 +90,13 @@ class PayloadTooLarge(CertforgeError):
 
 
 @dataclass
+class RateLimited(CertforgeError):
+    code: str = "rate-limited"
+    retry_after: int = 1
+    """Whole seconds until the caller's next attempt can succeed."""
+
+
+@dataclass
 class Unavailable(CertforgeError):
     code: str = "unavailable"
 
@@ -105,6 +113,7 @@ ERROR_KINDS: dict[str, type[CertforgeError]] = {
         NotFound,
         Conflict,
         PayloadTooLarge,
+        RateLimited,
         Unavailable,
     )
 }

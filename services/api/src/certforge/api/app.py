@@ -18,7 +18,7 @@ from sqlalchemy import text
 from certforge.api import problems
 from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
-from certforge.api.domain.auth_methods import JwksCache, LoginLimiter
+from certforge.api.domain.auth_methods import JwksCache
 from certforge.api.domain.identities import ensure_bootstrap_admin
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.middleware import RequestContextMiddleware
@@ -101,10 +101,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
             login_keys=JwksCache(
                 max_age=settings.login_jwks_cache_seconds,
                 min_refresh=settings.login_jwks_min_refresh_seconds,
-            ),
-            login_limiter=LoginLimiter(
-                per_identity=settings.login_attempts_per_identity,
-                per_source=settings.login_attempts_per_source,
             ),
         )
         if settings.bootstrap_token is not None:

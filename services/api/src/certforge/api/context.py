@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from certforge.api.domain.auth_methods import JwksCache, LoginLimiter
+from certforge.api.domain.auth_methods import JwksCache
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.ocsp import OcspCache
 from certforge.api.outcomes import Outcomes
@@ -35,8 +35,6 @@ class ApiContext:
     outcomes: Outcomes
     login_keys: JwksCache
     """Trusted issuers' key sets for JWT login, cached per process."""
-    login_limiter: LoginLimiter
-    """Login attempts per identity and source, per process (see `LoginLimiter`)."""
     ocsp: OcspCache = field(default_factory=OcspCache)
     successors: SuccessorWatch = field(default_factory=SuccessorWatch)
     """Wakes `…/successor` long-polls; subscribes on the first one this process serves."""

@@ -44,6 +44,7 @@ from certforge.common.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     Unauthenticated,
     Unavailable,
     Unprocessable,
@@ -61,6 +62,7 @@ STATUSES: dict[type[CertforgeError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     Unprocessable: 422,  # and its PolicyViolation
+    RateLimited: 429,
     Unavailable: 503,
 }
 """The HTTP status of each error kind (subclasses inherit theirs); a bare CertforgeError: 500."""
@@ -74,6 +76,7 @@ _TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
@@ -116,8 +119,15 @@ async def _on_certforge_error(request: Request, exc: Exception) -> Response:
     if status >= 500 and status != 503:
         log.error("internal error: %s", exc.detail, extra={"request_id": request.state.request_id})
     await _record_refusal(request, status, exc.code, exc.detail)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return problem_response(request, status, exc.code, exc.detail, exc.errors, headers)
+    return problem_response(request, status, exc.code, exc.detail, exc.errors, _headers(exc))
+
+
+def _headers(exc: CertforgeError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:

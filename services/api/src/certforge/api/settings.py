@@ -138,13 +138,22 @@ class ApiSettings(LeafKeySettings):
         default=20,
         ge=1,
         le=10_000,
-        description="login attempts per identity per minute, per api replica",
+        description="login attempts per identity per minute (a token bucket shared by all api "
+        "replicas; over it: 429 with Retry-After)",
     )
     login_attempts_per_source: int = Field(
         default=120,
         ge=1,
         le=100_000,
-        description="login attempts per source address per minute, per api replica",
+        description="login attempts per source address per minute (shared by all replicas)",
+    )
+    issuance_requests_per_identity: int = Field(
+        default=600,
+        ge=0,
+        le=1_000_000,
+        description="certificate requests and renewals per identity per minute, in bursts of as "
+        "many (a token bucket shared by all api replicas; over it: 429 with Retry-After); "
+        "0: no limit",
     )
 
     trusted_proxies: str = Field(

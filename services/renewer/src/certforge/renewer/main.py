@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker, serve
+from certforge.renewer.audit_seal import AuditSealer
 from certforge.renewer.inventory import InventoryGauges
 from certforge.renewer.scan import RenewalScanner
 from certforge.renewer.settings import RenewerSettings
@@ -16,6 +17,10 @@ def build(settings: RenewerSettings) -> Worker:
     )
     worker.add_loop(scanner.run)
     worker.add_loop(InventoryGauges(worker.sessions, settings.renewer.inventory_interval).run)
+    sealer = AuditSealer(
+        worker.database, settings.renewer.audit_seal_interval, settings.renewer.audit_sweep_interval
+    )
+    worker.add_loop(sealer.run)
     return worker
 
 

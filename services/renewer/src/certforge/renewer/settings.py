@@ -26,6 +26,15 @@ class ScanSettings(BaseModel):
         description="time between measurements of the inventory gauges on /metrics "
         "(certificates by application, profile and status; earliest expiry; CA expiry)",
     )
+    audit_seal_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="time between passes that link new audit entries into the hash chain",
+    )
+    audit_sweep_interval: Duration = Field(
+        default=timedelta(hours=1),
+        description="time between passes that seal audit entries over the whole log (those "
+        "committed far behind their neighbours) and drop idle rate-limit buckets",
+    )
 
 
 class RenewerSettings(CommonSettings):

@@ -397,6 +397,39 @@ class AuditEvent(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=64)
 
 
+class AuditChainLink(SQLModel, table=True):
+    """The hash chain over the audit log, one link per sealed entry (see
+    `certforge.common.audit_chain`). Kept beside `audit_events` so that the log itself stays
+    append-only and its hot-path INSERT unchanged. Owner: renewer (the sealer)."""
+
+    __tablename__ = "audit_chain"
+    __table_args__ = (sa.Index("ix_audit_chain_app_seq", "application_id", "seq"),)
+
+    event_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("audit_events.id", ondelete="RESTRICT"), primary_key=True
+        )
+    )
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False, unique=True))
+    application_id: UUID | None = None
+    prev_hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    app_prev_hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    entry_hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class RateBucket(SQLModel, table=True):
+    """A token bucket of a rate limit (per identity for issuance, login). UNLOGGED: a crash or a
+    failover that empties it only refills every bucket, and taking a token writes no WAL.
+    Owner: api."""
+
+    __tablename__ = "rate_buckets"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    key: str = Field(primary_key=True, max_length=200)
+    tokens: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    updated_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+
+
 class Crl(SQLModel, table=True):
     """A signed CRL of one CA; the newest per CA is served. Owner: issuer."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlmodel import col, select
@@ -13,8 +13,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.auth import Actor
 from certforge.api.domain.common import application_for
-from certforge.api.schemas.audit import AuditEventPublic
+from certforge.api.schemas.audit import (
+    AuditChainVerification,
+    AuditEventPublic,
+    ChainBreak,
+    ChainHead,
+)
 from certforge.api.schemas.common import Page
+from certforge.common.audit_chain import Verifier
+from certforge.common.audit_chain_store import links_page, unsealed
+from certforge.common.db.pool import Database
 from certforge.common.db.tables import AuditEvent
 from certforge.common.domain import Role
 from certforge.common.errors import Forbidden, InvalidInput
@@ -81,4 +89,40 @@ async def search(session: AsyncSession, actor: Actor, f: AuditFilter) -> Page[Au
     return Page[AuditEventPublic](
         items=[AuditEventPublic.model_validate(r, from_attributes=True) for r in rows],
         next_cursor=str(rows[-1].id) if more and rows else None,
+    )
+
+
+_PAGE = 5_000
+_SEAL_GRACE = timedelta(minutes=1)
+
+
+async def verify_chain(
+    session: AsyncSession, db: Database, actor: Actor, application: str | None, now: datetime
+) -> AuditChainVerification:
+    """Recompute the chain: the whole log for product admins, one application's entries for its
+    application admins and auditors (who cannot see the entries between theirs, so only their
+    application's links and each entry's own hash are checked)."""
+    application_id: UUID | None = None
+    if application is not None:
+        application_id = (await application_for(session, actor, application, _AUDIT_READERS)).id
+    elif not actor.is_product_admin:
+        raise Forbidden(
+            "verifying the whole audit log needs product-admin; application admins and "
+            "auditors verify their application's chain (?application=)"
+        )
+    verifier = Verifier(whole_log=application_id is None)
+    after = 0
+    while page := await links_page(db, application_id, after, _PAGE):
+        if not verifier.check(page):
+            break
+        after = page[-1][1].seq
+    head = verifier.head
+    broken = verifier.broken
+    return AuditChainVerification(
+        verified=verifier.checked,
+        broken=ChainBreak(event_id=broken.event_id, seq=broken.seq, reason=broken.reason)
+        if broken
+        else None,
+        head=ChainHead(seq=head.seq, hash=head.entry_hash.hex()) if head else None,
+        unsealed=await unsealed(db, application_id, now - _SEAL_GRACE),
     )

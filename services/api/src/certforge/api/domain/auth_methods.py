@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -262,39 +261,6 @@ async def _json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
-
-
-# --- rate limit --------------------------------------------------------------------------------
-
-
-@dataclass
-class LoginLimiter:
-    """Login attempts per identity and per source address in a sliding minute, in process.
-
-    Per replica on purpose: the limit exists to blunt guessing and to protect the issuers we
-    fetch keys from, and a JWT cannot be guessed; a PostgreSQL counter would cost a write per
-    attempt — the very load an attacker would be producing. With N replicas behind a load
-    balancer the effective limit is N times the setting (documented with the settings).
-    """
-
-    per_identity: int
-    per_source: int
-    window: float = 60.0
-    _seen: dict[str, deque[float]] = field(default_factory=dict)
-
-    def allow(self, identity: str, source: str, at: float) -> str | None:
-        """None when allowed (and counted), else which limit refused it."""
-        for key, limit in ((f"i:{identity}", self.per_identity), (f"s:{source}", self.per_source)):
-            hits = self._seen.setdefault(key, deque())
-            while hits and hits[0] <= at - self.window:
-                hits.popleft()
-            if len(hits) >= limit:
-                return "identity" if key.startswith("i:") else "source"
-        for key in (f"i:{identity}", f"s:{source}"):
-            self._seen[key].append(at)
-        if len(self._seen) > 100_000:  # bound memory under a spray of names
-            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > at - self.window}
-        return None
 
 
 # --- login ---------------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from certforge.api.deps import ActorDep, SessionDep
-from certforge.api.domain.audit_log import AuditFilter, search
+from certforge.api.deps import ActorDep, ContextDep, SessionDep
+from certforge.api.domain.audit_log import AuditFilter, search, verify_chain
 from certforge.api.routes import API_PREFIX
-from certforge.api.schemas.audit import AuditEventPublic
+from certforge.api.schemas.audit import AuditChainVerification, AuditEventPublic
 from certforge.api.schemas.common import Page
 
 router = APIRouter(prefix=API_PREFIX, tags=["audit"])
@@ -47,3 +47,13 @@ async def list_audit_events(
             cursor=cursor,
         ),
     )
+
+
+@router.get("/audit-events/verification", name="audit.verify")
+async def verify_audit_chain(
+    session: SessionDep, actor: ActorDep, context: ContextDep, application: str | None = None
+) -> AuditChainVerification:
+    """Recompute the audit log's hash chain and name the first entry altered, removed or
+    re-ordered since it was sealed. The whole log for product admins; `application` for its
+    application admins and auditors. `certforge audit verify` calls this."""
+    return await verify_chain(session, context.db, actor, application, datetime.now(UTC))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from certforge.api import outcome_response
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, SessionDep
 from certforge.api.domain import certificates, requests
+from certforge.api.rate_limits import IssuanceLimitDep
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.certificates import (
     CertificatePublic,
@@ -39,6 +40,7 @@ async def create_certificate_request(
     request: Request,
     audit: AuditDep,
     context: ContextDep,
+    _limit: IssuanceLimitDep,
     prefer: Annotated[str | None, Header(description="RFC 7240, e.g. `wait=10`")] = None,
     idempotency_key: Annotated[
         str | None,

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Request, Response
 
-from certforge.api import client_certs
+from certforge.api import client_certs, rate_limits
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, ProductAdminDep, SessionDep
 from certforge.api.domain import auth_methods, certificate_bindings, identities
 from certforge.api.domain.jwt_login import LoginRefused
@@ -27,7 +26,7 @@ from certforge.api.schemas.identities import (
     TokenCreate,
     TokenPublic,
 )
-from certforge.common.errors import Unauthenticated
+from certforge.common.errors import RateLimited, Unauthenticated
 
 router = APIRouter(prefix=API_PREFIX, tags=["identities"])
 
@@ -176,32 +175,45 @@ async def delete_auth_method(
     name="auth.login",
     response_model=LoginResult,
     summary="Exchange a workload's JWT for a short-lived access token",
-    responses={401: {"description": "login refused (the reason is in the audit log only)"}},
+    responses={
+        401: {"description": "login refused (the reason is in the audit log only)"},
+        429: {"description": "too many attempts for this identity or source; see Retry-After"},
+    },
 )
 async def login(
     body: LoginRequest, request: Request, session: SessionDep, context: ContextDep
 ) -> LoginResult | Response:
-    """No bearer token needed: the JWT is the credential. Every refusal is the same 401."""
-    keys, limiter = context.login_keys, context.login_limiter
+    """No bearer token needed: the JWT is the credential. Every refusal is the same 401, but for
+    too many attempts (429 with Retry-After), which says nothing about the credential."""
+    keys, settings = context.login_keys, context.settings
     source = client_certs.source_address(
         request.client.host if request.client else None,
         request.headers.get("x-forwarded-for"),
-        context.settings.trusted_proxy_networks,
+        settings.trusted_proxy_networks,
     )
     attempt = auth_methods.LoginAttempt(details={"identity": body.identity[:128], "source": source})
     request_id = getattr(request.state, "request_id", None)
+    now = datetime.now(UTC)
     try:
-        limited = limiter.allow(body.identity, source, time.monotonic())
-        if limited is not None:
-            raise LoginRefused(f"rate limited per {limited}")
+        await _take_login_tokens(context, body.identity, source, now)
+    except RateLimited as limited:
+        await auth_methods.record_refusal(context.sessions, attempt, limited.detail, request_id)
+        return problem_response(
+            request,
+            status_for(limited),
+            limited.code,
+            limited.detail,
+            headers={"Retry-After": str(limited.retry_after)},
+        )
+    try:
         return await auth_methods.login(
             session,
             body,
             keys,
-            timedelta(seconds=context.settings.login_jwt_leeway_seconds),
+            timedelta(seconds=settings.login_jwt_leeway_seconds),
             attempt,
             request_id,
-            datetime.now(UTC),
+            now,
         )
     except LoginRefused as refused:
         await session.rollback()
@@ -214,6 +226,17 @@ async def login(
             error.detail,
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def _take_login_tokens(
+    context: ContextDep, identity: str, source: str, now: datetime
+) -> None:
+    settings = context.settings
+    for limit, key in (
+        (rate_limits.Limit("login-per-identity", settings.login_attempts_per_identity), identity),
+        (rate_limits.Limit("login-per-source", settings.login_attempts_per_source), source),
+    ):
+        await rate_limits.take(context.db, limit, key, now)
 
 
 @router.post(

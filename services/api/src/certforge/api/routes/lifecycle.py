@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from certforge.api import outcome_response
 from certforge.api.deps import AuditDep, ContextDep, SessionDep
 from certforge.api.domain import certificates, lifecycle, requests
+from certforge.api.rate_limits import IssuanceLimitDep
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.certificates import CertificatePublic, CertificateRequestPublic
 from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody, RevokeBody
@@ -52,6 +53,7 @@ async def renew_certificate(
     session: SessionDep,
     audit: AuditDep,
     context: ContextDep,
+    _limit: IssuanceLimitDep,
     body: RenewBody | None = None,
     prefer: Annotated[str | None, Header(description="RFC 7240, e.g. `wait=10`")] = None,
 ) -> Response:
