@@ -25,13 +25,15 @@ import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from nats.aio.msg import Msg
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.backoff import backoff_delay
 from certforge.common.consumer import ACK, TERM, Settlement, nak
 from certforge.common.contracts.commands import SyncCertificate
-from certforge.common.contracts.envelope import CloudEvent
+from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.contracts.events import SyncFailed, SyncSucceeded
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
@@ -120,6 +122,10 @@ class SyncTasks:
             # Superseded by its renewal. A push: the renewal's own task pushes that one. A
             # removal (the replaced certificate revoked or expired): the object holds the
             # renewal now; keep it.
+            return ACK
+        if task.action == "push" and loaded.certificate.status == "revoked":
+            # Revoked before its push ran (a late or redelivered task): never push it; the
+            # revocation's own removal task takes care of the lineage.
             return ACK
         if not loaded.sync.enabled:
             await self._record(loaded, task, "skipped", error="the sync is disabled")
@@ -317,12 +323,34 @@ class SyncTasks:
                         for k in values
                         if k not in ("sync_id", "lineage_id")
                     },
+                    # A removal that found nothing to remove must not erase what a push running
+                    # beside it recorded meanwhile: that push queues the removal again.
+                    where=_removed_nothing_after_a_push()
+                    if status == "removed" and external_id is None
+                    else None,
                 )
             )
             if event:
                 self._announce(session, loaded, task, status, error, external_id, attempts)
+            if status == "succeeded" and await self._revoked_meanwhile(session, loaded, task):
+                enqueue(session, self._subjects.sync_task, _removal(task))
         if event:
             self._after_commit()
+
+    async def _revoked_meanwhile(
+        self, session: AsyncSession, loaded: _Loaded, task: SyncCertificate
+    ) -> bool:
+        """Whether the certificate just pushed was revoked while the push ran, so that its
+        removal (which found nothing recorded yet to remove) must run again now. FOR SHARE: a
+        revocation committing after this check waits for this transaction, so its own removal
+        task then sees the external id recorded here."""
+        status = await session.scalar(
+            select(Certificate.status)  # type: ignore[call-overload]
+            .where(Certificate.id == task.certificate_id)
+            .with_for_update(read=True)
+        )
+        options = SyncOptions.model_validate(loaded.sync.options)
+        return bool(status == "revoked" and options.remove_on_revoke)
 
     def _announce(
         self,
@@ -351,6 +379,15 @@ class SyncTasks:
         )
         subject = self._subjects.event(loaded.application.slug, event.event_name)
         enqueue(session, subject, CloudEvent.wrap(event, source=SOURCE, subject=str(task.sync_id)))
+
+
+def _removed_nothing_after_a_push() -> Any:
+    return col(SyncState.external_id).is_(None)
+
+
+def _removal(push: SyncCertificate) -> CloudEvent[MessageData]:
+    task: MessageData = push.model_copy(update={"action": "remove", "reason": "revoked"})
+    return CloudEvent.wrap(task, source=SOURCE)
 
 
 def retry_delay(attempt: int, cap: float, rand: Callable[[], float]) -> float:
