@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install install-dev run demo test lint format bench bench-compare docs check-docs clean
+.PHONY: install install-dev run demo test test-faults lint format bench bench-compare docs check-docs clean
 
 # `make run` needs only what the services import; tests, linters, benchmarks and their peers
 # (OpenBao, moto, kubernetes-validate, checkov, hadolint) come with `install-dev`.
@@ -60,6 +60,11 @@ format: install-dev
 
 test: lint
 	$(BIN)/pytest -p no:cacheprovider
+
+# Fault injection (issue 20): 20 seeded runs of 1,000 requests while services, NATS and
+# PostgreSQL are killed, paused and restarted. Figures: tests/faults/RESULTS.md.
+test-faults: install-dev
+	CERTFORGE_TEST_FAULTS=1 $(BIN)/pytest -p no:cacheprovider tests/faults $(FAULT_ARGS)
 
 docs: install-dev
 	$(BIN)/python -m certforge.devstack.docs write

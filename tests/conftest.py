@@ -36,6 +36,9 @@ from certforge.devstack import (
 )
 from harness import Backends, delete_namespace
 
+collect_ignore = [] if os.environ.get("CERTFORGE_TEST_FAULTS") else ["faults"]
+"""The fault-injection suite runs on its own (`make test-faults`): it takes minutes per seed."""
+
 
 def _first_env(*names: str, default: str) -> str:
     for name in names:
