@@ -116,8 +116,14 @@ async def _on_certforge_error(request: Request, exc: Exception) -> Response:
     if status >= 500 and status != 503:
         log.error("internal error: %s", exc.detail, extra={"request_id": request.state.request_id})
     await _record_refusal(request, status, exc.code, exc.detail)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = _HEADERS_OF_STATUS.get(status)
     return problem_response(request, status, exc.code, exc.detail, exc.errors, headers)
+
+
+_HEADERS_OF_STATUS = {
+    401: {"WWW-Authenticate": "Bearer"},
+    503: {"Retry-After": "1"},  # unavailable is always worth retrying, and says when
+}
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:

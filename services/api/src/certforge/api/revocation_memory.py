@@ -1,0 +1,112 @@
+"""OCSP answers and CRLs kept in each api replica's memory: the relying parties' hot path.
+
+Pure data structures (no I/O); `domain/ocsp.py` and `domain/crls.py` fill them. An OCSP answer
+is remembered under (CA id, serial) until half its validity has passed; a revocation makes every
+replica forget it (`replicas.Replicas`). `epoch` guards against a load that read the database
+before a revocation and would otherwise put the old answer back after the forget: a load
+remembers its answer only if no forget happened while it ran.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from certforge.api.ocsp import CertStatus
+
+AnswerKey = tuple[UUID, int]
+"""(CA id, serial number)."""
+
+
+def etag_of(der: bytes) -> str:
+    """A strong validator: the same bytes, the same tag, on every replica."""
+    return '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A signed OCSP answer ready to serve, with the status it states (to sign a live answer
+    for a nonce or another CertID hash without asking the database again)."""
+
+    der: bytes
+    status: CertStatus
+    this_update: datetime
+    next_update: datetime
+    etag: str
+
+    def fresh(self, now: datetime) -> bool:
+        """Served until half its validity has passed; then it is signed again."""
+        return now < self.this_update + (self.next_update - self.this_update) / 2
+
+
+@dataclass
+class AnswerMemory:
+    """Pre-signed answers by (CA id, serial), at most `max_entries` (oldest dropped first)."""
+
+    max_entries: int = 100_000
+    epoch: int = 0
+    _answers: dict[AnswerKey, Prepared] = field(default_factory=dict)
+
+    def get(self, key: AnswerKey, now: datetime) -> Prepared | None:
+        prepared = self._answers.get(key)
+        return prepared if prepared is not None and prepared.fresh(now) else None
+
+    def remember(self, key: AnswerKey, prepared: Prepared, epoch: int) -> None:
+        """Keep `prepared`, loaded when `epoch` was current, unless a forget happened since."""
+        if epoch != self.epoch:
+            return
+        self._answers.pop(key, None)
+        if len(self._answers) >= self.max_entries:
+            self._answers.pop(next(iter(self._answers)))
+        self._answers[key] = prepared
+
+    def forget(self, key: AnswerKey) -> None:
+        self.epoch += 1
+        self._answers.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
+def forget_message(key: AnswerKey) -> bytes:
+    """What a revoking replica sends the others: `<ca id>:<serial hex>`."""
+    return f"{key[0]}:{key[1]:x}".encode()
+
+
+def key_of_message(data: bytes) -> AnswerKey | None:
+    try:
+        ca, serial = data.decode().split(":")
+        return UUID(ca), int(serial, 16)
+    except ValueError:
+        return None
+
+
+@dataclass
+class ServedCrl:
+    """The newest CRL of one CA as served, DER and PEM, with its HTTP validators."""
+
+    number: int
+    der: bytes
+    this_update: datetime
+    next_update: datetime
+    etag: str
+    checked_at: float
+    """Monotonic time the database last confirmed this is the newest CRL."""
+    _pem: bytes | None = None
+
+    @property
+    def pem(self) -> bytes:
+        """Armoured once, on the first PEM request (RFC 7468), without re-parsing the CRL."""
+        if self._pem is None:
+            b64 = base64.encodebytes(self.der).replace(b"\n", b"")
+            lines = b"\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+            self._pem = b"-----BEGIN X509 CRL-----\n" + lines + b"\n-----END X509 CRL-----\n"
+        return self._pem
+
+
+@dataclass
+class CrlMemory:
+    crls: dict[UUID, ServedCrl] = field(default_factory=dict)
