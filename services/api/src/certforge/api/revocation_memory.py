@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from certforge.api.ocsp import CertStatus
@@ -42,6 +42,10 @@ class Prepared:
         return now < self.this_update + (self.next_update - self.this_update) / 2
 
 
+CLAIM = timedelta(seconds=5)
+"""How long one request's claim to re-sign (or re-check) a stale entry holds off the others."""
+
+
 @dataclass
 class AnswerMemory:
     """Pre-signed answers by (CA id, serial), at most `max_entries` (oldest dropped first)."""
@@ -49,13 +53,29 @@ class AnswerMemory:
     max_entries: int = 100_000
     epoch: int = 0
     _answers: dict[AnswerKey, Prepared] = field(default_factory=dict)
+    _refreshing: dict[AnswerKey, datetime] = field(default_factory=dict)
 
     def get(self, key: AnswerKey, now: datetime) -> Prepared | None:
+        """The answer while fresh (before half its validity)."""
         prepared = self._answers.get(key)
         return prepared if prepared is not None and prepared.fresh(now) else None
 
+    def serve(self, key: AnswerKey, now: datetime) -> Prepared | None:
+        """What the fast path serves: the fresh answer; past half its validity, `None` for the
+        one request that claims its re-signing and the still valid answer for all the others
+        meanwhile (no stampede of signatures at thousands of requests a second)."""
+        prepared = self._answers.get(key)
+        if prepared is None or prepared.fresh(now):
+            return prepared
+        claimed = self._refreshing.get(key)
+        if now < prepared.next_update and claimed is not None and now - claimed < CLAIM:
+            return prepared
+        self._refreshing[key] = now
+        return None
+
     def remember(self, key: AnswerKey, prepared: Prepared, epoch: int) -> None:
         """Keep `prepared`, loaded when `epoch` was current, unless a forget happened since."""
+        self._refreshing.pop(key, None)
         if epoch != self.epoch:
             return
         self._answers.pop(key, None)
@@ -95,6 +115,8 @@ class ServedCrl:
     etag: str
     checked_at: float
     """Monotonic time the database last confirmed this is the newest CRL."""
+    recheck_claimed_at: float | None = None
+    """Set while one request re-checks; the others are served this one meanwhile."""
     _pem: bytes | None = None
 
     @property

@@ -18,14 +18,22 @@ from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import CertificateAuthority, Crl
 from certforge.common.errors import NotFound, Unavailable
 
+CLAIM_SECONDS = 5.0
+"""How long one request's claim to re-check a CRL holds off the others."""
+
 
 def remembered(
     memory: CrlMemory, ca_id: UUID, now: float, recheck_seconds: float
 ) -> ServedCrl | None:
-    """The CRL to serve without I/O, when one is remembered and recently confirmed."""
+    """The CRL to serve without I/O: the remembered one, unless it is due for a re-check and
+    no other request has claimed that (then `None`: this request re-checks, through `current`)."""
     served = memory.crls.get(ca_id)
-    if served is not None and now - served.checked_at < recheck_seconds:
+    if served is None or now - served.checked_at < recheck_seconds:
         return served
+    claimed = served.recheck_claimed_at
+    if claimed is not None and now - claimed < CLAIM_SECONDS:
+        return served
+    served.recheck_claimed_at = now
     return None
 
 
@@ -37,8 +45,8 @@ async def current(
     recheck_seconds: float,
 ) -> ServedCrl:
     """The newest CRL of `ca_id`; NotFound for no such CA, Unavailable when it has none yet."""
-    served = remembered(memory, ca_id, clock(), recheck_seconds)
-    if served is not None:
+    served = memory.crls.get(ca_id)
+    if served is not None and clock() - served.checked_at < recheck_seconds:
         return served
     async with sessions() as session:
         served = memory.crls.get(ca_id)
@@ -48,6 +56,7 @@ async def current(
         newest = (await session.exec(newest_number)).first()
         if served is not None and newest == served.number:
             served.checked_at = clock()
+            served.recheck_claimed_at = None
             return served
         crl = None
         if newest is not None:

@@ -88,7 +88,7 @@ def from_memory(deps: OcspDeps, ca_ref: str, request_der: bytes, now: datetime) 
     issuer = deps.cache.issuers.get(ca_id) if ca_id is not None else None
     if ca_id is None or issuer is None or not issuer.named_by(cert_id):
         return None
-    prepared = deps.memory.get((ca_id, cert_id.serial_number), now)
+    prepared = deps.memory.serve((ca_id, cert_id.serial_number), now)
     return Answer(prepared.der, prepared) if prepared is not None else None
 
 
