@@ -141,13 +141,14 @@ async def _fill_revoked(engine: Any, ca_id: UUID, count: int) -> None:
                 "INSERT INTO certificates (id, application_id, profile_id, ca_id, request_id, "
                 "serial_number, common_name, subject_dn, sans, key_algorithm, method, not_before, "
                 "not_after, status, revoked_at, revocation_reason, certificate_pem, "
-                "fingerprint_sha256, tags, auto_renew, renew_before_days, renewal_attempts, "
-                "created_at, updated_at) SELECT gen_random_uuid(), :app, :profile, :ca, "
-                "gen_random_uuid(), to_hex(g) || md5(g::text), 'h' || g || '.example.com', "
+                "fingerprint_sha256, tags, auto_renew, renew_before_days, renew_at, "
+                "renewal_attempts, created_at, updated_at) SELECT gen_random_uuid(), :app, "
+                ":profile, :ca, gen_random_uuid(), to_hex(g) || md5(g::text), "
+                "'h' || g || '.example.com', "
                 "'CN=h' || g, '[]', 'EC_P256', 'managed', now() - interval '10 days', "
                 "now() + interval '30 days', 'revoked', now() - (g * interval '1 second'), "
                 "CASE WHEN g % 3 = 0 THEN 'unspecified' ELSE 'keyCompromise' END, 'x', "
-                "md5('f' || g), '{}', false, 30, 0, now(), now() "
+                "md5('f' || g), '{}', false, 30, now() + interval '20 days', 0, now(), now() "
                 "FROM generate_series(1, :n) g"
             ),
             {"app": APP, "profile": PROFILE, "ca": ca_id, "n": count},
