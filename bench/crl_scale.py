@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import subprocess
 import sys
@@ -67,7 +68,7 @@ async def measure(server_url: str, revoked: int) -> dict[str, Any]:
     await asyncio.to_thread(upgrade, url)
     engine = create_async_engine(async_url(url), pool_size=2)
     sessions = session_factory(engine)
-    results: dict[str, Any] = {"revoked": revoked}
+    results: dict[str, Any] = {"revoked": revoked, "load_before": os.getloadavg()}
     try:
         ca_keys = KeyRing.parse(KeyRing.generate_text("bench-ca"))
         leaf_keys = KeyRing.parse(KeyRing.generate_text("bench-leaf"))
@@ -111,6 +112,7 @@ async def measure(server_url: str, revoked: int) -> dict[str, Any]:
     finally:
         await engine.dispose()
         await drop_database(server_url, name)
+    results["load_after"] = os.getloadavg()
     return results
 
 
@@ -168,7 +170,10 @@ def render(results: dict[str, Any]) -> str:
         f"{results['rss_with_crl_mib']:.0f} MiB after); serving it from memory "
         f"{results['serve_us']:.1f} µs per request before the bytes are written. `openssl crl "
         f"-CAfile` parses and verifies it in {results['openssl_seconds']:.1f} s "
-        f'("{results["openssl"]}"). Seeding the rows took {results["seed_seconds"]:.0f} s.\n'
+        f'("{results["openssl"]}"). Seeding the rows took {results["seed_seconds"]:.0f} s. '
+        f"Machine: {os.cpu_count()} cores shared with other work; load average (1/5/15 min) "
+        f"{'/'.join(f'{x:.1f}' for x in results['load_before'])} before, "
+        f"{'/'.join(f'{x:.1f}' for x in results['load_after'])} after.\n"
     )
 
 

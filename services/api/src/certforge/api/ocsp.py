@@ -146,6 +146,16 @@ class OcspCache:
 
     issuers: dict[UUID, Issuer] = field(default_factory=dict)
     responders: dict[UUID, Responder] = field(default_factory=dict)
+    requests: dict[tuple[str, bytes], tuple[UUID, int]] = field(default_factory=dict)
+    """Plain requests already parsed and matched to their CA: (CA ref, DER) -> (CA id,
+    serial). Relying parties send the same bytes again and again; parsing costs more than the
+    lookup it leads to. Bounded by `max_requests`, oldest dropped first."""
+    max_requests: int = 10_000
+
+    def remember_request(self, ca_ref: str, der: bytes, key: tuple[UUID, int]) -> None:
+        if len(self.requests) >= self.max_requests:
+            self.requests.pop(next(iter(self.requests)))
+        self.requests[(ca_ref, der)] = key
 
 
 def decode_get(encoded: str) -> bytes | None:

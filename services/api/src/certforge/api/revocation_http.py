@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from certforge.api.revocation_memory import Prepared, ServedCrl
 
@@ -65,12 +65,13 @@ def ocsp_reply(
         return Reply(200, {"content-type": OCSP_RESPONSE, "cache-control": "no-store"}, der)
     seconds = int((prepared.next_update - now).total_seconds())
     max_age = max(0, min(seconds, max_age_limit))
+    last_modified, expires = prepared.http_dates
     headers = {
         "content-type": OCSP_RESPONSE,
         "cache-control": f"public, max-age={max_age}, no-transform, must-revalidate",
         "etag": prepared.etag,
-        "last-modified": format_datetime(prepared.this_update, usegmt=True),
-        "expires": format_datetime(prepared.next_update, usegmt=True),
+        "last-modified": last_modified,
+        "expires": expires,
     }
     if conditions is not None and conditions.satisfied_by(prepared.etag, prepared.this_update):
         del headers["content-type"]
@@ -80,12 +81,13 @@ def ocsp_reply(
 
 def crl_reply(served: ServedCrl, pem: bool, now: datetime, conditions: Conditions) -> Reply:
     seconds = int((served.next_update - now).total_seconds())
+    last_modified, expires = served.http_dates
     headers = {
         "content-type": CRL_PEM if pem else CRL_DER,
         "cache-control": f"public, max-age={max(0, min(seconds // 2, CRL_MAX_AGE))}, no-transform",
         "etag": served.etag[:-1] + ('-pem"' if pem else '"'),
-        "last-modified": format_datetime(served.this_update, usegmt=True),
-        "expires": format_datetime(served.next_update, usegmt=True),
+        "last-modified": last_modified,
+        "expires": expires,
     }
     if conditions.satisfied_by(headers["etag"], served.this_update):
         del headers["content-type"]

@@ -13,6 +13,8 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import format_datetime
+from functools import cached_property
 from uuid import UUID
 
 from certforge.api.ocsp import CertStatus
@@ -36,6 +38,14 @@ class Prepared:
     this_update: datetime
     next_update: datetime
     etag: str
+
+    @cached_property
+    def http_dates(self) -> tuple[str, str]:
+        """(Last-Modified, Expires), formatted once: they are in every answer's headers."""
+        return (
+            format_datetime(self.this_update, usegmt=True),
+            format_datetime(self.next_update, usegmt=True),
+        )
 
     def fresh(self, now: datetime) -> bool:
         """Served until half its validity has passed; then it is signed again."""
@@ -118,6 +128,14 @@ class ServedCrl:
     recheck_claimed_at: float | None = None
     """Set while one request re-checks; the others are served this one meanwhile."""
     _pem: bytes | None = None
+
+    @cached_property
+    def http_dates(self) -> tuple[str, str]:
+        """(Last-Modified, Expires), formatted once."""
+        return (
+            format_datetime(self.this_update, usegmt=True),
+            format_datetime(self.next_update, usegmt=True),
+        )
 
     @property
     def pem(self) -> bytes:

@@ -79,16 +79,22 @@ class OcspDeps:
 
 def from_memory(deps: OcspDeps, ca_ref: str, request_der: bytes, now: datetime) -> Answer | None:
     """The answer without any I/O, when this replica remembers it; `None` means ask `answer`."""
-    cert_id = parse_request(request_der)
-    if cert_id is None:
-        return MALFORMED
-    if not is_plain(cert_id) or not deps.replicas.may_serve_from_memory():
+    key = deps.cache.requests.get((ca_ref, request_der))
+    if key is None:
+        cert_id = parse_request(request_der)
+        if cert_id is None:
+            return MALFORMED
+        ca_id = as_uuid(ca_ref)
+        issuer = deps.cache.issuers.get(ca_id) if ca_id is not None else None
+        if ca_id is None or issuer is None or not is_plain(cert_id):
+            return None
+        if not issuer.named_by(cert_id) or cert_id.serial_number <= 0:
+            return None
+        key = (ca_id, cert_id.serial_number)
+        deps.cache.remember_request(ca_ref, request_der, key)
+    if not deps.replicas.may_serve_from_memory():
         return None
-    ca_id = as_uuid(ca_ref)
-    issuer = deps.cache.issuers.get(ca_id) if ca_id is not None else None
-    if ca_id is None or issuer is None or not issuer.named_by(cert_id):
-        return None
-    prepared = deps.memory.serve((ca_id, cert_id.serial_number), now)
+    prepared = deps.memory.serve(key, now)
     return Answer(prepared.der, prepared) if prepared is not None else None
 
 
