@@ -19,6 +19,7 @@ from uuid import UUID
 
 import httpx
 import nats
+import orjson
 import pytest
 import pytest_asyncio
 from cryptography import x509
@@ -206,3 +207,34 @@ async def test_a_silent_replica_is_waited_out(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_revoked_event_also_makes_replicas_forget(
+    second_replica: Any, pki: Pki, backends: Backends
+) -> None:
+    """The fallback for a revoking replica that could not reach the others directly: the
+    `certificate.revoked` event its transaction committed (published by the outbox)."""
+    leaf, _ = await pki.leaf("event-fallback")
+    transport = httpx.ASGITransport(app=second_replica)
+    async with httpx.AsyncClient(transport=transport, base_url="http://replica-2") as other:
+        assert _status((await other.get(pki.get_path(leaf))).content) is ocsp.OCSPCertStatus.GOOD
+    memory = second_replica.state.certforge.ocsp.memory
+    key = (UUID(pki.ca_id), leaf.serial_number)
+
+    async def remembered() -> bool:
+        return memory.get(key, datetime.now(UTC)) is not None
+
+    await eventually(remembered, what="the good answer in the second replica's memory")
+    connection = await nats.connect(backends.nats_url)
+    try:
+        event = {"data": {"ca_id": pki.ca_id, "serial_number": format(leaf.serial_number, "x")}}
+        subject = Subjects(backends.namespace).event(pki.enrollment.app, "certificate.revoked")
+        await connection.publish(subject, orjson.dumps(event))
+        await connection.flush()
+    finally:
+        await connection.close()
+
+    async def forgotten() -> bool:
+        return memory.get(key, datetime.now(UTC)) is None
+
+    await eventually(forgotten, what="the second replica forgot the answer")

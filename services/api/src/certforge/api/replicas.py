@@ -13,7 +13,9 @@ it). A replica that does not acknowledge in time may be cut off from NATS, so th
 until that replica's lease has run out, counted from the last heartbeat the revoker heard from
 it; a replica that may not serve from memory answers from PostgreSQL, which is always current.
 A revocation therefore returns within one round trip normally, and within about `lease`
-seconds when a replica has just died.
+seconds when a replica has just died. Should the revoking replica itself be unable to reach
+NATS, the others still forget when the `certificate.revoked` event the revocation committed
+reaches them through the outbox (every replica also listens to those events).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import time
 from collections.abc import Callable
 from uuid import uuid4
 
+import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from certforge.common.contracts.events import CertificateRevoked
 from certforge.common.contracts.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -63,9 +67,11 @@ class Replicas:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        revoked = self._subjects.event("*", CertificateRevoked.event_name)
         self._subscriptions = [
             await self._nats.subscribe(self._subjects.api_heartbeat, cb=self._on_heartbeat),
             await self._nats.subscribe(self._subjects.api_forget, cb=self._on_forget),
+            await self._nats.subscribe(revoked, cb=self._on_revoked_event),
         ]
         self._task = asyncio.create_task(self._beat(), name="api-replica-heartbeat")
 
@@ -98,6 +104,15 @@ class Replicas:
         waiting = {m: self._members[m] for m in self.members()}
         if not waiting:
             return
+        try:
+            await self._ask_to_forget(message, waiting)
+        except Exception:
+            log.exception(
+                "could not ask the other api replicas to forget an OCSP answer; they forget it "
+                "when the certificate.revoked event reaches them"
+            )
+
+    async def _ask_to_forget(self, message: bytes, waiting: dict[str, float]) -> None:
         all_acked = asyncio.Event()
 
         async def on_ack(msg: Msg) -> None:
@@ -143,6 +158,13 @@ class Replicas:
         gone = [m for m, heard in self._members.items() if now - heard > 10 * self._lease]
         for member in gone:
             del self._members[member]
+
+    async def _on_revoked_event(self, msg: Msg) -> None:
+        try:
+            data = orjson.loads(msg.data)["data"]
+            self._forget(f"{data['ca_id']}:{data['serial_number']}".encode())
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a certificate.revoked event without ca_id and serial_number")
 
     async def _on_forget(self, msg: Msg) -> None:
         self._forget(msg.data)
