@@ -90,12 +90,15 @@ class AnswerMemory:
             return
         self._answers.pop(key, None)
         if len(self._answers) >= self.max_entries:
-            self._answers.pop(next(iter(self._answers)))
+            oldest = next(iter(self._answers))
+            del self._answers[oldest]
+            self._refreshing.pop(oldest, None)
         self._answers[key] = prepared
 
     def forget(self, key: AnswerKey) -> None:
         self.epoch += 1
         self._answers.pop(key, None)
+        self._refreshing.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._answers)
