@@ -70,6 +70,9 @@ def test_bounded() -> None:
     assert len(memory) == 2
     assert memory.get(keys[0], T0) is None
     assert memory.get(keys[2], T0) is not None
+    off = AnswerMemory(max_entries=0)  # CERTFORGE_OCSP_MEMORY_ENTRIES=0: always the database
+    off.remember(keys[0], _prepared(), off.epoch)
+    assert len(off) == 0
 
 
 @pytest.mark.parametrize(

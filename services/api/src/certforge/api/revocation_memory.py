@@ -86,7 +86,7 @@ class AnswerMemory:
     def remember(self, key: AnswerKey, prepared: Prepared, epoch: int) -> None:
         """Keep `prepared`, loaded when `epoch` was current, unless a forget happened since."""
         self._refreshing.pop(key, None)
-        if epoch != self.epoch:
+        if epoch != self.epoch or self.max_entries <= 0:
             return
         self._answers.pop(key, None)
         if len(self._answers) >= self.max_entries:
