@@ -5,7 +5,8 @@ directory, initialises and unseals it, and configures a PKI mount with an EC P-2
 roles (EC P-256, RSA-2048). Starts Certforge the way `make run` does (`run.System`: all services,
 embedded NATS and PostgreSQL) with an EC P-256 root → intermediate chain, a profile and an
 application. Then drives both with `wrk` (compiled, so the load generator takes little CPU from
-the systems measured) through the same Lua script, at the same concurrency and duration, in
+the systems measured) through the same Lua script (issuance by POST; the relying parties' OCSP
+and CRL reads by GET), at the same concurrency and duration, in
 alternation (OpenBao, Certforge, OpenBao, Certforge …) for several rounds, each run after a short
 warm-up. Every answer that is not a 2xx whose body holds a certificate counts as an error.
 
@@ -55,7 +56,10 @@ SCENARIOS = {
     "csr": "CSR (EC P-256)",
     "rsa": "RSA-2048 managed",
     "rsa10": "RSA-2048 managed, paced 10 req/s",
+    "ocsp": "OCSP GET, status good",
+    "crl": "CRL GET (DER)",
 }
+OCSP_SUCCESSFUL = "0a0100"  # OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED 0, ... }
 PACED_RATE = 10  # requests per second, the RSA latency target's load
 PACED_CONNECTIONS = 2  # share one schedule, so one slow answer does not hold the next start
 TTL = "720h"  # 30 days, as the Certforge requests ask
@@ -63,11 +67,14 @@ TTL = "720h"  # 30 days, as the Certforge requests ask
 
 @dataclass
 class Target:
-    """One system's side of a scenario: where to POST what, with which headers."""
+    """One system's side of a scenario: where to POST what, with which headers; or a GET whose
+    good answers hold `expect_hex` (the relying parties' OCSP and CRL reads)."""
 
     url: str
     body: dict[str, Any]
     headers: dict[str, str]
+    method: str = "POST"
+    expect_hex: str | None = None
 
 
 @dataclass
@@ -239,6 +246,30 @@ def build_targets(
         "csr": pair("pki/sign/ec", {"csr": csr["csr"], "common_name": csr_name, "ttl": TTL}, csr),
         "rsa": pair("pki/issue/rsa", bao_issue, managed_rsa),
         "rsa10": pair("pki/issue/rsa", bao_issue, managed_rsa),
+        "ocsp": {
+            "OpenBao": Target(
+                bao.base + bao.ocsp_path(), {}, {}, "GET", expect_hex=OCSP_SUCCESSFUL
+            ),
+            "Certforge": Target(
+                certforge.base + certforge.ocsp_path(setup),
+                {},
+                {},
+                "GET",
+                expect_hex=OCSP_SUCCESSFUL,
+            ),
+        },
+        "crl": {  # both CRLs empty (nothing revoked); a good answer names its issuer
+            "OpenBao": Target(
+                f"{bao.base}/v1/pki/crl", {}, {}, "GET", expect_hex=b"Bench OpenBao Root".hex()
+            ),
+            "Certforge": Target(
+                f"{certforge.base}/api/v1/cas/{setup['issuing_ca']}/crl",
+                {},
+                {},
+                "GET",
+                expect_hex=b"Bench Issuing".hex(),
+            ),
+        },
     }
 
 
@@ -350,6 +381,23 @@ class OpenBao:
                 },
             )
 
+    def ocsp_path(self) -> str:
+        """The GET path of an OCSP request (SHA-1 CertID, no nonce, as Certforge's scenario) for
+        a certificate freshly issued by the EC role."""
+        import base64
+        import urllib.parse
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509 import ocsp
+
+        issued = self.call("POST", "pki/issue/ec", {"common_name": "ocsp.example.com"})["data"]
+        leaf = x509.load_pem_x509_certificate(issued["certificate"].encode())
+        issuer = x509.load_pem_x509_certificate(issued["issuing_ca"].encode())
+        der = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+        encoded = base64.b64encode(der.public_bytes(serialization.Encoding.DER)).decode()
+        return f"/v1/pki/ocsp/{urllib.parse.quote(encoded, safe='')}"
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         request = urllib.request.Request(
             f"{self.base}/v1/{path}",
@@ -453,6 +501,13 @@ def settle(pids: Any, minimum: float, quiet: float = 0.1, timeout: float = 120) 
 
 
 def check_once(target: Target, what: str) -> None:
+    if target.method == "GET":
+        with urllib.request.urlopen(target.url, timeout=60) as response:
+            content = response.read()
+        assert target.expect_hex is not None
+        if bytes.fromhex(target.expect_hex) not in content:
+            raise RuntimeError(f"{what}: not the expected answer: {content[:200]!r}")
+        return
     request = urllib.request.Request(
         target.url,
         data=json.dumps(target.body).encode(),
@@ -477,14 +532,18 @@ def wrk(
     cpu_pids: Any = None,
 ) -> Run:
     """One wrk run through load.lua; with `cpu_pids`, also the system's CPU time per answer."""
-    body_file = work / "body.json"
-    body_file.write_text(json.dumps(target.body))
     env = dict(
         os.environ,
-        BODY_FILE=str(body_file),
+        METHOD=target.method,
         HEADERS="\n".join(f"{k}: {v}" for k, v in target.headers.items()),
         PACE_MS=str(load.pace_ms),
     )
+    if target.method == "POST":
+        body_file = work / "body.json"
+        body_file.write_text(json.dumps(target.body))
+        env["BODY_FILE"] = str(body_file)
+    if target.expect_hex is not None:
+        env["EXPECT_HEX"] = target.expect_hex
     command = ["wrk", "-t", str(load.threads), "-c", str(load.connections)]
     command += ["-d", f"{seconds}s", "--timeout", "60s", "-s", str(HERE / "load.lua")]
     pids = cpu_pids() if cpu_pids else []
@@ -546,11 +605,13 @@ def render(
             if args.no_lint
             else "pre-issuance lint on (the default). "
         )
-        + "CPU "
-        "ms/cert: the system's processes' CPU time during the run over the answers counted.",
+        + "OCSP: GET of one certificate's status (SHA-1 CertID, no nonce: cacheable); CRL: GET "
+        "of the issuing CA's CRL (DER, empty on both). CPU ms/answer: the system's processes' "
+        "CPU time during the run over the answers counted (a certificate, an OCSP response or a "
+        "CRL).",
         "",
         "| scenario | OpenBao req/s | Certforge req/s | ratio CF/OB | p50 ms OB / CF "
-        "| p99 ms OB / CF | CPU ms/cert OB / CF | errors OB / CF |",
+        "| p99 ms OB / CF | CPU ms/answer OB / CF | errors OB / CF |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     per_round = []

@@ -407,11 +407,14 @@ async def test_unauthorized_ca(world: World, anonymous: httpx.AsyncClient, ca_id
 
 
 async def test_newer_responder_takes_over(world: World, anonymous: httpx.AsyncClient) -> None:
-    """The api signs with the newest valid responder as soon as the issuer makes one."""
+    """What the api signs after the issuer made a newer responder is signed by it; an answer
+    signed ahead by the older one (still valid for weeks) is served until it is re-signed."""
     body = _request(world.leaves["rotation"], world.issuing)
     first = _check_signed(await _post(anonymous, world.ca_id, body), world)
     newer = await _add_responder(world, timedelta(days=60))
-    second = _check_signed(await _post(anonymous, world.ca_id, body), world)
+    assert _check_signed(await _post(anonymous, world.ca_id, body), world) == first
+    live = _request(world.leaves["rotation"], world.issuing, nonce=b"rotation-nonce")
+    second = _check_signed(await _post(anonymous, world.ca_id, live), world)
     assert second != first
     assert second == newer
 

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -20,10 +22,15 @@ from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
 from certforge.api.domain.auth_methods import JwksCache
 from certforge.api.domain.identities import ensure_bootstrap_admin
+from certforge.api.domain.ocsp import OcspDeps
+from certforge.api.fast_path import RevocationFastPath
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.middleware import RequestContextMiddleware
 from certforge.api.observability import ObservabilityMiddleware
+from certforge.api.ocsp import OcspCache
 from certforge.api.outcomes import Outcomes
+from certforge.api.replicas import Replicas
+from certforge.api.revocation_memory import AnswerMemory, key_of_message
 from certforge.api.routes import (
     acme,
     acme_admin,
@@ -47,7 +54,7 @@ from certforge.api.settings import ApiSettings
 from certforge.api.summaries import SUMMARIES
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.db.engine import create_engine, session_factory
+from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.db.pool import LazyPool
 from certforge.common.messaging import connect, ensure_streams
 from certforge.common.metrics import exposition
@@ -87,6 +94,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         assert settings.leaf_keks is not None
         outcomes = Outcomes()
         await outcomes.start(nats, subjects)
+        leaf_keys = KeyRing.parse(settings.leaf_keks.get_secret_value())
+        ocsp_answers = ocsp_deps(settings, sessions, nats, subjects, leaf_keys)
+        await ocsp_answers.replicas.start()
         app.state.certforge = ApiContext(
             settings=settings,
             engine=engine,
@@ -95,13 +105,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
             nats=nats,
             relay=relay,
             subjects=subjects,
-            leaf_keys=KeyRing.parse(settings.leaf_keks.get_secret_value()),
+            leaf_keys=leaf_keys,
             issuer=IssuerClient(nats, subjects, settings.issuer_timeout_seconds),
             outcomes=outcomes,
             login_keys=JwksCache(
                 max_age=settings.login_jwks_cache_seconds,
                 min_refresh=settings.login_jwks_min_refresh_seconds,
             ),
+            ocsp=ocsp_answers,
         )
         if settings.bootstrap_token is not None:
             async with sessions() as session:
@@ -112,6 +123,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
+            await ocsp_answers.replicas.stop()
             await outcomes.stop()
             relay.stop()
             with contextlib.suppress(Exception):
@@ -132,6 +144,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware)
+    # Outermost: OCSP and CRL reads answered before routing and the middleware above.
+    app.add_middleware(RevocationFastPath, max_body_bytes=settings.max_body_bytes)
     problems.install(app)
 
     for module in (
@@ -156,6 +170,32 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(acme.router)
     app.include_router(_summarized(_health_router()))
     return app
+
+
+def ocsp_deps(
+    settings: ApiSettings,
+    sessions: SessionFactory,
+    nats: NatsClient,
+    subjects: Subjects,
+    leaf_keys: KeyRing,
+) -> OcspDeps:
+    """OCSP answering for one replica: its memory, and its membership among the replicas."""
+    memory = AnswerMemory(max_entries=settings.ocsp_memory_entries)
+
+    def forget(message: bytes) -> None:
+        key = key_of_message(message)
+        if key is not None:
+            memory.forget(key)
+
+    lease = settings.ocsp_replica_lease_seconds
+    return OcspDeps(
+        sessions=sessions,
+        cache=OcspCache(),
+        memory=memory,
+        replicas=Replicas(nats, subjects, forget, heartbeat=lease / 3, lease=lease),
+        leaf_keys=leaf_keys,
+        validity=timedelta(seconds=settings.ocsp_response_validity_seconds),
+    )
 
 
 def _summarized(router: APIRouter) -> APIRouter:

@@ -8,9 +8,10 @@ from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.api.domain.auth_methods import JwksCache
+from certforge.api.domain.ocsp import OcspDeps
 from certforge.api.issuer_client import IssuerClient
-from certforge.api.ocsp import OcspCache
 from certforge.api.outcomes import Outcomes
+from certforge.api.revocation_memory import CrlMemory
 from certforge.api.settings import ApiSettings
 from certforge.api.successor_watch import SuccessorWatch
 from certforge.common.contracts.subjects import Subjects
@@ -35,6 +36,9 @@ class ApiContext:
     outcomes: Outcomes
     login_keys: JwksCache
     """Trusted issuers' key sets for JWT login, cached per process."""
-    ocsp: OcspCache = field(default_factory=OcspCache)
+    ocsp: OcspDeps
+    """Pre-signed OCSP answers in memory, and the other replicas told to forget them."""
+    crls: CrlMemory = field(default_factory=CrlMemory)
+    """The newest CRL of each CA, as served, re-checked against the database now and then."""
     successors: SuccessorWatch = field(default_factory=SuccessorWatch)
     """Wakes `…/successor` long-polls; subscribes on the first one this process serves."""

@@ -1,9 +1,10 @@
 """OCSP (RFC 6960) answers signed by a CA's delegated responder. Pure: no database, no clock.
 
 The issuer keeps CA keys; for each CA it issues a short-lived responder certificate
-(id-kp-OCSPSigning, ocsp-nocheck) whose key the api may decrypt, so every answer is signed
-here, per request, with `thisUpdate` = now. `domain/ocsp.py` finds the facts; this module
-parses requests and builds responses.
+(id-kp-OCSPSigning, ocsp-nocheck) whose key the api may decrypt, so answers are signed here:
+ahead of time for plain requests (kept in memory, `revocation_memory.py`), per request for a
+nonce or a CertID hashed otherwise than with SHA-1. `domain/ocsp.py` finds the facts; this
+module parses requests and builds responses.
 
 `cryptography` parses a request with one single request only and builds a response with one
 single response only, so a request for several certificates is answered `malformedRequest`
@@ -81,13 +82,23 @@ class Issuer:
     _hashes: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
 
     def named_by(self, cert_id: CertId) -> bool:
-        name = cert_id.algorithm.name
+        return self._of(cert_id.algorithm) == (cert_id.issuer_name_hash, cert_id.issuer_key_hash)
+
+    def cert_id(self, serial_number: int) -> CertId:
+        """The SHA-1 CertID of one of this CA's serials, without nonce: how pre-signed answers
+        name their certificate (what openssl, browsers and RFC 5019 clients send)."""
+        sha1 = hashes.SHA1()  # noqa: S303 - RFC 5019 §2.1.1: CertIDs use SHA-1
+        name_hash, key_hash = self._of(sha1)
+        return CertId(sha1, name_hash, key_hash, serial_number, None)
+
+    def _of(self, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+        name = algorithm.name
         if name not in self._hashes:
             self._hashes[name] = (
-                _digest(cert_id.algorithm, self.certificate.subject.public_bytes()),
-                _digest(cert_id.algorithm, subject_public_key(self.certificate)),
+                _digest(algorithm, self.certificate.subject.public_bytes()),
+                _digest(algorithm, subject_public_key(self.certificate)),
             )
-        return self._hashes[name] == (cert_id.issuer_name_hash, cert_id.issuer_key_hash)
+        return self._hashes[name]
 
 
 def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
@@ -119,6 +130,12 @@ def _tlv(der: bytes, offset: int) -> tuple[int, int, int]:
     return tag, start, start + length
 
 
+def is_plain(cert_id: CertId) -> bool:
+    """A SHA-1 CertID without nonce: answered with the pre-signed bytes; anything else is
+    signed for the request (a nonce must be echoed, a CertID in its own hash)."""
+    return cert_id.nonce is None and isinstance(cert_id.algorithm, hashes.SHA1)
+
+
 @dataclass
 class OcspCache:
     """Per-process memory of decrypted responders and CA certificates, keyed by CA id.
@@ -129,6 +146,16 @@ class OcspCache:
 
     issuers: dict[UUID, Issuer] = field(default_factory=dict)
     responders: dict[UUID, Responder] = field(default_factory=dict)
+    requests: dict[tuple[str, bytes], tuple[UUID, int]] = field(default_factory=dict)
+    """Plain requests already parsed and matched to their CA: (CA ref, DER) -> (CA id,
+    serial). Relying parties send the same bytes again and again; parsing costs more than the
+    lookup it leads to. Bounded by `max_requests`, oldest dropped first."""
+    max_requests: int = 10_000
+
+    def remember_request(self, ca_ref: str, der: bytes, key: tuple[UUID, int]) -> None:
+        if len(self.requests) >= self.max_requests:
+            self.requests.pop(next(iter(self.requests)))
+        self.requests[(ca_ref, der)] = key
 
 
 def decode_get(encoded: str) -> bytes | None:

@@ -127,6 +127,8 @@ def _headers(exc: CertforgeError) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, Unavailable):
+        return {"Retry-After": "1"}  # unavailable is always worth retrying, and says when
     return None
 
 

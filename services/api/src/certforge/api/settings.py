@@ -41,6 +41,27 @@ class ApiSettings(LeafKeySettings):
         "may be cached by relying parties and proxies until nextUpdate, so a revocation can take "
         "this long to be seen by them.",
     )
+    ocsp_memory_entries: int = Field(
+        default=100_000,
+        ge=0,
+        description="pre-signed OCSP answers each api replica keeps in memory (about 1 KB each; "
+        "the oldest are dropped first, then loaded from PostgreSQL when asked again)",
+    )
+    ocsp_replica_lease_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="an api replica serves OCSP answers from memory only while it has heard its "
+        "own heartbeat on NATS this recently; a revocation waits at most about this long for a "
+        "replica that does not confirm it forgot the old answer",
+    )
+    crl_recheck_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="a CRL served from memory is checked against PostgreSQL for a newer one at "
+        "most this often (one small query per CA and replica)",
+    )
 
     # --- TLS: the api serving HTTPS itself (make run's ACME directory, or a cluster without a
     # TLS-terminating ingress); both files or neither

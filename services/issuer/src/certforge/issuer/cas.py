@@ -1,7 +1,9 @@
 """Creating and importing CAs: the issuer generates or receives the key, signs, encrypts the key
 and stores the CA, in that order. The api asks over request/reply; see `handlers`.
 
-Idempotent by CA id: a retried request for a CA that exists answers `created=False`.
+Idempotent by CA id: a retried request for a CA that exists answers `created=False`. The CA's
+first CRL and OCSP responder are stored with it (`revocation.upkeep_rows`): a relying party can
+check a certificate of the new CA from the moment the creation call returns.
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ from certforge.common.crypto.keys import (
     load_private_key_pem,
 )
 from certforge.common.db.engine import SessionFactory
-from certforge.common.db.tables import CertificateAuthority
+from certforge.common.db.tables import CertificateAuthority, Crl, OcspResponder
 from certforge.common.domain import CAStatus, CAType, SignatureHash
 from certforge.common.errors import Conflict, NotFound, Unprocessable
 from certforge.common.name_constraints import NameConstraints
 from certforge.issuer.ca_keys import seal, unseal
+from certforge.issuer.revocation import RevocationSettings, upkeep_rows
 
 _HASH_NAMES = {h.value.lower(): h for h in SignatureHash}
 
@@ -51,7 +54,10 @@ _HASH_NAMES = {h.value.lower(): h for h in SignatureHash}
 class CAService:
     sessions: SessionFactory
     ca_keys: KeyRing
+    leaf_keys: KeyRing
+    """Encrypts the new CA's OCSP responder key (the api decrypts it to sign answers)."""
     base_url: str
+    revocation: RevocationSettings
 
     async def create(self, command: CreateCA, now: datetime | None = None) -> CAReply:
         now = now or datetime.now(UTC)
@@ -113,7 +119,7 @@ class CAService:
                     c.model_dump(mode="json") for c in ParentFacts.of(parent).name_constraints
                 ]
             ca.encrypted_private_key, ca.key_kek_id = seal(self.ca_keys, ca.id, key)
-            await _store(session, ca)
+            await _store(session, ca, upkeep_rows(ca, key, self.leaf_keys, self.revocation, now))
         return CAReply(ca_id=command.ca_id, created=True)
 
     async def import_external(self, command: ImportCA, now: datetime | None = None) -> CAReply:
@@ -141,7 +147,7 @@ class CAService:
             ca.name_constraints = _dumped(own)
             ca.chain_name_constraints = [c.model_dump(mode="json") for c in above]
             ca.encrypted_private_key, ca.key_kek_id = seal(self.ca_keys, ca.id, key)
-            await _store(session, ca)
+            await _store(session, ca, upkeep_rows(ca, key, self.leaf_keys, self.revocation, now))
         return CAReply(ca_id=command.ca_id, created=True)
 
 
@@ -151,8 +157,11 @@ async def _refuse_duplicate_name(session: AsyncSession, name: str) -> None:
         raise Conflict.on_field("name", f"a CA named {name!r} exists")
 
 
-async def _store(session: AsyncSession, ca: CertificateAuthority) -> None:
+async def _store(
+    session: AsyncSession, ca: CertificateAuthority, upkeep: tuple[Crl, OcspResponder]
+) -> None:
     session.add(ca)
+    session.add_all(upkeep)
     try:
         await session.commit()
     except IntegrityError as exc:

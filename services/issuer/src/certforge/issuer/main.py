@@ -26,9 +26,14 @@ def build(settings: IssuerSettings) -> Worker:
     ca_keys = KeyRing.parse(settings.ca_keks.get_secret_value())
     leaf_keys = KeyRing.parse(settings.leaf_keks.get_secret_value())
     signers = SignerCache(ca_keys)
-    register_ca_handlers(
-        worker, CAService(sessions=worker.sessions, ca_keys=ca_keys, base_url=settings.base_url)
+    cas = CAService(
+        sessions=worker.sessions,
+        ca_keys=ca_keys,
+        leaf_keys=leaf_keys,
+        base_url=settings.base_url,
+        revocation=settings.revocation,
     )
+    register_ca_handlers(worker, cas)
     key_pool = KeyPool(worker.sessions, leaf_keys, settings.key_pool)
     issuance = IssuanceService(
         database=worker.database,

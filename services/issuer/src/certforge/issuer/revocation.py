@@ -5,7 +5,8 @@ never per revocation: revocations that arrive during a rebuild are served by the
 (coalescing). CA rows are claimed `FOR UPDATE SKIP LOCKED`, so replicas share the CAs and never
 sign the same CRL number twice. Each CA also gets a delegated OCSP responder certificate,
 renewed when two thirds of its validity have passed; its key is encrypted under the leaf key
-ring, for the api that answers OCSP.
+ring, for the api that answers OCSP. A new CA gets both in its creation transaction
+(`upkeep_rows`), so it answers OCSP and serves a CRL from the moment its creation call returns.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.crypto.certificates import certificate_to_pem
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.crypto.keys import generate_private_key, private_key_to_der
+from certforge.common.crypto.keys import PrivateKey, generate_private_key, private_key_to_der
 from certforge.common.crypto.revocation import Revoked, build_crl, build_ocsp_responder
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import Certificate, CertificateAuthority, Crl, OcspResponder
 from certforge.common.domain import CertificateStatus, KeyAlgorithm, RevocationReason
 from certforge.common.metrics import CRL_AGE, CRL_BUILDS
-from certforge.issuer.ca_cache import SignerCache
+from certforge.issuer.ca_cache import Signer, SignerCache
 
 log = logging.getLogger(__name__)
 
@@ -142,50 +143,81 @@ class RevocationPublisher:
             for serial, revoked_at, reason in rows
         ]
         signer = self._signers.signer(ca)
-        number = ca.crl_number + 1
-        next_update = min(now + validity, max(ca.not_after, now + timedelta(minutes=1)))
-        crl = await asyncio.to_thread(
-            build_crl, signer.certificate, signer.key, number, entries, now, next_update
-        )
-        session.add(
-            Crl(
-                ca_id=ca.id,
-                number=number,
-                this_update=now,
-                next_update=next_update,
-                entries=len(entries),
-                der=crl.public_bytes(Encoding.DER),
-            )
-        )
-        ca.crl_number = number
+        crl = await asyncio.to_thread(crl_row, ca, signer, entries, now, validity)
+        session.add(crl)
+        ca.crl_number = crl.number
         ca.crl_dirty = False
         session.add(ca)
         CRL_BUILDS.inc()
-        log.info("CRL %d of CA %s: %d entries", number, ca.name, len(entries))
+        log.info("CRL %d of CA %s: %d entries", crl.number, ca.name, len(entries))
 
     def _issue_responder(
         self, session: AsyncSession, ca: CertificateAuthority, now: datetime, lifetime: timedelta
     ) -> None:
-        signer = self._signers.signer(ca)
-        key = generate_private_key(KeyAlgorithm.EC_P256)
-        not_after = min(now + lifetime, ca.not_after)
-        cert = build_ocsp_responder(
-            signer.certificate, signer.key, key.public_key(), now, not_after
-        )
-        responder_id = uuid4()
-        session.add(
-            OcspResponder(
-                id=responder_id,
-                ca_id=ca.id,
-                certificate_pem=certificate_to_pem(cert),
-                encrypted_private_key=self._leaf_keys.encrypt(
-                    private_key_to_der(key), responder_id.bytes
-                ),
-                key_kek_id=self._leaf_keys.active_kid,
-                not_before=now,
-                not_after=not_after,
-            )
-        )
+        session.add(responder_row(ca, self._signers.signer(ca), self._leaf_keys, now, lifetime))
+
+
+def upkeep_rows(
+    ca: CertificateAuthority,
+    ca_key: PrivateKey,
+    leaf_keys: KeyRing,
+    settings: RevocationSettings,
+    now: datetime,
+) -> tuple[Crl, OcspResponder]:
+    """A new CA's first (empty) CRL and its OCSP responder, stored with the CA itself: the
+    upkeep loop would make them only at its next pass, seconds later (issue 20, defect 6)."""
+    now = now.replace(microsecond=0)
+    signer = Signer(ca, ca_key)
+    crl = crl_row(ca, signer, [], now, timedelta(hours=settings.crl_validity_hours))
+    ca.crl_number = crl.number
+    ca.crl_dirty = False
+    lifetime = timedelta(days=settings.ocsp_responder_validity_days)
+    return crl, responder_row(ca, signer, leaf_keys, now, lifetime)
+
+
+def crl_row(
+    ca: CertificateAuthority,
+    signer: Signer,
+    entries: list[Revoked],
+    now: datetime,
+    validity: timedelta,
+) -> Crl:
+    """The CA's next CRL (number `ca.crl_number + 1`), signed; the caller stores it and moves
+    `ca.crl_number` on in the same transaction."""
+    number = ca.crl_number + 1
+    next_update = min(now + validity, max(ca.not_after, now + timedelta(minutes=1)))
+    crl = build_crl(signer.certificate, signer.key, number, entries, now, next_update)
+    return Crl(
+        ca_id=ca.id,
+        number=number,
+        this_update=now,
+        next_update=next_update,
+        entries=len(entries),
+        der=crl.public_bytes(Encoding.DER),
+    )
+
+
+def responder_row(
+    ca: CertificateAuthority,
+    signer: Signer,
+    leaf_keys: KeyRing,
+    now: datetime,
+    lifetime: timedelta,
+) -> OcspResponder:
+    """A new delegated responder of `ca`: EC P-256 key encrypted under the leaf key ring."""
+    key = generate_private_key(KeyAlgorithm.EC_P256)
+    not_after = min(now + lifetime, ca.not_after)
+    cert = build_ocsp_responder(signer.certificate, signer.key, key.public_key(), now, not_after)
+    responder_id = uuid4()
+    return OcspResponder(
+        id=responder_id,
+        ca_id=ca.id,
+        certificate_pem=certificate_to_pem(cert),
+        encrypted_private_key=leaf_keys.encrypt(private_key_to_der(key), responder_id.bytes),
+        key_kek_id=leaf_keys.active_kid,
+        not_before=now,
+        not_after=not_after,
+    )
 
 
 async def _latest_crls(session: AsyncSession, ca_ids: list[UUID]) -> dict[UUID, datetime]:

@@ -90,6 +90,16 @@ class Subjects:
     def rpc_ca_import(self) -> str:
         return self.rpc("ca.import")
 
+    @property
+    def api_heartbeat(self) -> str:
+        """Core NATS, api replicas only: each replica's id, every second (`api/replicas.py`)."""
+        return f"{self.namespace}.api.replica.heartbeat"
+
+    @property
+    def api_forget(self) -> str:
+        """Core NATS request, api replicas only: drop an OCSP answer from memory, then reply."""
+        return f"{self.namespace}.api.replica.forget"
+
     def durable(self, name: str) -> str:
         """Durable consumer names are namespaced too: `<ns>_<name>`."""
         return f"{self.namespace}_{name}"

@@ -465,6 +465,32 @@ class OcspResponder(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
 
+class OcspResponse(SQLModel, table=True):
+    """The pre-signed OCSP answer about one certificate (or sub-CA) of one CA, SHA-1 CertID, no
+    nonce: what api replicas serve from memory. Signed at a certificate's first OCSP request, at
+    its revocation (in the revoking transaction) and again past half its validity. Owner: api.
+    """
+
+    __tablename__ = "ocsp_responses"
+
+    ca_id: UUID = Field(
+        sa_column=sa.Column(
+            sa.Uuid,
+            sa.ForeignKey("certificate_authorities.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    serial_number: str = Field(max_length=64, primary_key=True)
+    """As `certificates.serial_number`: lower-case hex, no leading zeros."""
+    status: str = Field(max_length=16)
+    """`good` or `revoked` (unknown serials are never stored)."""
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    revocation_reason: str | None = Field(default=None, max_length=32)
+    this_update: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    next_update: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    der: bytes = Field(sa_type=sa.LargeBinary)
+
+
 class SyncDestination(SQLModel, table=True):
     """An external store an application's certificates are pushed to. Owner: api (config);
     the syncer reads it."""

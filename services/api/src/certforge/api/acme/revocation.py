@@ -21,7 +21,7 @@ from certforge.api.acme.directory import AcmeTarget
 from certforge.api.acme.errors import AcmeProblem, malformed, not_found, unauthorized
 from certforge.api.acme.signed import Signed
 from certforge.api.context import ApiContext
-from certforge.api.domain.lifecycle import mark_revoked
+from certforge.api.domain.lifecycle import mark_revoked, revoked_everywhere
 from certforge.common.acme import ErrorType, b64url_decode
 from certforge.common.crypto.certificates import fingerprint_sha256
 from certforge.common.db.tables import (
@@ -117,7 +117,7 @@ async def revoke(
             raise unauthorized("the certificate has expired")
         app = await session.get(Application, target.app_id)
         assert app is not None
-        mark_revoked(session, context, certificate, app, reason, now, None)
+        await mark_revoked(session, context, certificate, app, reason, now, None)
         session.add(
             AuditEvent(
                 occurred_at=now,
@@ -134,6 +134,7 @@ async def revoke(
         )
         await session.commit()
     context.relay.wake()
+    await revoked_everywhere(context, certificate)
 
 
 def names_of(cert: x509.Certificate) -> set[tuple[str, str]]:

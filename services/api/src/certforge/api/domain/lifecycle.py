@@ -17,7 +17,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from certforge.api.audit import AuditScope
 from certforge.api.context import ApiContext
 from certforge.api.domain.common import OPERATE_ROLES, application_for
+from certforge.api.domain.ocsp import sign_revoked
 from certforge.api.domain.requests import RequestRecord, Submitted
+from certforge.api.revocation_memory import forget_message
 from certforge.api.schemas.lifecycle import CertificateSettings, RenewBody
 from certforge.common.contracts.commands import RenewCertificate, RevokeCertificate
 from certforge.common.contracts.envelope import CloudEvent
@@ -89,7 +91,7 @@ async def revoke(
         )
     if certificate.status == CertificateStatus.EXPIRED or certificate.not_after <= now:
         raise Unprocessable.on_field("certificate_id", "the certificate has expired")
-    mark_revoked(session, context, certificate, app, reason, now, audit.actor.identity_id)
+    await mark_revoked(session, context, certificate, app, reason, now, audit.actor.identity_id)
     audit.record(
         session,
         resource_type="certificate",
@@ -99,10 +101,18 @@ async def revoke(
     )
     await session.commit()
     context.relay.wake()
+    await revoked_everywhere(context, certificate)
     return certificate, app
 
 
-def mark_revoked(
+async def revoked_everywhere(context: ApiContext, certificate: Certificate) -> None:
+    """After the commit, before answering: every api replica forgets its `good` answer, so the
+    next OCSP request anywhere reads the `revoked` one signed in the transaction."""
+    key = (certificate.ca_id, int(certificate.serial_number, 16))
+    await context.ocsp.replicas.forget_everywhere(forget_message(key))
+
+
+async def mark_revoked(
     session: AsyncSession,
     context: ApiContext,
     certificate: Certificate,
@@ -111,15 +121,17 @@ def mark_revoked(
     now: datetime,
     requested_by: UUID | None,
 ) -> None:
-    """Revoke a locked, active certificate in the session's transaction: its status (OCSP
-    answers `revoked` from the commit on), the `certificate.revoked` event and the issuer's
-    revoke command (next CRL). The REST API and ACME's revokeCert both go through here; the
-    caller checks, audits and commits."""
+    """Revoke a locked, active certificate in the session's transaction: its status, its OCSP
+    answer re-signed `revoked` (served from the commit on, once the caller has made every
+    replica forget the old one with `revoked_everywhere`), the `certificate.revoked` event and
+    the issuer's revoke command (next CRL). The REST API and ACME's revokeCert both go through
+    here; the caller checks, audits and commits."""
     certificate.status = CertificateStatus.REVOKED.value
     certificate.revoked_at = now.replace(microsecond=0)
     certificate.revocation_reason = reason.value
     certificate.updated_at = now
     session.add(certificate)
+    await sign_revoked(session, context.ocsp, certificate, now)
     event = CertificateRevoked(
         certificate_id=certificate.id,
         application_id=app.id,
