@@ -30,6 +30,7 @@ from certforge.api.routes import (
     alerts,
     applications,
     audit,
+    ca_rollover,
     cas,
     certificates,
     crls,
@@ -141,6 +142,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     for module in (
         identities,
         cas,
+        ca_rollover,
         crls,
         policies,
         profiles,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker, serve
 from certforge.renewer.inventory import InventoryGauges
+from certforge.renewer.rollover import ScheduledTakeOvers
 from certforge.renewer.scan import RenewalScanner
 from certforge.renewer.settings import RenewerSettings
 
@@ -16,6 +17,7 @@ def build(settings: RenewerSettings) -> Worker:
     )
     worker.add_loop(scanner.run)
     worker.add_loop(InventoryGauges(worker.sessions, settings.renewer.inventory_interval).run)
+    worker.add_loop(ScheduledTakeOvers(worker.sessions, settings.renewer.interval).run)
     return worker
 
 

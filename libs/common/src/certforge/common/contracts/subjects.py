@@ -90,6 +90,14 @@ class Subjects:
     def rpc_ca_import(self) -> str:
         return self.rpc("ca.import")
 
+    @property
+    def rpc_ca_rollover(self) -> str:
+        return self.rpc("ca.rollover")
+
+    @property
+    def rpc_ca_cross_sign(self) -> str:
+        return self.rpc("ca.cross_sign")
+
     def durable(self, name: str) -> str:
         """Durable consumer names are namespaced too: `<ns>_<name>`."""
         return f"{self.namespace}_{name}"
