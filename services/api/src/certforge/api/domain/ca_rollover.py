@@ -11,9 +11,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
+from certforge.api.context import ApiContext
 from certforge.api.domain.cas import _refuse_duplicate_name, public
 from certforge.api.domain.common import commit, get_or_404, now
-from certforge.api.issuer_client import IssuerClient
+from certforge.api.domain.syncs import queue_pushes
 from certforge.api.schemas.cas import (
     CAChainPublic,
     CACrossCertificatePublic,
@@ -31,14 +32,15 @@ from certforge.common.ca_rollover import (
     trust_bundle,
 )
 from certforge.common.contracts.rpc import CrossSignCA, RolloverCA
-from certforge.common.db.tables import CACrossCertificate, CertificateAuthority
+from certforge.common.db.tables import CACrossCertificate, CertificateAuthority, SyncDestination
+from certforge.common.destinations.options import SyncOptions
 from certforge.common.errors import NotFound
 
 
 async def rollover(
     session: AsyncSession,
     audit: AuditScope,
-    issuer: IssuerClient,
+    context: ApiContext,
     ca_id: UUID,
     body: CARenew,
 ) -> CAPublic:
@@ -50,7 +52,7 @@ async def rollover(
     name = body.name or f"{old.name[:100]}-{'rekeyed' if rekey else 'renewed'}-{at:%Y%m%d%H%M%S}"
     await _refuse_duplicate_name(session, name)
     await session.rollback()  # release the read snapshot while the issuer works
-    reply = await issuer.rollover_ca(
+    reply = await context.issuer.rollover_ca(
         RolloverCA(
             ca_id=uuid4(),
             predecessor_id=ca_id,
@@ -72,10 +74,12 @@ async def rollover(
             "predecessor": str(ca_id),
             "rekey": rekey,
             **({"takes_over_at": body.takes_over_at.isoformat()} if body.takes_over_at else {}),
+            "trust_bundle_pushes": await push_trust_bundles(session, context),
         },
         status_code=201,
     )
     await commit(session)
+    context.relay.wake()
     return public(ca)
 
 
@@ -107,7 +111,7 @@ async def schedule_take_over(
 async def cross_sign(
     session: AsyncSession,
     audit: AuditScope,
-    issuer: IssuerClient,
+    context: ApiContext,
     ca_id: UUID,
     body: CACrossSign,
 ) -> CACrossCertificatePublic:
@@ -115,7 +119,7 @@ async def cross_sign(
     await get_or_404(session, CertificateAuthority, body.signer_ca_id, "CA", "signer_ca_id")
     await session.rollback()
     cross_id = uuid4()
-    await issuer.cross_sign_ca(
+    await context.issuer.cross_sign_ca(
         CrossSignCA(
             cross_id=cross_id, ca_id=ca_id, signer_ca_id=body.signer_ca_id, validity=body.validity
         )
@@ -125,11 +129,27 @@ async def cross_sign(
         session,
         resource_type="ca",
         resource_id=ca_id,
-        details={"cross_signed_by": str(body.signer_ca_id), "serial": cross.serial_number},
+        details={
+            "cross_signed_by": str(body.signer_ca_id),
+            "serial": cross.serial_number,
+            "trust_bundle_pushes": await push_trust_bundles(session, context),
+        },
         status_code=201,
     )
     await commit(session)
+    context.relay.wake()
     return cross_public(cross)
+
+
+async def push_trust_bundles(session: AsyncSession, context: ApiContext) -> int:
+    """Queue a push to every sync that sends trust bundles, since a new CA changed them:
+    relying parties learn the new root before anything is issued under it. Rollovers are rare
+    and a push replaces objects in place, so every such sync is refreshed."""
+    queued = 0
+    for sync in await session.exec(select(SyncDestination).where(col(SyncDestination.enabled))):
+        if SyncOptions.model_validate(sync.options).include_trust_bundle:
+            queued += await queue_pushes(session, context.subjects, sync, reason="trust_bundle")
+    return queued
 
 
 def cross_public(cross: CACrossCertificate) -> CACrossCertificatePublic:

@@ -39,7 +39,7 @@ async def renew_ca(
 
     The two overlap: this CA keeps its CRLs and OCSP; its profiles move to the new CA at
     `takes_over_at` or when `POST /cas/{new id}/take-over` says so."""
-    return await ca_rollover.rollover(session, audit, context.issuer, ca_id, body)
+    return await ca_rollover.rollover(session, audit, context, ca_id, body)
 
 
 @router.post("/cas/{ca_id}/rekey", status_code=201, name="ca.rekey")
@@ -53,7 +53,7 @@ async def rekey_ca(
 ) -> CAPublic:
     """As renew, with a new key: certificates issued before verify only under this CA's
     certificate, which stays served (with its CRLs and OCSP) until they expire."""
-    return await ca_rollover.rollover(session, audit, context.issuer, ca_id, body)
+    return await ca_rollover.rollover(session, audit, context, ca_id, body)
 
 
 @router.post("/cas/{ca_id}/take-over", name="ca.take_over")
@@ -75,7 +75,7 @@ async def cross_sign_ca(
 ) -> CACrossCertificatePublic:
     """Have a second CA of ours sign this CA's subject and key (cross-certificate): clients
     that trust only the second CA's root can then validate what this CA issues."""
-    return await ca_rollover.cross_sign(session, audit, context.issuer, ca_id, body)
+    return await ca_rollover.cross_sign(session, audit, context, ca_id, body)
 
 
 @router.get("/cas/{ca_id}/chains", name="ca.chains")
