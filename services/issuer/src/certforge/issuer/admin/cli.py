@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from certforge.common.crypto.envelope import KeyRing
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         code = asyncio.run(run(args, settings))
     except CertforgeError as exc:
         print(f"certforge-admin: {exc.detail}", file=sys.stderr)
+        code = 1
+    except (OSError, tarfile.TarError) as exc:
+        print(f"certforge-admin: {exc}", file=sys.stderr)
         code = 1
     except subprocess.CalledProcessError as exc:
         print(
