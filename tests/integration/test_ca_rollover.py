@@ -206,6 +206,13 @@ async def test_bad_rollovers_are_refused_naming_the_field(
     issuing, root = e.issuing, e.root
     problem(await admin.post(f"{API}/cas/{issuing['id']}/take-over", json={}), 422, "ca_id")
     problem(
+        await admin.post(
+            f"{API}/cas/{issuing['id']}/take-over", json={"at": "2027-01-01T00:00:00"}
+        ),
+        422,
+        "at",
+    )
+    problem(
         await admin.post(f"{API}/cas/{issuing['id']}/renew", json={"validity": "99y"}),
         422,
         "validity",
