@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -15,8 +16,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from sqlmodel import col, select
 
 from admin_kit import API, ClientFor, create_root, ok, problem
+from certforge.common.db.tables import CACrossCertificate, CertificateAuthority
 from certforge.renewer.rollover import ScheduledTakeOvers
 from issuance_kit import Enrollment, enroll, issue, member, pem_blocks
 from lifecycle_kit import eventually
@@ -200,7 +203,7 @@ async def test_cross_signed_intermediate_verifies_through_both_roots(
 
 
 async def test_bad_rollovers_are_refused_naming_the_field(
-    admin: httpx.AsyncClient, client_for: ClientFor
+    admin: httpx.AsyncClient, client_for: ClientFor, api_app: Any
 ) -> None:
     e = await enroll(admin)
     issuing, root = e.issuing, e.root
@@ -291,6 +294,14 @@ async def test_bad_rollovers_are_refused_naming_the_field(
         await admin.post(f"{API}/cas/{imported['id']}/rekey", json={"validity": "1y"}), 422, "ca_id"
     )
     # Nothing was made by the refusals.
-    cas = ok(await admin.get(f"{API}/cas"))
-    items = cas["items"] if isinstance(cas, dict) else cas
-    assert not [c for c in items if c.get("predecessor_ca_id") in (issuing["id"], root["id"])]
+    async with api_app.state.certforge.sessions() as session:
+        made = await session.exec(
+            select(CertificateAuthority).where(
+                col(CertificateAuthority.predecessor_id).in_([issuing["id"], root["id"]])
+            )
+        )
+        assert made.all() == []
+        crosses = await session.exec(
+            select(CACrossCertificate).where(CACrossCertificate.ca_id == UUID(issuing["id"]))
+        )
+        assert crosses.all() == []

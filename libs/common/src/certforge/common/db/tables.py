@@ -119,7 +119,8 @@ class Membership(SQLModel, table=True):
 
 
 class CertificateAuthority(SQLModel, table=True):
-    """A CA of ours. Owner: issuer (the only holder of CA keys); the api flips `status`."""
+    """A CA of ours. Owner: issuer (the only holder of CA keys); the api flips `status` and,
+    with the renewer for scheduled ones, records take-overs (`took_over_at`)."""
 
     __tablename__ = "certificate_authorities"
 
@@ -198,7 +199,8 @@ class Policy(SQLModel, table=True):
 
 
 class Profile(SQLModel, table=True):
-    """CA + policy + defaults. Owner: api."""
+    """CA + policy + defaults. Owner: api; the renewer moves `ca_id` at a scheduled CA
+    take-over (`common.ca_rollover.take_over`)."""
 
     __tablename__ = "profiles"
 
