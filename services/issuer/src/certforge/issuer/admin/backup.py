@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -110,7 +110,7 @@ def libpq_target(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(plain_url(url))
     env = dict(os.environ)
     if parts.password is not None:
-        env["PGPASSWORD"] = parts.password
+        env["PGPASSWORD"] = unquote(parts.password)
         netloc = parts.netloc.replace(f":{parts.password}@", "@")
         parts = parts._replace(netloc=netloc)
     return urlunsplit(parts), env
