@@ -99,17 +99,18 @@ async def test_rewrap_under_load_then_only_the_new_keys_open_everything(
             try:
                 async with pool.acquire() as conn:
                     await asyncio.sleep(0.3)  # issuance under way before the run starts
-                    report = await rewrap_all(
-                        conn,
-                        {
-                            Ring.CA: KeyRing.parse(f"{CA_NEW},{CA_OLD}"),
-                            Ring.LEAF: KeyRing.parse(f"{LEAF_NEW},{LEAF_OLD}"),
-                        },
-                        batch_size=2,
+                    # Half-way: the CA ring is rotated, the leaf ring not yet.
+                    ca_report = await rewrap_all(
+                        conn, {Ring.CA: KeyRing.parse(f"{CA_NEW},{CA_OLD}")}, batch_size=2
                     )
-                    # Old envelopes still open while the run goes on: read a key mid-way.
-                    assert (await _key_of(both.admin, e, before[0]["certificate_id"])).startswith(
-                        "-----BEGIN PRIVATE KEY-----"
+                    midway = await kids_in_use(conn)
+                    assert "leaf-old" in midway["certificates.encrypted_private_key"], midway
+                    # What is still under the old kid opens, and the CAs sign under the new one.
+                    key = await _key_of(both.admin, e, before[0]["certificate_id"])
+                    assert key == before[0]["certificate"]["private_key"]
+                    await issue(both.admin, e, **_managed(e, "midway.example.com"))
+                    leaf_report = await rewrap_all(
+                        conn, {Ring.LEAF: KeyRing.parse(f"{LEAF_NEW},{LEAF_OLD}")}, batch_size=2
                     )
                     stop.set()
                     await load
@@ -120,12 +121,12 @@ async def test_rewrap_under_load_then_only_the_new_keys_open_everything(
                     await load
                 await pool.close()
             assert issued, "nothing was issued during the rotation"
-            assert report.rewrapped["certificate_authorities.encrypted_private_key"] == 2
-            assert report.rewrapped["certificates.encrypted_private_key"] >= 5
-            assert report.rewrapped["sync_destinations.encrypted_credentials"] == 1
+            assert ca_report.rewrapped == {"certificate_authorities.encrypted_private_key": 2}
+            assert leaf_report.rewrapped["certificates.encrypted_private_key"] >= 5
+            assert leaf_report.rewrapped["sync_destinations.encrypted_credentials"] == 1
             for column, kids in usage.items():
                 assert set(kids) <= {"ca-new", "leaf-new"}, (column, kids)
-            assert usage["certificates.encrypted_private_key"] == {"leaf-new": 5 + len(issued)}
+            assert usage["certificates.encrypted_private_key"] == {"leaf-new": 6 + len(issued)}
         # The old keys are dropped: everything still opens and the CAs still sign.
         async with a_system(place, ca_keks=CA_NEW, leaf_keks=LEAF_NEW) as new:
             for made in before + issued[:3]:
