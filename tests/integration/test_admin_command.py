@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from certforge.common.crypto.envelope import KeyRing
 from certforge.issuer.admin.backup import read_manifest
 from harness import Backends
 from issuance_kit import enroll
@@ -42,6 +43,13 @@ async def test_status_backup_and_a_refused_restore(
     assert status.returncode == 0, status.stderr
     assert "ca ring: everything is sealed under test-ca" in status.stdout
     assert "certificate_authorities.encrypted_private_key: test-ca=" in status.stdout
+
+    made_key = await _run(backends, "keys", "new", "leaf-2027")
+    assert made_key.returncode == 0, made_key.stderr
+    assert KeyRing.parse(made_key.stdout.strip()).kids == ("leaf-2027",)
+    bad_kid = await _run(backends, "keys", "new", "no spaces")
+    assert bad_kid.returncode == 1
+    assert "kid" in bad_kid.stderr
 
     archive = tmp_path / "session.backup"
     made = await _run(backends, "backup", str(archive))

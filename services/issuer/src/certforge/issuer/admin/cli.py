@@ -3,6 +3,7 @@
     certforge-admin backup FILE           pg_dump + manifest into one tar file
     certforge-admin restore FILE          into an empty database, for this namespace
     certforge-admin keys status           which key ids the stored envelopes use
+    certforge-admin keys new KID          a new `KID:base64` key to put into a ring
     certforge-admin keys rewrap [--ring]  re-seal everything under each ring's first key id
 
 Configuration comes from the same variables as the issuer's (`CERTFORGE_DATABASE_URL`,
@@ -21,7 +22,7 @@ from pathlib import Path
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.pool import open_pool
 from certforge.common.db.sealed import Ring
-from certforge.common.errors import CertforgeError
+from certforge.common.errors import CertforgeError, Unprocessable
 from certforge.issuer.admin import backup as backups
 from certforge.issuer.admin.rotation import kids_in_use, kids_needed, missing_kids, rewrap_all
 from certforge.issuer.admin.settings import AdminSettings
@@ -38,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True
     )
     keys.add_parser("status", help="key ids in use, per sealed column")
+    new = keys.add_parser("new", help="print a new key `KID:base64(32 random bytes)`")
+    new.add_argument("kid")
     rewrap = keys.add_parser("rewrap", help="re-seal every envelope under the active key id")
     rewrap.add_argument("--ring", choices=[r.value for r in Ring], action="append")
     rewrap.add_argument("--batch-size", type=int, default=500)
@@ -61,6 +64,12 @@ async def run(args: argparse.Namespace, settings: AdminSettings) -> int:
             f"{restored.outbox_pending} message(s) to publish, "
             f"{restored.requests_requeued} pending request(s) queued again"
         )
+        return 0
+    if args.keys_command == "new":
+        try:
+            print(KeyRing.generate_text(args.kid))
+        except ValueError as exc:
+            raise Unprocessable.on_field("kid", str(exc)) from None
         return 0
     pool = await open_pool(url, max_size=1)
     try:
