@@ -11,14 +11,12 @@ names), so runs never collide, and drops the database at the end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -34,7 +32,7 @@ from certforge.devstack import (
     start_postgres,
     url_reachable,
 )
-from harness import Backends, delete_namespace
+from harness import Backends, delete_namespace, running
 
 collect_ignore = [] if os.environ.get("CERTFORGE_TEST_FAULTS") else ["faults"]
 """The fault-injection suite runs on its own (`make test-faults`): it takes minutes per seed."""
@@ -118,24 +116,6 @@ def backends(pytestconfig: pytest.Config) -> Iterator[Backends]:
 async def _cleanup(backends: Backends) -> None:
     await drop_database(backends.server_url, backends.database_name)
     await delete_namespace(backends.nats_url, backends.namespace)
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Any) -> AsyncIterator[None]:
-    """A service's worker running in this process until the block ends (the session's real
-    issuer, syncer, validator and notifier): started when it reports so, stopped cleanly."""
-    started = asyncio.Event()
-
-    async def on_started() -> None:
-        started.set()
-
-    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
-    await asyncio.wait_for(started.wait(), timeout=30)
-    try:
-        yield
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -47,3 +51,21 @@ async def delete_namespace(nats_url: str, namespace: str) -> None:
         await delete_streams(client.jetstream(), Subjects(namespace), NatsSettings())
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Any) -> AsyncIterator[None]:
+    """A service's worker running in this process until the block ends (the session's real
+    issuer, syncer, validator and notifier): started when it reports so, stopped cleanly."""
+    started = asyncio.Event()
+
+    async def on_started() -> None:
+        started.set()
+
+    task = asyncio.create_task(worker.run(on_started, handle_signals=False))
+    await asyncio.wait_for(started.wait(), timeout=30)
+    try:
+        yield
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)

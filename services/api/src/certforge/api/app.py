@@ -37,6 +37,7 @@ from certforge.api.routes import (
     alerts,
     applications,
     audit,
+    ca_rollover,
     cas,
     certificates,
     crls,
@@ -151,6 +152,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     for module in (
         identities,
         cas,
+        ca_rollover,
         crls,
         policies,
         profiles,

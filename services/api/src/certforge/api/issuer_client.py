@@ -13,7 +13,15 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
+from certforge.common.contracts.rpc import (
+    CAReply,
+    CreateCA,
+    CrossSignCA,
+    ImportCA,
+    RolloverCA,
+    RpcError,
+    RpcReply,
+)
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.errors import ERROR_KINDS, CertforgeError, FieldError, Unavailable
 
@@ -30,7 +38,15 @@ class IssuerClient:
     async def import_ca(self, command: ImportCA) -> CAReply:
         return await self._call(self._subjects.rpc_ca_import, command)
 
-    async def _call(self, subject: str, command: CreateCA | ImportCA) -> CAReply:
+    async def rollover_ca(self, command: RolloverCA) -> CAReply:
+        return await self._call(self._subjects.rpc_ca_rollover, command)
+
+    async def cross_sign_ca(self, command: CrossSignCA) -> CAReply:
+        return await self._call(self._subjects.rpc_ca_cross_sign, command)
+
+    async def _call(
+        self, subject: str, command: CreateCA | ImportCA | RolloverCA | CrossSignCA
+    ) -> CAReply:
         body = command.wire() if isinstance(command, ImportCA) else command.model_dump(mode="json")
         try:
             message = await self._nats.request(subject, orjson.dumps(body), timeout=self._timeout)

@@ -21,13 +21,22 @@ from certforge.common.contracts.commands import (
     RenewCertificate,
     RevokeCertificate,
 )
-from certforge.common.contracts.rpc import CAReply, CreateCA, ImportCA, RpcError, RpcReply
+from certforge.common.contracts.rpc import (
+    CAReply,
+    CreateCA,
+    CrossSignCA,
+    ImportCA,
+    RolloverCA,
+    RpcError,
+    RpcReply,
+)
 from certforge.common.errors import CertforgeError, InvalidInput
 from certforge.common.runtime import Worker
 from certforge.issuer.cas import CAService
 from certforge.issuer.consumer import CommandRoute
 from certforge.issuer.issuing import IssuanceService
 from certforge.issuer.revocation import RevocationPublisher
+from certforge.issuer.rollover import RolloverService
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,20 @@ def register_ca_handlers(worker: Worker, service: CAService) -> None:
     async def on_import_ca(body: dict[str, Any]) -> RpcReply[CAReply]:
         """Store an external CA certificate and its key (encrypted)."""
         return await _answer(ImportCA, body, service.import_external)
+
+
+def register_rollover_handlers(worker: Worker, service: RolloverService) -> None:
+    subjects = worker.subjects
+
+    @worker.broker.subscriber(subjects.rpc_ca_rollover, queue=QUEUE, title="ca.rollover")
+    async def on_rollover_ca(body: dict[str, Any]) -> RpcReply[CAReply]:
+        """Renew or rekey a CA: store its successor (same subject and parent)."""
+        return await _answer(RolloverCA, body, service.rollover)
+
+    @worker.broker.subscriber(subjects.rpc_ca_cross_sign, queue=QUEUE, title="ca.cross_sign")
+    async def on_cross_sign_ca(body: dict[str, Any]) -> RpcReply[CAReply]:
+        """Sign a CA's subject and key with a second CA of ours."""
+        return await _answer(CrossSignCA, body, service.cross_sign)
 
 
 async def _answer(

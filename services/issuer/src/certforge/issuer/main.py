@@ -12,10 +12,16 @@ from certforge.common.runtime import Worker, serve
 from certforge.issuer.ca_cache import SignerCache
 from certforge.issuer.cas import CAService
 from certforge.issuer.consumer import CommandRoute, command_consumer
-from certforge.issuer.handlers import register_ca_handlers, request_route, revoke_route
+from certforge.issuer.handlers import (
+    register_ca_handlers,
+    register_rollover_handlers,
+    request_route,
+    revoke_route,
+)
 from certforge.issuer.issuing import IssuanceService
 from certforge.issuer.keypool import KeyPool
 from certforge.issuer.revocation import RevocationPublisher
+from certforge.issuer.rollover import RolloverService
 from certforge.issuer.settings import IssuerSettings
 
 
@@ -34,6 +40,16 @@ def build(settings: IssuerSettings) -> Worker:
         revocation=settings.revocation,
     )
     register_ca_handlers(worker, cas)
+    register_rollover_handlers(
+        worker,
+        RolloverService(
+            sessions=worker.sessions,
+            ca_keys=ca_keys,
+            leaf_keys=leaf_keys,
+            base_url=settings.base_url,
+            revocation=settings.revocation,
+        ),
+    )
     key_pool = KeyPool(worker.sessions, leaf_keys, settings.key_pool)
     issuance = IssuanceService(
         database=worker.database,

@@ -6,6 +6,7 @@ from certforge.common.logs import configure_logging
 from certforge.common.runtime import Worker, serve
 from certforge.renewer.audit_seal import AuditSealer
 from certforge.renewer.inventory import InventoryGauges
+from certforge.renewer.rollover import ScheduledTakeOvers
 from certforge.renewer.scan import RenewalScanner
 from certforge.renewer.settings import RenewerSettings
 
@@ -21,6 +22,7 @@ def build(settings: RenewerSettings) -> Worker:
         worker.database, settings.renewer.audit_seal_interval, settings.renewer.audit_sweep_interval
     )
     worker.add_loop(sealer.run)
+    worker.add_loop(ScheduledTakeOvers(worker.sessions, settings.renewer.interval).run)
     return worker
 
 

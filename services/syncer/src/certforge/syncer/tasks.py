@@ -25,12 +25,12 @@ import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from nats.aio.msg import Msg
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.common.backoff import backoff_delay
+from certforge.common.ca_rollover import BundleCA, BundleCross, trust_bundle
 from certforge.common.consumer import ACK, TERM, Settlement, nak
 from certforge.common.contracts.commands import SyncCertificate
 from certforge.common.contracts.envelope import CloudEvent, MessageData
@@ -41,6 +41,7 @@ from certforge.common.crypto.keys import load_stored_private_key, private_key_to
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import (
     Application,
+    CACrossCertificate,
     Certificate,
     CertificateAuthority,
     Profile,
@@ -74,6 +75,7 @@ class _Loaded:
     profile: Profile
     ca: CertificateAuthority
     state: SyncState | None
+    trust_bundle_pem: str = ""
 
 
 class SyncTasks:
@@ -249,7 +251,10 @@ class SyncTasks:
             assert application is not None
             assert profile is not None
             assert ca is not None
-            return _Loaded(sync, certificate, application, profile, ca, state)
+            bundle = ""
+            if SyncOptions.model_validate(sync.options).include_trust_bundle:
+                bundle = await _trust_bundle(session, ca.id)
+            return _Loaded(sync, certificate, application, profile, ca, state, bundle)
 
     def _item(self, loaded: _Loaded, destination: Destination[Any, Any]) -> SyncItem:
         options = SyncOptions.model_validate(loaded.sync.options)
@@ -279,6 +284,7 @@ class SyncTasks:
             private_key_pem=private_key,
             metadata=dict(certificate.tags),
             external_id=loaded.state.external_id if loaded.state else None,
+            trust_bundle_pem=loaded.trust_bundle_pem,
         )
 
     async def _failed(
@@ -345,7 +351,7 @@ class SyncTasks:
         revocation committing after this check waits for this transaction, so its own removal
         task then sees the external id recorded here."""
         status = await session.scalar(
-            select(Certificate.status)  # type: ignore[call-overload]
+            select(Certificate.status)
             .where(Certificate.id == task.certificate_id)
             .with_for_update(read=True)
         )
@@ -395,6 +401,13 @@ def retry_delay(attempt: int, cap: float, rand: Callable[[], float]) -> float:
     from its upper half (`backoff_delay`), so replicas whose pushes failed together (a
     destination down) do not all retry it at the same instant."""
     return backoff_delay(attempt, base=2.0, cap=cap, rand=rand)
+
+
+async def _trust_bundle(session: AsyncSession, ca_id: UUID) -> str:
+    """The CA's trust bundle, as `GET /cas/{id}/bundle` serves it (`common.ca_rollover`)."""
+    cas = {ca.id: BundleCA.of(ca) for ca in await session.exec(select(CertificateAuthority))}
+    crosses = [BundleCross.of(c) for c in await session.exec(select(CACrossCertificate))]
+    return "".join(trust_bundle(ca_id, cas, crosses, datetime.now(UTC)))
 
 
 def _chain(ca: CertificateAuthority, options: SyncOptions) -> str:

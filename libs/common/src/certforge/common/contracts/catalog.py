@@ -48,9 +48,11 @@ from certforge.common.contracts.rpc import (
     AlertTestReply,
     CAReply,
     CreateCA,
+    CrossSignCA,
     ImportCA,
     NotifierChannels,
     NotifierChannelsReply,
+    RolloverCA,
     RpcReply,
     SyncTestReply,
     TestAlert,
@@ -322,6 +324,24 @@ CATALOG: tuple[Contract, ...] = (
         consumers=(ISSUER,),
         description="Import an external CA certificate and its private key. The key crosses "
         "NATS once, in this request: run NATS with TLS in production.",
+    ),
+    rpc(
+        SUBJECTS.rpc_ca_rollover,
+        RolloverCA,
+        RpcReply[CAReply],
+        publishers=(API,),
+        consumers=(ISSUER,),
+        description="Renew (same key) or rekey (new key) a CA: the issuer makes its successor, "
+        "same subject, same parent, overlapping it. Idempotent by `ca_id`.",
+    ),
+    rpc(
+        SUBJECTS.rpc_ca_cross_sign,
+        CrossSignCA,
+        RpcReply[CAReply],
+        publishers=(API,),
+        consumers=(ISSUER,),
+        description="Cross-sign a CA with a second CA of ours (same subject and key, another "
+        "issuer). Idempotent by `cross_id`; the reply names the cross-signed CA.",
     ),
     # --- alerts (issue 13) ------------------------------------------------------------------
     event(

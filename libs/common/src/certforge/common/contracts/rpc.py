@@ -49,6 +49,38 @@ class ImportCA(BaseModel):
         return body
 
 
+class RolloverCA(BaseModel):
+    """Make `ca_id`, the successor of `predecessor_id`: the same subject, under the same parent,
+    with the same key (`rekey` false: a renewal) or a new one (`rekey` true)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ca_id: UUID
+    predecessor_id: UUID
+    name: str
+    rekey: bool
+    key_algorithm: KeyAlgorithm | None = Field(
+        default=None, description="rekey only; default: the predecessor's"
+    )
+    signature_hash: SignatureHash | None = None
+    validity: timedelta
+    takes_over_at: datetime | None = None
+
+
+class CrossSignCA(BaseModel):
+    """Sign CA `ca_id`'s subject and key with `signer_ca_id` too; the certificate is stored as
+    cross-certificate `cross_id`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    cross_id: UUID
+    ca_id: UUID
+    signer_ca_id: UUID
+    validity: timedelta | None = Field(
+        default=None, description="default: as long as both CAs are valid"
+    )
+
+
 class CAReply(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

@@ -100,6 +100,14 @@ class Subjects:
         """Core NATS request, api replicas only: drop an OCSP answer from memory, then reply."""
         return f"{self.namespace}.api.replica.forget"
 
+    @property
+    def rpc_ca_rollover(self) -> str:
+        return self.rpc("ca.rollover")
+
+    @property
+    def rpc_ca_cross_sign(self) -> str:
+        return self.rpc("ca.cross_sign")
+
     def durable(self, name: str) -> str:
         """Durable consumer names are namespaced too: `<ns>_<name>`."""
         return f"{self.namespace}_{name}"

@@ -119,7 +119,8 @@ class Membership(SQLModel, table=True):
 
 
 class CertificateAuthority(SQLModel, table=True):
-    """A CA of ours. Owner: issuer (the only holder of CA keys); the api flips `status`."""
+    """A CA of ours. Owner: issuer (the only holder of CA keys); the api flips `status` and,
+    with the renewer for scheduled ones, records take-overs (`took_over_at`)."""
 
     __tablename__ = "certificate_authorities"
 
@@ -158,8 +159,30 @@ class CertificateAuthority(SQLModel, table=True):
         sa_column_kwargs={"server_default": sa.true()},
         description="a revocation awaits the next CRL",
     )
+    # Rollover (renewed or rekeyed CA): the CA this one succeeds, and when the predecessor's
+    # profiles move here (scheduled, then done). The predecessor keeps its CRLs and OCSP.
+    predecessor_id: UUID | None = _fk("certificate_authorities.id", nullable=True, index=False)
+    takes_over_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    took_over_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class CACrossCertificate(SQLModel, table=True):
+    """A certificate of CA `ca_id` (same subject and key) signed by another CA of ours, so a
+    relying party that trusts only the signer's root can build a path to it. Owner: issuer."""
+
+    __tablename__ = "ca_cross_certificates"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    ca_id: UUID = _fk("certificate_authorities.id", ondelete="CASCADE")
+    signer_ca_id: UUID = _fk("certificate_authorities.id", ondelete="CASCADE", index=False)
+    serial_number: str = Field(max_length=64)
+    not_before: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    not_after: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    certificate_pem: str
+    chain_pem: str = Field(default="", description="the signer and its issuers, nearest first")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
 
 class Policy(SQLModel, table=True):
@@ -176,7 +199,8 @@ class Policy(SQLModel, table=True):
 
 
 class Profile(SQLModel, table=True):
-    """CA + policy + defaults. Owner: api."""
+    """CA + policy + defaults. Owner: api; the renewer moves `ca_id` at a scheduled CA
+    take-over (`common.ca_rollover.take_over`)."""
 
     __tablename__ = "profiles"
 

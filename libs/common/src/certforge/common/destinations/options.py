@@ -43,6 +43,12 @@ class SyncOptions(BaseModel):
 
     include_chain: bool = Field(default=True, description="send the issuing CA chain")
     include_root: bool = Field(default=False, description="and the root CA with it")
+    include_trust_bundle: bool = Field(
+        default=False,
+        description="also send the issuing CA's trust bundle (GET /cas/{id}/bundle: during a "
+        "rollover or cross-signing, the old and the new roots), pushed again whenever it "
+        "changes; where it goes depends on the destination kind",
+    )
     remove_on_revoke: bool = Field(default=True, description="delete the object on revocation")
     remove_on_expiry: bool = Field(default=False, description="delete it once expired")
     name_template: str = Field(

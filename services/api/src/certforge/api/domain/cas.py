@@ -42,6 +42,9 @@ def public(ca: CertificateAuthority) -> CAPublic:
             NameConstraints.model_validate(ca.name_constraints) if ca.name_constraints else None
         ),
         early_renewal_requested_at=ca.early_renewal_requested_at,
+        predecessor_ca_id=ca.predecessor_id,
+        takes_over_at=ca.takes_over_at,
+        took_over_at=ca.took_over_at,
         created_at=ca.created_at,
     )
 

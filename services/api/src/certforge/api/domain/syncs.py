@@ -29,6 +29,7 @@ from certforge.api.schemas.syncs import (
 from certforge.common.contracts.commands import SyncCertificate
 from certforge.common.contracts.envelope import CloudEvent, MessageData
 from certforge.common.contracts.rpc import SyncTestReply, TestSync
+from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.tables import Application, Certificate, SyncDestination, SyncState
 from certforge.common.destinations.catalog import validate_configuration
 from certforge.common.destinations.options import SyncOptions, SyncSelector
@@ -213,24 +214,42 @@ async def run(
     sync = await _get(session, app, sync_id)
     if not sync.enabled:
         raise Unprocessable.on_field("sync_id", "the sync is disabled")
+    queued = await queue_pushes(session, context.subjects, sync, reason="run")
+    audit.record(
+        session,
+        resource_type="sync",
+        resource_id=sync.id,
+        application_id=app.id,
+        details={"run": queued},
+    )
+    await commit(session)
+    context.relay.wake()
+    return SyncRunResult(queued=queued)
+
+
+async def queue_pushes(
+    session: AsyncSession, subjects: Subjects, sync: SyncDestination, reason: str
+) -> int:
+    """Queue (in the session's transaction) a push of every active certificate of the sync's
+    application that its selector matches; return how many."""
     selector = SyncSelector.model_validate(sync.selector)
     certificates = await session.exec(
         select(Certificate).where(
-            Certificate.application_id == app.id,
+            Certificate.application_id == sync.application_id,
             Certificate.status == CertificateStatus.ACTIVE,
         )
     )
     tasks: list[tuple[str, CloudEvent[MessageData]]] = [
         (
-            context.subjects.sync_task,
+            subjects.sync_task,
             CloudEvent.wrap(
                 SyncCertificate(
                     sync_id=sync.id,
                     lineage_id=c.lineage_id or c.id,
                     certificate_id=c.id,
-                    application_id=app.id,
+                    application_id=sync.application_id,
                     action="push",
-                    reason="run",
+                    reason=reason,
                 ),
                 source=SOURCE,
             ),
@@ -239,16 +258,7 @@ async def run(
         if selector.matches(c.profile_id, c.tags)
     ]
     await enqueue_many(session, tasks)
-    audit.record(
-        session,
-        resource_type="sync",
-        resource_id=sync.id,
-        application_id=app.id,
-        details={"run": len(tasks)},
-    )
-    await commit(session)
-    context.relay.wake()
-    return SyncRunResult(queued=len(tasks))
+    return len(tasks)
 
 
 async def test(

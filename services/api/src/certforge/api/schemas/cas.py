@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr, model_validator
 
 from certforge.api.schemas.common import Name, Strict, examples
 from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash, SubjectFields
@@ -107,4 +107,71 @@ class CAPublic(BaseModel):
         description="when a product admin asked for every certificate this CA issued before "
         "then to be renewed early (ARI, and the renewer for auto-renewed ones)",
     )
+    predecessor_ca_id: UUID | None = Field(
+        default=None, description="the CA this one renews or rekeys (a rollover)"
+    )
+    takes_over_at: datetime | None = Field(
+        default=None, description="when the predecessor's profiles are to move to this CA"
+    )
+    took_over_at: datetime | None = Field(
+        default=None, description="when the predecessor's profiles moved to this CA"
+    )
     created_at: datetime
+
+
+class CARenew(Strict):
+    """A new certificate for this CA: same subject, same parent; a new CA that succeeds it."""
+
+    model_config = examples({"validity": "5y", "takes_over_at": "2027-01-15T09:00:00Z"})
+
+    name: Name | None = Field(default=None, description="default: the old name and the date")
+    validity: Duration = Field(description="of the new CA certificate, from now")
+    signature_algorithm: SignatureHash | None = None
+    takes_over_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the old CA's profiles move to the new one; none = only when "
+        "POST /cas/{id}/take-over says so",
+    )
+
+
+class CARekey(CARenew):
+    """As a renewal, with a new key."""
+
+    model_config = examples({"validity": "5y", "key_algorithm": "EC_P384"})
+
+    key_algorithm: KeyAlgorithm | None = Field(default=None, description="default: the old one")
+
+
+class CATakeOver(Strict):
+    model_config = examples({}, {"at": "2027-01-15T09:00:00Z"})
+
+    at: AwareDatetime | None = Field(
+        default=None, description="when; none or a past time = now (a later one is scheduled)"
+    )
+
+
+class CACrossSign(Strict):
+    model_config = examples({"signer_ca_id": "0b7e1a52-5c1e-4d7a-9a49-3f0f7f1c2b10"})
+
+    signer_ca_id: UUID = Field(description="the second CA (often another root) that signs")
+    validity: Duration | None = Field(
+        default=None, description="default: as long as both CAs are valid"
+    )
+
+
+class CACrossCertificatePublic(BaseModel):
+    id: UUID
+    ca_id: UUID
+    signer_ca_id: UUID
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str = Field(description="PEM: this CA's subject and key, signed by the signer")
+    chain: str = Field(description="PEM of the signer and its issuers, nearest first")
+
+
+class CAChainPublic(BaseModel):
+    signer_ca_id: UUID | None = Field(
+        description="the CA that signed the first certificate: its issuer, or a cross-signer"
+    )
+    certificates: str = Field(description="PEM: a certificate of this CA, then its issuers")

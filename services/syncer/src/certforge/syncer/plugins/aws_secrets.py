@@ -52,6 +52,8 @@ def secret_document(item: SyncItem) -> dict[str, str]:
     }
     if item.private_key_pem:
         document["private_key"] = item.private_key_pem
+    if item.trust_bundle_pem:
+        document["trust_bundle"] = item.trust_bundle_pem
     return document
 
 

@@ -83,6 +83,9 @@ class SyncItem:
     metadata: dict[str, str] = field(default_factory=dict)
     external_id: str | None = None
     """What `push` returned last time for this lineage (replace in place), if anything."""
+    trust_bundle_pem: str = ""
+    """The issuing CA's trust bundle (roots, old and new during a rollover) when the sync's
+    `include_trust_bundle` is set, else empty."""
 
     @property
     def fullchain_pem(self) -> str:

@@ -1,4 +1,5 @@
-"""Directory destination: `cert.pem`, `chain.pem`, `fullchain.pem` and `key.pem` in
+"""Directory destination: `cert.pem`, `chain.pem`, `fullchain.pem`, `key.pem` (and
+`trust-bundle.pem` when the sync includes the trust bundle) in
 `<path>/<name>/`, each written atomically (temporary file, fsync, rename), the key with mode
 0600, so a reader never sees half a file or a key readable by others."""
 
@@ -38,6 +39,8 @@ class DirectoryDestination(Destination[DirectorySettings, NoCredentials]):
         }
         if item.private_key_pem is not None:
             files["key.pem"] = (item.private_key_pem, 0o600)
+        if item.trust_bundle_pem:
+            files["trust-bundle.pem"] = (item.trust_bundle_pem, 0o644)
         await self.run_blocking(lambda: _write_all(folder, files), action=f"write {folder}")
         return str(folder)
 

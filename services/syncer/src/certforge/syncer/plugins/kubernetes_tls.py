@@ -1,6 +1,7 @@
 """Kubernetes TLS Secret (`kubernetes.io/tls`) per certificate lineage (kind `kubernetes-tls`).
 
 The Secret `{namespace}/{name}` holds `tls.crt` (leaf + chain), `tls.key` and `ca.crt` (the
+trust bundle when the sync includes it, else
 root when the chain includes it, else the chain), with the label
 `app.kubernetes.io/managed-by: certforge` and `certforge.io/*` annotations naming the
 certificate. It is written with SERVER-SIDE APPLY (field manager `certforge`, `force=true`):
@@ -260,7 +261,7 @@ class KubernetesTlsSecret(Destination[KubernetesTlsSettings, KubernetesTlsCreden
     def secret_body(self, item: SyncItem, namespace: str, name: str) -> dict[str, Any]:
         """The full Secret as applied (the apply configuration Certforge owns)."""
         data = {"tls.crt": _b64(item.fullchain_pem), "tls.key": _b64(item.private_key_pem or "")}
-        ca = ca_bundle(item.chain_pem)
+        ca = item.trust_bundle_pem or ca_bundle(item.chain_pem)
         if ca:
             data["ca.crt"] = _b64(ca)
         return {

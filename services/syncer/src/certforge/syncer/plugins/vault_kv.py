@@ -132,6 +132,8 @@ class VaultKv(Destination[VaultKvSettings, VaultKvCredentials]):
             "certificate_id": str(item.certificate_id),
             "lineage_id": str(item.lineage_id),
         }
+        if item.trust_bundle_pem:
+            data["trust_bundle"] = item.trust_bundle_pem
         if item.private_key_pem is not None:
             data["private_key"] = item.private_key_pem
         mount = self.settings.mount

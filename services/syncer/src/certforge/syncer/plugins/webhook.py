@@ -119,6 +119,8 @@ class WebhookDestination(Destination[WebhookSettings, WebhookCredentials]):
             "chain": item.chain_pem,
             "metadata": item.metadata,
         }
+        if item.trust_bundle_pem:
+            data["trust_bundle"] = item.trust_bundle_pem
         if self.settings.include_private_key and item.private_key_pem is not None:
             data["private_key"] = item.private_key_pem
         await self._send(PUSHED, item, data)
