@@ -108,6 +108,47 @@ async def toggle_ca(request: Request, ca_id: str, action: str) -> Response:
         return RedirectResponse("/ui/admin/cas", 303)
 
 
+# --- identities ------------------------------------------------------------------------------
+
+
+async def _identities_page(
+    page: Page,
+    status: int = 200,
+    problem: Problem | None = None,
+    values: dict[str, str] | None = None,
+    created: dict[str, Any] | None = None,
+) -> Response:
+    return page.render(
+        "identities.html",
+        status,
+        problem,
+        tab="identities",
+        identities=await page.api.get("/identities"),
+        values=values or {},
+        created=created,
+    )
+
+
+@router.get("/identities", name="ui.identities")
+async def identities(request: Request) -> Response:
+    async with open_page(request) as page:
+        return _admin_only(page) or await _identities_page(page)
+
+
+@router.post("/identities", name="ui.identities.create")
+async def create_identity(request: Request) -> Response:
+    """Renders the new token in the answer itself (never stored, never in a URL): shown once."""
+    async with open_page(request, form=True) as page:
+        body = {
+            "name": page.form.get("name", "").strip(),
+            "product_admin": page.form.get("product_admin") == "on",
+        }
+        created, problem = await page.api.send("POST", "/identities", body)
+        if problem is not None:
+            return await _identities_page(page, problem.status, problem, page.form)
+        return await _identities_page(page, 201, created=created)
+
+
 # --- policies and profiles: JSON documents ----------------------------------------------------
 
 
@@ -191,44 +232,3 @@ async def update_document(request: Request, kind: str, item: str) -> Response:
         if problem is not None:
             return await _documents_page(page, kind, problem.status, problem, text, current)
         return RedirectResponse(f"/ui/admin/{kind}?notice=updated", 303)
-
-
-# --- identities ------------------------------------------------------------------------------
-
-
-async def _identities_page(
-    page: Page,
-    status: int = 200,
-    problem: Problem | None = None,
-    values: dict[str, str] | None = None,
-    created: dict[str, Any] | None = None,
-) -> Response:
-    return page.render(
-        "identities.html",
-        status,
-        problem,
-        tab="identities",
-        identities=await page.api.get("/identities"),
-        values=values or {},
-        created=created,
-    )
-
-
-@router.get("/identities", name="ui.identities")
-async def identities(request: Request) -> Response:
-    async with open_page(request) as page:
-        return _admin_only(page) or await _identities_page(page)
-
-
-@router.post("/identities", name="ui.identities.create")
-async def create_identity(request: Request) -> Response:
-    """Renders the new token in the answer itself (never stored, never in a URL): shown once."""
-    async with open_page(request, form=True) as page:
-        body = {
-            "name": page.form.get("name", "").strip(),
-            "product_admin": page.form.get("product_admin") == "on",
-        }
-        created, problem = await page.api.send("POST", "/identities", body)
-        if problem is not None:
-            return await _identities_page(page, problem.status, problem, page.form)
-        return await _identities_page(page, 201, created=created)

@@ -4,7 +4,8 @@
 (function () {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const format = new Intl.DateTimeFormat(undefined, {
-    dateStyle: "medium", timeStyle: "short", timeZoneName: "short",
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    timeZoneName: "short",
   });
 
   // Times: the server wrote UTC; show the viewer's own time zone instead.
