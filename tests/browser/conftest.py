@@ -50,7 +50,9 @@ def chromium() -> str:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def console_url(backends: Backends, env_for: None, issuer: object) -> AsyncIterator[str]:
+async def console_url(
+    chromium: str, backends: Backends, env_for: None, issuer: object
+) -> AsyncIterator[str]:
     """The api under a real uvicorn on a free loopback port. The Request dialog does not wait
     for the certificate (`ui_request_wait_seconds=0`), so every request shows its pending page
     and the tests see it update itself."""

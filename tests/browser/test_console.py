@@ -6,6 +6,7 @@ contrast, landmarks, names of buttons and links...) and photographed into docs/s
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ async def downloaded(page: Any, click: Any) -> bytes:
     async with page.expect_download() as info:
         await click()
     download = await info.value
-    return Path(await download.path()).read_bytes()
+    return await asyncio.to_thread(Path(await download.path()).read_bytes)
 
 
 async def open_request_dialog(page: Any, scene: Scene) -> Any:
