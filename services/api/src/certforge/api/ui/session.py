@@ -69,6 +69,13 @@ async def start(context: ApiContext, token: str, now: datetime, request_id: str 
         session_expiry(now, context.settings.ui_session_minutes, expires),
     )
     record.kind = SESSION_KIND
+    # Sessions that simply ran out are never signed out of: sweep this person's old ones.
+    await context.db.execute(
+        "DELETE FROM api_tokens WHERE identity_id = $1 AND kind = $2 AND expires_at <= $3",
+        actor.identity_id,
+        SESSION_KIND,
+        now,
+    )
     async with context.sessions() as db_session:
         db_session.add(record)
         AuditScope(actor, "ui.session.start", request_id).record(
