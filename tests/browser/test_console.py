@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -377,3 +378,63 @@ async def test_an_auditor_sees_only_what_the_role_allows(
     assert await page.get_by_role("link", name="CAs").count() == 0
     await page.goto(f"{scene.url}/ui/applications/{scene.fresh_app}/requests")
     assert await page.get_by_role("heading", name="Not found").count() == 1
+
+
+async def test_a_pending_request_updates_itself_in_the_viewers_time_zone(
+    browser: Any, scene: Scene, api: httpx.AsyncClient, backends: Backends
+) -> None:
+    """A request held pending (in the database) shows so; once it is issued the page's live
+    region changes by itself, without a reload. Times read in the browser's zone (Tokyo)."""
+    import asyncpg
+
+    issued = ok(
+        await api.post(
+            f"{API}/applications/{scene.enrolled_app}/certificate-requests",
+            headers={"Prefer": "wait=10"},
+            json={"profile": scene.profile, "common_name": "live.example.com"},
+        ),
+        201,
+    )
+    db = await asyncpg.connect(backends.database_url)
+    context = await browser.new_context(viewport=DESKTOP, timezone_id="Asia/Tokyo")
+    try:
+        await db.execute(
+            "UPDATE certificate_requests SET status = 'pending' WHERE id = $1",
+            UUID(issued["id"]),
+        )
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        await sign_in(page, scene)
+        url = f"{scene.url}/ui/applications/{scene.enrolled_app}/requests/{issued['id']}"
+        await page.goto(url)
+        await page.get_by_text("this page updates itself").wait_for()
+        assert "GMT+9" in await page.locator("time[data-local]").first.inner_text()
+        await page.evaluate("window.stillTheSamePage = true")
+        await db.execute(
+            "UPDATE certificate_requests SET status = 'issued' WHERE id = $1", UUID(issued["id"])
+        )
+        await page.locator("#live .status-issued").wait_for()
+        assert await page.evaluate("window.stillTheSamePage === true")
+        assert await page.get_by_text("this page updates itself").count() == 0
+    finally:
+        await context.close()
+        await db.close()
+
+
+async def test_the_request_form_works_without_javascript(browser: Any, scene: Scene) -> None:
+    context = await browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        await sign_in(page, scene)
+        await page.goto(f"{scene.url}/ui/applications/{scene.enrolled_app}/requests")
+        await page.get_by_role("link", name="Request", exact=True).click()
+        await page.wait_for_url(re.compile(r"/requests/new$"))
+        await page.get_by_label("Certificate profile").select_option(scene.profile)
+        await page.get_by_label("Common name").fill("nojs.example.com")
+        await page.get_by_role("button", name="Request certificate").click()
+        # Pending at first (the dialog does not wait here); a meta refresh reloads the page.
+        await page.locator("#live .status-issued").wait_for()
+        assert "UTC" in await page.locator("time[data-local]").first.inner_text()
+    finally:
+        await context.close()
