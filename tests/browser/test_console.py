@@ -84,7 +84,7 @@ async def scene(api: httpx.AsyncClient, console_url: str, backends: Backends) ->
 async def page(browser: Any) -> AsyncIterator[Any]:
     context = await browser.new_context(viewport=DESKTOP, accept_downloads=True)
     opened = await context.new_page()
-    opened.set_default_timeout(15_000)
+    opened.set_default_timeout(30_000)
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
     # Script errors and CSP refusals; a form answered 4xx is logged too, but that is the
@@ -180,6 +180,21 @@ async def test_configure_enrollment_from_the_settings_tab(page: Any, scene: Scen
     await page.get_by_text("Enrollment saved.").wait_for()
     row = page.get_by_role("row", name=re.compile(scene.profile))
     assert "20 days" in await row.inner_text()
+
+    # An alert rule, refused first for its target (the API names `channels.0.url`).
+    await page.get_by_label("Rule name").fill("expiring-soon")
+    await page.get_by_label("Fires on").select_option("expiring")
+    await page.get_by_label("Before expiry").fill("14d")
+    await page.get_by_label("Channel").select_option("slack")
+    await page.get_by_label("Send to").fill("not a url")
+    await page.get_by_role("button", name="Add alert rule").click()
+    await page.locator("#target-error").wait_for()
+    assert await page.get_by_label("Rule name").input_value() == "expiring-soon"
+    await page.get_by_label("Send to").fill("https://hooks.slack.com/services/T0/B0/XXXX")
+    await page.get_by_role("button", name="Add alert rule").click()
+    await page.get_by_text("Alert rules saved.").wait_for()
+    await page.get_by_role("button", name="Turn off expiring-soon").click()
+    await page.get_by_role("button", name="Turn on expiring-soon").wait_for()
 
 
 async def test_request_a_managed_certificate_through_the_dialog_and_download_it(
@@ -403,7 +418,7 @@ async def test_a_pending_request_updates_itself_in_the_viewers_time_zone(
             UUID(issued["id"]),
         )
         page = await context.new_page()
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(30_000)
         await sign_in(page, scene)
         url = f"{scene.url}/ui/applications/{scene.enrolled_app}/requests/{issued['id']}"
         await page.goto(url)
@@ -425,7 +440,7 @@ async def test_the_request_form_works_without_javascript(browser: Any, scene: Sc
     context = await browser.new_context(viewport=DESKTOP, java_script_enabled=False)
     try:
         page = await context.new_page()
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(30_000)
         await sign_in(page, scene)
         await page.goto(f"{scene.url}/ui/applications/{scene.enrolled_app}/requests")
         await page.get_by_role("link", name="Request", exact=True).click()

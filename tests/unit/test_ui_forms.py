@@ -89,3 +89,31 @@ def test_what_stands_out_about_a_certificate() -> None:
     assert display.certificate_state(cert(renewal_error="CA disabled"), NOW) == "failing"
     assert display.certificate_state(cert(not_after=NOW.isoformat()), NOW) == "expired"
     assert display.certificate_state(cert(status="revoked", not_after=NOW.isoformat()), NOW) == "ok"
+
+
+def test_an_alert_form_becomes_one_rule_with_one_channel() -> None:
+    email = forms.alert_rule(
+        {
+            "name": "n",
+            "event": "expiring",
+            "before": "14d",
+            "channel_type": "email",
+            "target": "a@example.com, b@example.com",
+        }
+    )
+    assert email == {
+        "name": "n",
+        "event": "expiring",
+        "before": "14d",
+        "channels": [{"type": "email", "to": ["a@example.com", "b@example.com"]}],
+    }
+    hook = forms.alert_rule(
+        {
+            "name": "n",
+            "event": "issued",
+            "channel_type": "webhook",
+            "target": "https://h",
+            "secret": "whsec_x",
+        }
+    )
+    assert hook["channels"] == [{"type": "webhook", "url": "https://h", "secret": "whsec_x"}]

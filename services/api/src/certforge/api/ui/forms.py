@@ -118,3 +118,29 @@ def _integer(text: str) -> int | str:
         return int(text.strip())
     except ValueError:
         return text
+
+
+CHANNEL_TYPES = ("webhook", "slack", "email")
+
+
+def alert_rule(form: Mapping[str, str]) -> dict[str, Any]:
+    """The Settings tab's alert form: one rule with one channel (more through the API).
+    A webhook or Slack channel takes a URL (a webhook also its signing secret), an e-mail
+    channel addresses (comma-separated)."""
+    kind = form.get("channel_type", "")
+    target = form.get("target", "").strip()
+    channel: dict[str, Any] = {"type": kind}
+    if kind == "email":
+        channel["to"] = [a.strip() for a in target.split(",") if a.strip()]
+    else:
+        channel["url"] = target
+    if kind == "webhook":
+        channel["secret"] = form.get("secret", "").strip()
+    body: dict[str, Any] = {
+        "name": form.get("name", "").strip(),
+        "event": form.get("event", ""),
+        "channels": [channel],
+    }
+    if form.get("before", "").strip():
+        body["before"] = form["before"].strip()
+    return body

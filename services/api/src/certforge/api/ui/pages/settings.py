@@ -11,6 +11,7 @@ from certforge.api.schemas.acme import AcmeEnrollment
 from certforge.api.ui import forms
 from certforge.api.ui.api_client import ApiRefused, Problem
 from certforge.api.ui.page import Page, open_page
+from certforge.common.alerts import AlertEvent
 from certforge.common.domain import Role
 
 router = APIRouter()
@@ -52,6 +53,8 @@ async def _settings_page(
         sync_states=states,
         alerts=alerts,
         roles=[r.value for r in Role],
+        alert_events=[e.value for e in AlertEvent],
+        channel_types=forms.CHANNEL_TYPES,
         identities=identities,
         values=values or {},
     )
@@ -150,3 +153,28 @@ async def attach(request: Request, app: str) -> Response:
         if problem is not None:
             return await _settings_page(page, app, problem.status, problem, page.form)
         return RedirectResponse(f"/ui/applications/{app}/settings/profiles/{profile}", 303)
+
+
+@router.post("/applications/{app}/settings/alerts", name="ui.alerts.create")
+async def create_alert(request: Request, app: str) -> Response:
+    async with open_page(request, form=True) as page:
+        _, problem = await page.api.send(
+            "POST", f"/applications/{app}/alerts", forms.alert_rule(page.form)
+        )
+        if problem is not None:
+            return await _settings_page(page, app, problem.status, problem, page.form)
+        return RedirectResponse(f"/ui/applications/{app}/settings?notice=alerts#alerts", 303)
+
+
+@router.post("/applications/{app}/settings/alerts/{alert_id}", name="ui.alerts.toggle")
+async def toggle_alert(request: Request, app: str, alert_id: str) -> Response:
+    """Turn a rule on or off (`enabled` in the form)."""
+    async with open_page(request, form=True) as page:
+        _, problem = await page.api.send(
+            "PATCH",
+            f"/applications/{app}/alerts/{alert_id}",
+            {"enabled": page.form.get("enabled") == "true"},
+        )
+        if problem is not None:
+            return await _settings_page(page, app, problem.status, problem)
+        return RedirectResponse(f"/ui/applications/{app}/settings?notice=alerts#alerts", 303)
