@@ -350,6 +350,7 @@ async def test_certificates_search_audit_and_a_phone_width(
     await page.goto(f"{base}/certificates")
     await check_screen(page, "certificates")
     await page.goto(f"{base}/requests")
+    assert await page.get_by_role("columnheader", name="Requester").count() == 1
     await check_screen(page, "requests")
     await page.goto(f"{base}/audit")
     await page.get_by_label("Outcome").select_option("success")

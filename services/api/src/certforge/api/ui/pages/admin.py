@@ -57,12 +57,14 @@ async def _cas_page(
     problem: Problem | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
+    cas = await page.api.get("/cas")
     return page.render(
         "cas.html",
         status,
         problem,
         tab="cas",
-        cas=await page.api.get("/cas"),
+        cas=cas,
+        parents=[(ca["id"], ca["name"]) for ca in cas],
         key_algorithms=[k.value for k in KeyAlgorithm],
         values=values or {"type": "root", "validity": "10y", "key_algorithm": "EC_P256"},
     )

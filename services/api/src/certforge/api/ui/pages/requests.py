@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from certforge.api.ui import forms
-from certforge.api.ui.api_client import Problem
+from certforge.api.ui.api_client import ApiRefused, Problem
 from certforge.api.ui.page import Page, open_page
 from certforge.common.domain import KeyAlgorithm, RequestStatus, SignatureHash
 
@@ -42,6 +42,7 @@ async def _requests_page(
     attached = await page.api.get(f"/applications/{app}/profiles")
     filters = {"status": page.request.query_params.get("status") or None}
     listing = await page.api.get(f"/applications/{app}/certificate-requests", **filters)
+    requesters = await _requesters(page, app)
     return page.render(
         "request_new.html" if standalone else "requests.html",
         status,
@@ -49,6 +50,7 @@ async def _requests_page(
         application=application,
         tab="requests",
         requests=listing["items"],
+        requesters=requesters,
         profiles=[a["profile"] for a in attached if a["api"]["enabled"]],
         key_algorithms=[k.value for k in KeyAlgorithm],
         signature_algorithms=[s.value for s in SignatureHash],
@@ -58,6 +60,19 @@ async def _requests_page(
         dialog_open=dialog_open,
         dialog_fields=DIALOG_FIELDS,
     )
+
+
+async def _requesters(page: Page, app: str) -> dict[str, str] | None:
+    """Who asked for each request, from the audit log's `certificate_request.create` entries
+    (the request's API shape does not name its requester). Only those who may read the audit
+    log get it; for the others (operators) the column is left out: None."""
+    try:
+        found = await page.api.get(
+            "/audit-events", application=app, action="certificate_request.create", limit=1000
+        )
+    except ApiRefused:
+        return None
+    return {e["resource_id"]: e["actor_name"] for e in found["items"] if e["resource_id"]}
 
 
 @router.get("/applications/{app}/requests", name="ui.requests")
