@@ -366,7 +366,8 @@ async def test_certificates_search_audit_and_a_phone_width(
     await check_screen(page, "certificates-phone")
 
 
-async def test_product_admin_screens(page: Any, scene: Scene) -> None:
+async def test_product_admin_screens(page: Any, scene: Scene, api: httpx.AsyncClient) -> None:
+    policy = await create_policy(api)
     await sign_in(page, scene)
     for path, name in (
         ("/ui/admin/cas", "admin-cas"),
@@ -376,11 +377,30 @@ async def test_product_admin_screens(page: Any, scene: Scene) -> None:
     ):
         await page.goto(scene.url + path)
         await check_screen(page, name)
+    # Edit a policy as JSON: a refusal names the field inside the document.
+    await page.goto(f"{scene.url}/ui/admin/policies/{policy['id']}")
+    document = page.get_by_label("Definition (JSON")
+    await document.fill('{"max_validity": "forever"}')
+    await page.get_by_role("button", name="Save").click()
+    error = page.locator("#document-error")
+    await error.wait_for()
+    assert "max_validity" in await error.inner_text()
+    await check_screen(page, "admin-policy-edit")
+    assert "forever" in await page.get_by_label("Definition (JSON").input_value()
+    await page.get_by_label("Definition (JSON").fill('{"description": "edited in the console"}')
+    await page.get_by_role("button", name="Save").click()
+    await page.get_by_text("Saved.").wait_for()
+    edited = ok(await api.get(f"{API}/policies/{policy['id']}"))
+    assert edited["description"] == "edited in the console"
+
     await page.goto(f"{scene.url}/ui/admin/identities")
     await page.get_by_label("Name").fill("console-made")
     await page.get_by_role("button", name="Create identity and token").click()
     token = await page.get_by_label("Token").input_value()
     assert token.startswith("cf_")
+    await page.get_by_role("button", name="Disable console-made").click()
+    row = page.get_by_role("row", name=re.compile("console-made"))
+    await row.get_by_text("disabled").wait_for()
 
 
 async def test_an_auditor_sees_only_what_the_role_allows(

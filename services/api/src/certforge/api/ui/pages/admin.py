@@ -151,6 +151,16 @@ async def create_identity(request: Request) -> Response:
         return await _identities_page(page, 201, created=created)
 
 
+@router.post("/identities/{identity_id}/disable", name="ui.identities.disable")
+async def disable_identity(request: Request, identity_id: str) -> Response:
+    """Disable an identity: the API revokes its tokens, which ends its console sessions too."""
+    async with open_page(request, form=True) as page:
+        _, problem = await page.api.send("DELETE", f"/identities/{identity_id}")
+        if problem is not None:
+            return await _identities_page(page, problem.status, problem)
+        return RedirectResponse("/ui/admin/identities?notice=updated", 303)
+
+
 # --- policies and profiles: JSON documents ----------------------------------------------------
 
 
@@ -181,6 +191,15 @@ async def _documents_page(
     )
 
 
+def _inside_document(problem: Problem) -> Problem:
+    """The API names fields inside the JSON (`sans.dns.allowed.0`); the form has one text
+    area, so every message goes beside it, prefixed with the field it names."""
+    if not problem.errors:
+        return problem
+    lines = "; ".join(f"{name}: {message}" for name, message in problem.errors.items())
+    return Problem(problem.status, problem.detail, {"document": lines})
+
+
 def _parse(text: str) -> tuple[Any, Problem | None]:
     try:
         return json.loads(text), None
@@ -208,6 +227,7 @@ async def create_document(request: Request, kind: str) -> Response:
         if problem is None:
             _, problem = await page.api.send("POST", f"/{kind}", body)
         if problem is not None:
+            problem = _inside_document(problem)
             return await _documents_page(page, kind, problem.status, problem, text)
         return RedirectResponse(f"/ui/admin/{kind}?notice=created", 303)
 
@@ -232,5 +252,6 @@ async def update_document(request: Request, kind: str, item: str) -> Response:
         if problem is None:
             _, problem = await page.api.send("PATCH", f"/{kind}/{item}", body)
         if problem is not None:
+            problem = _inside_document(problem)
             return await _documents_page(page, kind, problem.status, problem, text, current)
         return RedirectResponse(f"/ui/admin/{kind}?notice=updated", 303)
