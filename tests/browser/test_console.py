@@ -278,6 +278,9 @@ async def test_request_a_certificate_from_a_pasted_csr(page: Any, scene: Scene) 
 async def test_a_policy_refusal_is_shown_at_the_field_it_names(page: Any, scene: Scene) -> None:
     await sign_in(page, scene)
     dialog = await open_request_dialog(page, scene)
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="hidden")
+    dialog = await open_request_dialog(page, scene)
     await dialog.get_by_label("Common name").fill("www.forbidden.org")
     await dialog.get_by_label("Metadata tags").fill("team=web")
     await dialog.get_by_role("button", name="Request certificate").click()
@@ -411,6 +414,15 @@ async def test_an_auditor_sees_only_what_the_role_allows(
     await sign_in(page, scene, person["token"])
     await page.goto(f"{scene.url}/ui/applications/{scene.enrolled_app}/requests")
     assert await page.get_by_role("link", name="Request", exact=True).count() == 0
+    # Keyboard: the first Tab reaches the skip link, shown with a visible focus ring.
+    await page.keyboard.press("Tab")
+    focused = await page.evaluate(
+        "[document.activeElement.textContent, getComputedStyle(document.activeElement)"
+        ".outlineStyle, document.activeElement.getBoundingClientRect().left]"
+    )
+    assert focused[0] == "Skip to content"
+    assert focused[1] != "none"
+    assert focused[2] >= 0
     assert await page.get_by_role("link", name="CAs").count() == 0
     await page.goto(f"{scene.url}/ui/applications/{scene.fresh_app}/requests")
     assert await page.get_by_role("heading", name="Not found").count() == 1
