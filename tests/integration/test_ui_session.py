@@ -242,3 +242,37 @@ async def test_buttons_follow_the_role_and_an_auditor_sees_none(
         f"{base}/certificates/{certificate_id}/renew", data={"csrf": hidden(page.text, "csrf")}
     )
     assert refused.status_code == 403
+
+
+async def test_an_application_admin_manages_members_from_settings(
+    api_app: Any, admin: httpx.AsyncClient
+) -> None:
+    enrollment = await enroll(admin)
+    boss, newcomer = await create_identity(admin), await create_identity(admin)
+    await put_member(admin, enrollment.app, boss["id"], "application-admin")
+    browser = await signed_in(api_app, boss["token"])
+    settings = f"/ui/applications/{enrollment.app}/settings"
+    page = await browser.get(settings)
+    csrf = hidden(page.text, "csrf")
+
+    added = await browser.post(
+        f"{settings}/members",
+        data={"csrf": csrf, "identity_id": newcomer["id"], "role": "operator"},
+    )
+    assert added.status_code == 303
+    members = ok(await admin.get(f"{API}/applications/{enrollment.app}/members"))
+    assert {m["name"]: m["role"] for m in members}[newcomer["name"]] == "operator"
+
+    refused = await browser.post(
+        f"{settings}/members", data={"csrf": csrf, "identity_id": "nobody", "role": "operator"}
+    )
+    assert refused.status_code == 422
+    assert 'id="identity_id-error"' in refused.text
+    assert re.search(r'id="f-identity_id"[^>]*value="nobody"', refused.text)
+
+    removed = await browser.post(
+        f"{settings}/members", data={"csrf": csrf, "identity_id": newcomer["id"], "remove": "1"}
+    )
+    assert removed.status_code == 303
+    members = ok(await admin.get(f"{API}/applications/{enrollment.app}/members"))
+    assert newcomer["name"] not in {m["name"] for m in members}
