@@ -53,6 +53,7 @@ from certforge.api.routes import (
 )
 from certforge.api.settings import ApiSettings
 from certforge.api.summaries import SUMMARIES
+from certforge.api.ui import install as install_console
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
@@ -171,6 +172,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(_summarized(ocsp.router))
     app.include_router(acme.router)
     app.include_router(_summarized(_health_router()))
+    install_console(app)
     return app
 
 

@@ -211,3 +211,28 @@ class ApiSettings(LeafKeySettings):
     def base_url(self) -> str:
         scheme = "https" if self.tls_enabled else "http"
         return (self.public_url or f"{scheme}://{self.api_host}:{self.api_port}").rstrip("/")
+
+    # --- the web console (/ui) -------------------------------------------------------------
+    ui_session_minutes: int = Field(
+        default=480,
+        ge=5,
+        le=7 * 24 * 60,
+        description="a console sign-in lasts this long (never longer than the token it was "
+        "made from); then the person signs in again and comes back to the page they were on",
+    )
+    ui_secure_cookies: bool | None = Field(
+        default=None,
+        description="mark the console's cookies Secure (sent over HTTPS only); unset: Secure "
+        "everywhere except CERTFORGE_ENVIRONMENT=development",
+    )
+    ui_request_wait_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=60,
+        description="how long the console's Request dialog waits for the certificate before "
+        "showing the pending request, which then refreshes itself",
+    )
+
+    @property
+    def ui_cookies_secure(self) -> bool:
+        return not self.is_development if self.ui_secure_cookies is None else self.ui_secure_cookies
