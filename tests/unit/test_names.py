@@ -8,8 +8,13 @@ reading.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from certforge.common.domain import KeyAlgorithm, SubjectFields
+from certforge.common.errors import Unprocessable
+from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.names import (
     common_name_form,
     dns_name,
@@ -17,7 +22,7 @@ from certforge.common.names import (
     looks_like_host_name,
     spellings,
 )
-from certforge.common.policy import AttributeRule, DnsSanRule
+from certforge.common.policy import AttributeRule, DnsSanRule, EmailSanRule
 from certforge.common.template import San
 
 
@@ -164,3 +169,44 @@ def test_an_allowed_name_is_only_its_own_reading() -> None:
 )
 def test_a_denied_subject_attribute_holds_in_every_spelling(value: str) -> None:
     assert AttributeRule(denied=["Evil Corp"]).refusals(value, "the policy") != []
+
+
+@pytest.mark.parametrize(
+    ("denied", "value"),
+    [
+        pytest.param("ceo@fa\u00df.example", "CEO@fass.example", id="u-label-pattern-ss-value"),
+        pytest.param("*@*.fass.example", "x@api.fa\u00df.example", id="glob-domain"),
+        pytest.param("ceo@xn--fa-hia.example", "ceo@Fa\u00df.example", id="a-label-pattern"),
+    ],
+)
+def test_a_denied_email_domain_holds_in_every_reading(denied: str, value: str) -> None:
+    rule = EmailSanRule(denied=[denied])
+
+    assert rule.refusals(San(type="email", value=value).value, "the policy") != []
+
+
+_CJK = "\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341\u767e\u5343\u4e07\u5104"
+"""14 characters whose A-label has 40: a 37-character common name of 89 as A-labels."""
+
+
+@pytest.mark.parametrize(
+    ("method", "subject", "field"),
+    [
+        pytest.param("managed", {"organization": "Evil\u200b Corp"}, "organization", id="org"),
+        pytest.param("csr", {"locality": "Ber\u00adlin"}, "csr.locality", id="csr-locality"),
+        pytest.param("managed", {"common_name": "\uff41pi.example.com"}, "common_name", id="cn"),
+        pytest.param(
+            "managed", {"common_name": f"{_CJK}.{_CJK[::-1]}.example"}, "common_name", id="long"
+        ),
+    ],
+)
+def test_the_template_refuses_a_subject_spelt_to_deceive_on_the_callers_field(
+    method: str, subject: dict[str, str], field: str
+) -> None:
+    params = RequestParams(method=method, subject=SubjectFields(**subject))
+    ca = IssuingCA("ca", KeyAlgorithm.EC_P256, datetime(2040, 1, 1, tzinfo=UTC))
+
+    with pytest.raises(Unprocessable) as caught:
+        resolve_template(params, ProfileDefaults(), ca, datetime(2030, 1, 1, tzinfo=UTC))
+
+    assert [e.field for e in caught.value.errors] == [field]

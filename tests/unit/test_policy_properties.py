@@ -11,6 +11,7 @@ must refuse it. And an allowed name is issued in one form in the CN and the SAN.
 from __future__ import annotations
 
 import os
+import string
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -226,3 +227,71 @@ def test_an_allowed_name_has_one_form_in_the_common_name_and_the_san(
         )
         assert template is not None
         assert template.subject.common_name == template.sans[0].value == san.value
+
+
+_WORDS_OF_NAMES = st.text(
+    st.sampled_from(string.ascii_letters + string.digits + " -&\u00df\u00e9"),
+    min_size=1,
+    max_size=24,
+).filter(lambda t: t.strip() == t and t != "")
+
+
+@st.composite
+def _text_spelling(draw: st.DrawFn, text: str) -> str:
+    """`text` with its case changed, letters made fullwidth, invisible characters inserted,
+    spaces made ideographic or its accents decomposed."""
+    chars = list(text)
+    for at, c in enumerate(chars):
+        trick = draw(st.sampled_from(["", "", "upper", "lower", "fullwidth", "nfd"]))
+        if trick == "upper":
+            chars[at] = c.upper()
+        elif trick == "lower":
+            chars[at] = c.lower()
+        elif trick == "fullwidth" and "!" <= c <= "~":
+            chars[at] = chr(ord(c) - 0x21 + 0xFF01)
+        elif trick == "fullwidth" and c == " ":
+            chars[at] = "\u3000"
+        elif trick == "nfd":
+            chars[at] = unicodedata.normalize("NFD", c)
+    if draw(st.booleans()):
+        chars.insert(draw(st.integers(0, len(chars))), draw(st.sampled_from(_INVISIBLE)))
+    return "".join(chars)
+
+
+@PROPERTIES
+@given(_WORDS_OF_NAMES, st.data())
+def test_a_denied_subject_attribute_is_refused_in_every_spelling(
+    denied: str, data: st.DataObject
+) -> None:
+    spelling = data.draw(_text_spelling(denied))
+    policy = PolicyDocument.model_validate({"subject": {"organization": {"denied": [denied]}}})
+    try:
+        params = RequestParams(
+            method=RequestMethod.MANAGED,
+            subject=SubjectFields(organization=spelling),
+            sans=[San(type="dns", value="api.example.com")],
+        )
+    except ValidationError:
+        return  # refused by the request's own validation (over 64 characters)
+    assert _issued_by_api(policy, lambda: params) is None, spelling
+    assert not _issued_by_issuer(policy, params), spelling
+
+
+@PROPERTIES
+@given(st.lists(_label, min_size=1, max_size=2), st.data())
+def test_a_denied_email_address_is_refused_in_every_spelling(
+    labels: list[str], data: st.DataObject
+) -> None:
+    domain = [*labels, "example"]
+    pattern = "ceo@" + data.draw(_spelling(domain).filter(lambda d: _valid_pattern(f"x.{d}")))
+    local = data.draw(st.sampled_from(["ceo", "CEO", "Ceo"]))
+    spelling = f"{local}@{data.draw(_spelling(domain))}"
+    policy = PolicyDocument.model_validate({"sans": {"email": {"denied": [pattern]}}})
+    try:
+        params = RequestParams(
+            method=RequestMethod.MANAGED, sans=[San(type="email", value=spelling)]
+        )
+    except ValidationError:
+        return  # refused as an address
+    assert _issued_by_api(policy, lambda: params) is None, (pattern, spelling)
+    assert not _issued_by_issuer(policy, params), (pattern, spelling)

@@ -22,6 +22,7 @@ see `DnsSanRule`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import re
@@ -44,7 +45,7 @@ from certforge.common.domain import (
 )
 from certforge.common.durations import Duration, format_duration
 from certforge.common.errors import FieldError, PolicyViolation
-from certforge.common.names import common_name_form, looks_like_host_name, spellings
+from certforge.common.names import common_name_form, dns_name, looks_like_host_name, spellings
 from certforge.common.template import CertificateTemplate, normalize_dns_name
 
 # --- models -------------------------------------------------------------------------------------
@@ -231,7 +232,9 @@ class EmailSanRule(_PatternRule):
     """Email addresses: globs such as `*@example.com`, wholly case-insensitive.
 
     The local part is compared case-insensitively as well, as mail systems do, so that a denied
-    `ceo@example.com` cannot be bypassed by asking for `CEO@example.com`.
+    `ceo@example.com` cannot be bypassed by asking for `CEO@example.com`. The domain is read as
+    a SAN's is (`names.dns_name`, label by label around `*`), and a denied pattern holds against
+    the transitional reading of the domain too (`names.spellings`), as for DNS names.
     """
 
     @classmethod
@@ -241,7 +244,24 @@ class EmailSanRule(_PatternRule):
             raise ValueError(
                 f"invalid email pattern {pattern!r}: needs an @ and no spaces, e.g. *@example.com"
             )
-        return cleaned
+        local, _, domain = cleaned.rpartition("@")
+        labels = []
+        for label in domain.rstrip(".").split("."):
+            # A label that is no DNS label stays as written (it matches no valid address):
+            # policies saved before domains were converted must still load.
+            with contextlib.suppress(ValueError):
+                label = dns_name(label) if "*" not in label else label
+            labels.append(label)
+        return f"{local}@{'.'.join(labels)}"
+
+    def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
+        if not denying:
+            return super()._matches(pattern, value, denying=False)
+        return any(
+            super(EmailSanRule, self)._matches(p, v, denying=True)
+            for p in _address_spellings(pattern)
+            for v in _address_spellings(value)
+        )
 
 
 class UriSanRule(_PatternRule):
@@ -582,6 +602,11 @@ def _fold_uri(uri: str) -> str:
     if head is None:
         return uri
     return head.group().lower() + uri[head.end() :]
+
+
+def _address_spellings(address: str) -> tuple[str, ...]:
+    local, _, domain = address.rpartition("@")
+    return tuple(f"{local}@{d}" for d in spellings(domain.lower()))
 
 
 def _fold(text: str) -> str:
