@@ -40,10 +40,13 @@ DEVIATIONS = {"\u00df": "ss", "\u03c2": "\u03c3", "\u200c": "", "\u200d": ""}
 MAX_NAME_LENGTH = 253
 
 
+@lru_cache(maxsize=8192)
 def dns_name(value: str) -> str:
     """`value` as a lower-case A-label DNS name, or `ValueError` saying why it is none.
 
-    A leading `*` label (a wildcard) is allowed when a domain of two labels follows."""
+    A leading `*` label (a wildcard) is allowed when a domain of two labels follows. Cached:
+    a request reads the same names several times (SAN, CN, policy patterns), and checking an
+    A-label (IDNA 2008 tables, both ways) costs more than the rest of the request's checks."""
     name = value.strip().rstrip(".")
     if not name.isascii():
         name = _to_ascii(name, value)
