@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from admin_kit import problem
+from admin_kit import API, problem, profile_body
 from certforge.common.crypto.keys import generate_private_key
 from certforge.common.domain import KeyAlgorithm
 from issuance_kit import (
@@ -237,3 +237,25 @@ async def test_the_issuer_refuses_the_same_names_at_signing(
 
     assert done["status"] == "failed", done
     assert reason in done["error"], done
+
+
+@pytest.mark.parametrize(
+    ("subject", "field"),
+    [
+        pytest.param(
+            {"organization": "Evil\u200b Corp"}, "defaults.subject.organization", id="fail/org"
+        ),
+        pytest.param(
+            {"common_name": "\uff41pi.example.com"}, "defaults.subject.common_name", id="fail/cn"
+        ),
+    ],
+)
+async def test_a_profile_cannot_default_to_a_name_spelt_to_deceive(
+    admin: httpx.AsyncClient, shop: Enrollment, subject: dict[str, str], field: str
+) -> None:
+    body = profile_body(shop.issuing["id"], shop.policy["id"])
+    body["defaults"]["subject"] = subject
+
+    r = await admin.post(f"{API}/profiles", json=body)
+
+    assert "U+" in problem(r, 422, field)["detail"]

@@ -45,7 +45,13 @@ from certforge.common.domain import (
 )
 from certforge.common.durations import Duration, format_duration
 from certforge.common.errors import FieldError, PolicyViolation
-from certforge.common.names import common_name_form, dns_name, looks_like_host_name, spellings
+from certforge.common.names import (
+    common_name_form,
+    dns_name,
+    invisible_character,
+    looks_like_host_name,
+    spellings,
+)
 from certforge.common.template import CertificateTemplate, normalize_dns_name
 
 # --- models -------------------------------------------------------------------------------------
@@ -447,10 +453,15 @@ def _subject_violations(
     violations = []
     for name in _SUBJECT_ATTRIBUTES:
         rule = policy.subject.get(name)
-        if rule is None:
-            continue
         field, noun = f"subject.{name}", f"subject {name.replace('_', ' ')}"
         value = present.get(name)
+        # Whatever the rules: a name with an invisible character reads as another name.
+        invisible = invisible_character(value) if value is not None else None
+        if invisible:
+            violations.append(Violation(field, f'{noun} "{value}": {invisible}'))
+            continue
+        if rule is None:
+            continue
         if value is None:
             if rule.required:
                 violations.append(Violation(field, f"{noun} is required by {by} but is missing"))
