@@ -230,7 +230,7 @@ async def test_the_issuer_refuses_the_same_names_at_signing(
     reason: str,
 ) -> None:
     """A request stored without the api's check (before this rule existed) fails at the issuer
-    with the reason, and does not hold up the requests behind it."""
+    with the reason, rather than staying pending while its batch is retried."""
     request_id = await inject_request(api_app, shop, {"method": "managed", **params})
 
     done = await poll_until_done(admin, f"{shop.requests}/{request_id}")
