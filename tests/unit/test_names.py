@@ -22,7 +22,7 @@ from certforge.common.names import (
     looks_like_host_name,
     spellings,
 )
-from certforge.common.policy import AttributeRule, DnsSanRule, EmailSanRule
+from certforge.common.policy import AttributeRule, DnsSanRule, EmailSanRule, UriSanRule
 from certforge.common.template import San
 
 
@@ -210,3 +210,16 @@ def test_the_template_refuses_a_subject_spelt_to_deceive_on_the_callers_field(
         resolve_template(params, ProfileDefaults(), ca, datetime(2030, 1, 1, tzinfo=UTC))
 
     assert [e.field for e in caught.value.errors] == [field]
+
+
+@pytest.mark.parametrize(
+    ("denied", "value"),
+    [
+        pytest.param("spiffe://fa\u00df.example/*", "spiffe://XN--FA-HIA.example/x", id="host"),
+        pytest.param("https://*.example/stra\u00dfe", "https://a.example/stra%C3%9Fe", id="path"),
+    ],
+)
+def test_a_denied_uri_written_in_unicode_matches_its_ascii_form(denied: str, value: str) -> None:
+    rule = UriSanRule(denied=[denied])
+
+    assert rule.refusals(San(type="uri", value=value).value, "the policy") != []

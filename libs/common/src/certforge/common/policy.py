@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Generic, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -274,7 +275,9 @@ class UriSanRule(_PatternRule):
     """URIs: globs such as `spiffe://example.org/ns/prod/*`.
 
     Scheme and host are case-insensitive (RFC 3986) and the path is not, so both sides are
-    compared with scheme and authority lower-cased and the rest as written.
+    compared with scheme and authority lower-cased and the rest as written. A URI SAN is ASCII,
+    so a pattern written in Unicode is stored as a URI would be: the host in A-labels
+    (`names.dns_name`), anything else percent-encoded; else a denied one would match nothing.
     """
 
     @classmethod
@@ -285,7 +288,7 @@ class UriSanRule(_PatternRule):
                 f"invalid URI pattern {pattern!r}: needs a scheme and no spaces,"
                 " e.g. spiffe://example.org/*"
             )
-        return cleaned
+        return cleaned if cleaned.isascii() else _ascii_uri(cleaned)
 
     def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
         return _glob(_fold_uri(pattern)).fullmatch(_fold_uri(value)) is not None
@@ -627,6 +630,29 @@ def _fold(text: str) -> str:
         return text.lower()
     folded = unicodedata.normalize("NFKC", text).casefold()
     return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+
+
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _ascii_uri(uri: str) -> str:
+    """A URI pattern written in Unicode as the ASCII a URI SAN holds: the host's labels (those
+    without `*`) as A-labels, the rest percent-encoded (UTF-8)."""
+    head = _URI_HEAD.match(uri)
+    prefix, rest = (head.group(), uri[head.end() :]) if head else ("", uri)
+    if "//" in prefix:
+        scheme, _, authority = prefix.partition("//")
+        userinfo, at, host_port = authority.rpartition("@")
+        host, colon, port = host_port.partition(":")
+        labels = []
+        for label in host.split("."):
+            # A label that is no DNS label stays as written (it matches no valid URI).
+            with contextlib.suppress(ValueError):
+                label = dns_name(label) if "*" not in label and label else label
+            labels.append(label)
+        prefix = f"{scheme}//{quote(userinfo + at, safe=_PRINTABLE_ASCII)}"
+        prefix += quote(".".join(labels), safe=_PRINTABLE_ASCII) + colon + port
+    return prefix + quote(rest, safe=_PRINTABLE_ASCII)
 
 
 def _listing(items: Sequence[str]) -> str:
