@@ -34,7 +34,9 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _bounded(seconds: float, shown: object) -> timedelta:
-    if not seconds > 0:  # also refuses NaN
+    # Judged after conversion too: a positive number below a microsecond (1e-38) would
+    # otherwise become a duration of zero.
+    if not seconds > 0 or not timedelta(seconds=min(seconds, 1.0)) > timedelta(0):  # NaN too
         raise ValueError(f"invalid duration {shown!r}: must be longer than zero")
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"invalid duration {shown!r}: must be at most 1000y")

@@ -6,6 +6,7 @@ parameters, authoritatively, at signing time (the profile or CA may have changed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -29,7 +30,8 @@ from certforge.common.domain import (
 from certforge.common.durations import Duration
 from certforge.common.errors import Unprocessable
 from certforge.common.name_constraints import NameConstraints, chain_constraints
-from certforge.common.template import CertificateTemplate, San
+from certforge.common.names import common_name_form, invisible_character
+from certforge.common.template import CertificateTemplate, San, check_san_count
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
@@ -129,13 +131,11 @@ def resolve_template(
         raise Unprocessable.on_field(
             "signature_algorithm", f"CA {ca.name!r} signs with Ed25519, which takes no hash"
         )
-    subject = (
-        params.subject
-        if params.method is RequestMethod.CSR
-        else params.subject.merged_over(defaults.subject)
-    )
+    by_csr = params.method is RequestMethod.CSR
+    subject = params.subject if by_csr else params.subject.merged_over(defaults.subject)
+    check_san_count(len(params.sans), "csr.sans" if by_csr else "sans")
     template = CertificateTemplate(
-        subject=subject,
+        subject=named_subject(subject, lambda name: f"csr.{name}" if by_csr else name),
         sans=params.sans,
         key_algorithm=key_algorithm,
         signature_hash=signature,
@@ -150,6 +150,36 @@ def resolve_template(
     )
     check_template(template)
     return template
+
+
+_MAX_COMMON_NAME = 64
+"""RFC 5280's ub-common-name."""
+
+
+def named_subject(subject: SubjectFields, field_of: Callable[[str], str]) -> SubjectFields:
+    """`subject` as a certificate carries it: a common name that looks like a host name in the
+    form of its DNS SAN (`names.common_name_form`: one name, one form), and no attribute with
+    an invisible character. `Unprocessable` on `field_of(attribute)` otherwise, so the api
+    (early) and the issuer (at signing) refuse the same subjects in the same words."""
+    present = subject.present()
+    for name, value in present.items():
+        invisible = invisible_character(value)
+        if invisible:
+            raise Unprocessable.on_field(field_of(name), f"{invisible}; write the name without it")
+    common_name = present.get("common_name")
+    if common_name is None:
+        return subject
+    try:
+        form = common_name_form(common_name)
+    except ValueError as exc:
+        raise Unprocessable.on_field(field_of("common_name"), str(exc)) from None
+    if len(form) > _MAX_COMMON_NAME:
+        raise Unprocessable.on_field(
+            field_of("common_name"),
+            f"{form!r}, the DNS form of {common_name!r}, is longer than the {_MAX_COMMON_NAME}"
+            " characters a common name holds; leave the common name out and give it as a SAN",
+        )
+    return subject if form == common_name else subject.model_copy(update={"common_name": form})
 
 
 def _window(
@@ -217,8 +247,9 @@ def renewal_template(
     signature = None
     if ca.key_algorithm is not KeyAlgorithm.ED25519 and hash_name in SignatureHash.__members__:
         signature = SignatureHash(hash_name)
+    check_san_count(len(sans), "certificate_id")
     template = CertificateTemplate(
-        subject=name_to_subject(old.subject).subject,
+        subject=named_subject(name_to_subject(old.subject).subject, lambda _: "certificate_id"),
         sans=sans,
         key_algorithm=key_algorithm,
         signature_hash=signature,

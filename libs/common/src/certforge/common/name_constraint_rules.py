@@ -20,6 +20,7 @@ from certforge.common.crypto.names import subject_to_name
 from certforge.common.domain import SanType
 from certforge.common.errors import FieldError
 from certforge.common.name_constraints import NameConstraints, Subtrees
+from certforge.common.names import common_name_form, looks_like_host_name
 from certforge.common.policy import PolicyDocument, Violation, evaluate, refusal
 from certforge.common.template import CertificateTemplate, normalize_dns_name
 
@@ -238,10 +239,10 @@ def name_violations(
         field = f"sans.{i}.value"
         _check(violations, field, noun, san.value, name_type, covers, excluded_hit, chain)
     common_name = template.subject.common_name
-    if common_name and "." in common_name:
+    if common_name and looks_like_host_name(common_name):
         try:
-            name = normalize_dns_name(common_name)
-        except ValueError:
+            name = common_name_form(common_name)
+        except ValueError:  # `policy.evaluate` refuses it, whatever the constraints
             name = ""
         if name and name not in dns_sans:
             field, noun = "subject.common_name", "subject common name"

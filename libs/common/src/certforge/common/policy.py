@@ -22,14 +22,17 @@ see `DnsSanRule`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Generic, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -43,6 +46,13 @@ from certforge.common.domain import (
 )
 from certforge.common.durations import Duration, format_duration
 from certforge.common.errors import FieldError, PolicyViolation
+from certforge.common.names import (
+    common_name_form,
+    dns_name,
+    invisible_character,
+    looks_like_host_name,
+    spellings,
+)
 from certforge.common.template import CertificateTemplate, normalize_dns_name
 
 # --- models -------------------------------------------------------------------------------------
@@ -74,8 +84,11 @@ class _PatternRule(BaseModel):
         return cleaned
 
     def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
-        """Whether `pattern` matches `value`; `denying` is set when judging a denied list."""
-        return _glob(pattern.lower()).fullmatch(value.lower()) is not None
+        """Whether `pattern` matches `value`; `denying` is set when judging a denied list.
+
+        Both sides are compared folded (`_fold`), so that a denied `Evil Corp` also holds
+        against `EVIL Corp` in fullwidth letters or with a zero-width space."""
+        return _glob(_fold(pattern)).fullmatch(_fold(value)) is not None
 
     @field_validator("allowed", "denied")
     @classmethod
@@ -125,6 +138,10 @@ class DnsSanRule(_PatternRule):
     denied if a denied pattern matches any name it covers: with `admin.example.com` denied,
     `*.example.com` is refused, since that certificate would be valid for `admin.example.com`.
     A subject common name that is a host name with a domain is judged by this rule too.
+
+    Values are DNS names as `names.dns_name` writes them (lower-case A-labels), and so are
+    patterns once saved; a denied pattern also holds against the transitional reading of a
+    name (`names.spellings`), since some clients resolve `faß.example` as `fass.example`.
     """
 
     allow_wildcard: bool = Field(
@@ -160,6 +177,18 @@ class DnsSanRule(_PatternRule):
         return ".".join(checked)
 
     def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
+        if not denying:
+            return self._matches_one(pattern, value, denying=False)
+        # A denied name holds against every reading of it (`names.spellings`): `faß` is `fass`
+        # to a transitional (IDNA 2003) client, so a denied `fass` denies `faß`, and back.
+        return any(
+            self._matches_one(p, v, denying=True)
+            for p in spellings(pattern)
+            for v in spellings(value.lower())
+        )
+
+    @staticmethod
+    def _matches_one(pattern: str, value: str, *, denying: bool) -> bool:
         wanted = pattern.split(".")
         labels = value.lower().split(".")
         if wanted[0] == "**":
@@ -210,7 +239,9 @@ class EmailSanRule(_PatternRule):
     """Email addresses: globs such as `*@example.com`, wholly case-insensitive.
 
     The local part is compared case-insensitively as well, as mail systems do, so that a denied
-    `ceo@example.com` cannot be bypassed by asking for `CEO@example.com`.
+    `ceo@example.com` cannot be bypassed by asking for `CEO@example.com`. The domain is read as
+    a SAN's is (`names.dns_name`, label by label around `*`), and a denied pattern holds against
+    the transitional reading of the domain too (`names.spellings`), as for DNS names.
     """
 
     @classmethod
@@ -220,14 +251,33 @@ class EmailSanRule(_PatternRule):
             raise ValueError(
                 f"invalid email pattern {pattern!r}: needs an @ and no spaces, e.g. *@example.com"
             )
-        return cleaned
+        local, _, domain = cleaned.rpartition("@")
+        labels = []
+        for label in domain.rstrip(".").split("."):
+            # A label that is no DNS label stays as written (it matches no valid address):
+            # policies saved before domains were converted must still load.
+            with contextlib.suppress(ValueError):
+                label = dns_name(label) if "*" not in label else label
+            labels.append(label)
+        return f"{local}@{'.'.join(labels)}"
+
+    def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
+        if not denying:
+            return super()._matches(pattern, value, denying=False)
+        return any(
+            super(EmailSanRule, self)._matches(p, v, denying=True)
+            for p in _address_spellings(pattern)
+            for v in _address_spellings(value)
+        )
 
 
 class UriSanRule(_PatternRule):
     """URIs: globs such as `spiffe://example.org/ns/prod/*`.
 
     Scheme and host are case-insensitive (RFC 3986) and the path is not, so both sides are
-    compared with scheme and authority lower-cased and the rest as written.
+    compared with scheme and authority lower-cased and the rest as written. A URI SAN is ASCII,
+    so a pattern written in Unicode is stored as a URI would be: the host in A-labels
+    (`names.dns_name`), anything else percent-encoded; else a denied one would match nothing.
     """
 
     @classmethod
@@ -238,7 +288,7 @@ class UriSanRule(_PatternRule):
                 f"invalid URI pattern {pattern!r}: needs a scheme and no spaces,"
                 " e.g. spiffe://example.org/*"
             )
-        return cleaned
+        return cleaned if cleaned.isascii() else _ascii_uri(cleaned)
 
     def _matches(self, pattern: str, value: str, *, denying: bool) -> bool:
         return _glob(_fold_uri(pattern)).fullmatch(_fold_uri(value)) is not None
@@ -406,10 +456,15 @@ def _subject_violations(
     violations = []
     for name in _SUBJECT_ATTRIBUTES:
         rule = policy.subject.get(name)
-        if rule is None:
-            continue
         field, noun = f"subject.{name}", f"subject {name.replace('_', ' ')}"
         value = present.get(name)
+        # Whatever the rules: a name with an invisible character reads as another name.
+        invisible = invisible_character(value) if value is not None else None
+        if invisible:
+            violations.append(Violation(field, f'{noun} "{value}": {invisible}'))
+            continue
+        if rule is None:
+            continue
         if value is None:
             if rule.required:
                 violations.append(Violation(field, f"{noun} is required by {by} but is missing"))
@@ -417,36 +472,31 @@ def _subject_violations(
         violations += [Violation(field, f'{noun} "{value}" {r}') for r in rule.refusals(value, by)]
     # Clients that still read a host name from the CN (when a certificate has no DNS SAN)
     # would honour whatever host name is there: one that looks like a host name answers to
-    # the DNS rule too, or a CN would carry the names `sans.dns` refuses. One violation per
-    # value, though: not when the CN's own rule refused it already, nor when the same name is
-    # a DNS SAN, whose violation the DNS rule reports at the SAN.
+    # the DNS rule too, in its DNS form (`names.common_name_form`), or a CN would carry the
+    # names `sans.dns` refuses. One that is not a valid host name is refused whatever the
+    # rules say. One violation per value, though: not when the CN's own rule refused it
+    # already, nor when the same name is a DNS SAN, whose violation the DNS rule reports at
+    # the SAN.
     common_name = present.get("common_name")
-    dns = policy.sans.dns
-    if (
-        common_name
-        and dns is not None
-        and _is_host_name(common_name)
-        and not any(v.field == "subject.common_name" for v in violations)
-    ):
-        name = common_name.lower().rstrip(".")
-        dns_sans = {
-            san.value.lower().rstrip(".") for san in template.sans if san.type == SanType.DNS
-        }
-        if name not in dns_sans:
-            violations += [
-                Violation("subject.common_name", f'subject common name "{common_name}" {reason}')
-                for reason in dns.refusals(name, by)
-            ]
+    if common_name and not any(v.field == "subject.common_name" for v in violations):
+        violations += _host_common_name_violations(common_name, policy, template, by)
     return violations
 
 
-def _is_host_name(value: str) -> bool:
-    """Whether a common name is a DNS name with a domain (`api.example.com`, `*.example.com`);
-    a person's or a service's name (`Alice`, `My Service`) is not."""
+def _host_common_name_violations(
+    common_name: str, policy: PolicyDocument, template: CertificateTemplate, by: str
+) -> list[Violation]:
+    if not looks_like_host_name(common_name):
+        return []
+    field, noun = "subject.common_name", f'subject common name "{common_name}"'
     try:
-        return "." in normalize_dns_name(value).strip(".")
-    except ValueError:
-        return False
+        name = common_name_form(common_name)
+    except ValueError as exc:
+        return [Violation(field, f"{noun} {exc}")]
+    dns = policy.sans.dns
+    if dns is None or name in {san.value for san in template.sans if san.type == SanType.DNS}:
+        return []
+    return [Violation(field, f"{noun} {reason}") for reason in dns.refusals(name, by)]
 
 
 def _san_violations(
@@ -566,6 +616,43 @@ def _fold_uri(uri: str) -> str:
     if head is None:
         return uri
     return head.group().lower() + uri[head.end() :]
+
+
+def _address_spellings(address: str) -> tuple[str, ...]:
+    local, _, domain = address.rpartition("@")
+    return tuple(f"{local}@{d}" for d in spellings(domain.lower()))
+
+
+def _fold(text: str) -> str:
+    """`text` as compared by a glob: compatibility forms unified (NFKC: a fullwidth letter is
+    the letter), case folded, invisible format characters dropped."""
+    if text.isascii():
+        return text.lower()
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+
+
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _ascii_uri(uri: str) -> str:
+    """A URI pattern written in Unicode as the ASCII a URI SAN holds: the host's labels (those
+    without `*`) as A-labels, the rest percent-encoded (UTF-8)."""
+    head = _URI_HEAD.match(uri)
+    prefix, rest = (head.group(), uri[head.end() :]) if head else ("", uri)
+    if "//" in prefix:
+        scheme, _, authority = prefix.partition("//")
+        userinfo, at, host_port = authority.rpartition("@")
+        host, colon, port = host_port.partition(":")
+        labels = []
+        for label in host.split("."):
+            # A label that is no DNS label stays as written (it matches no valid URI).
+            with contextlib.suppress(ValueError):
+                label = dns_name(label) if "*" not in label and label else label
+            labels.append(label)
+        prefix = f"{scheme}//{quote(userinfo + at, safe=_PRINTABLE_ASCII)}"
+        prefix += quote(".".join(labels), safe=_PRINTABLE_ASCII) + colon + port
+    return prefix + quote(rest, safe=_PRINTABLE_ASCII)
 
 
 def _listing(items: Sequence[str]) -> str:

@@ -11,7 +11,6 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import idna
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,59 +28,32 @@ from certforge.common.domain import (
     SignatureHash,
     SubjectFields,
 )
+from certforge.common.errors import Unprocessable
+from certforge.common.names import dns_name, host_name
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
 
-
-def _to_ascii(name: str) -> str:
-    """A name with non-ASCII labels in its A-label form, by IDNA 2008 with UTS 46 mapping.
-
-    Python's built-in `idna` codec is IDNA 2003, which maps `ß` to `ss`: `faß.example` would
-    become `fass.example`, another domain with another owner. Browsers and registries follow
-    IDNA 2008 (`xn--fa-hia.example`), so a certificate must name that. Labels are converted one
-    by one, as a `*` wildcard label is no IDNA label; ASCII labels are left to the syntax check.
-    """
-    mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
-    return ".".join(
-        label if label.isascii() else idna.alabel(label).decode("ascii")
-        for label in mapped.split(".")
-    )
+MAX_SANS = 100
+"""The most SANs one certificate may carry, however it is asked for (JSON, CSR, ACME order)."""
 
 
 def normalize_dns_name(value: str) -> str:
-    """Lower-case, IDNA-encoded, syntax-checked; a leading `*.` wildcard label is allowed."""
-    name = value.strip().rstrip(".").lower()
-    try:
-        name = name if name.isascii() else _to_ascii(name)
-    except UnicodeError as exc:  # idna.IDNAError is one
-        raise ValueError(f"invalid DNS name {value!r}: {exc}") from None
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 1:
-        raise ValueError(f"invalid DNS name {value!r}")
-    for index, label in enumerate(labels):
-        if label == "*" and index == 0 and len(labels) > 2:
-            continue
-        if not _LABEL.match(label):
-            raise ValueError(f"invalid DNS name {value!r}")
-    return name
+    """Lower-case, IDNA-encoded, syntax-checked; a leading `*.` wildcard label is allowed.
+    The one conversion of a DNS name is `names.dns_name`; this is its name in the template."""
+    return dns_name(value)
 
 
 def normalize_host_name(value: str) -> str:
-    """A DNS name in a certificate: also a domain in "preferred name syntax" (RFC 5280 4.2.1.6,
-    RFC 1034), as the issuer's pre-issuance lint (pkilint) requires: at least two labels and a
-    top-level label ending in a letter, so `localhost` and `10.0.0.1` as DNS are refused here
-    rather than failing at the issuer."""
-    name = normalize_dns_name(value)
-    labels = name.split(".")
-    if len(labels) < 2:
-        raise ValueError(f"invalid DNS name {value!r}: needs a domain, e.g. host.example.internal")
-    if not labels[-1][-1].isalpha():
-        raise ValueError(
-            f"invalid DNS name {value!r}: the top-level label must end with a letter"
-            " (an IP address is a SAN of type ip)"
+    """A DNS name in a certificate (`names.host_name`): a domain in preferred name syntax."""
+    return host_name(value)
+
+
+def check_san_count(count: int, field: str) -> None:
+    """Refuse more SANs than `MAX_SANS`, on `field`: the same limit for every way of asking."""
+    if count > MAX_SANS:
+        raise Unprocessable.on_field(
+            field, f"{count} SANs requested; a certificate carries at most {MAX_SANS}"
         )
-    return name
 
 
 def _normalize_email(value: str) -> str:

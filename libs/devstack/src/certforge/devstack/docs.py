@@ -322,6 +322,13 @@ _EXTRAS = (
         "uses its own namespace.",
     ),
     _Extra(
+        "CERTFORGE_PROPERTY_EXAMPLES",
+        "—",
+        "make test",
+        "Examples per Hypothesis property (`tests/unit/test_*_properties.py`; 150 to 200 by "
+        "default); e.g. `5000` for a deeper search.",
+    ),
+    _Extra(
         "CERTFORGE_API_TLS_PORT",
         "`8443`",
         "make run",

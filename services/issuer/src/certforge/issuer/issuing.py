@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 from cryptography import x509
+from pydantic import ValidationError
 
 from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.envelope import CloudEvent
@@ -78,7 +79,7 @@ from certforge.common.domain import (
     RequestStatus,
     SignatureHash,
 )
-from certforge.common.errors import CertforgeError, Unprocessable
+from certforge.common.errors import CertforgeError, FieldError, Unprocessable
 from certforge.common.issuance import (
     IssuingCA,
     RequestParams,
@@ -233,7 +234,7 @@ class IssuanceService:
         app = batch.applications[request.application_id]
         ca = batch.cas[profile.ca_id]
         issuing = batch.issuing_ca(ca.id)
-        params = RequestParams.model_validate(request.params)
+        params = _stored_params(request)
         policy = batch.policies[profile.policy_id]
         document = batch.policy_document(policy.id)
         attachment = batch.attachments.get((app.id, profile.id))
@@ -495,6 +496,21 @@ def _observe(issued: list[_Planned], failed: list[CertificateRequest]) -> None:
         REQUESTS_FAILED.labels(request.kind).inc()
         if request.kind == RequestKind.RENEW:
             RENEWALS.labels("failed").inc()
+
+
+def _stored_params(request: CertificateRequest) -> RequestParams:
+    """The request's parameters, re-validated: a request stored before a rule was tightened (an
+    invalid A-label, once accepted) fails with the reason instead of holding up its batch."""
+    try:
+        return RequestParams.model_validate(request.params)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, "))
+            for e in exc.errors()
+        ]
+        raise Unprocessable(
+            detail="; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors
+        ) from None
 
 
 def _csr_key(

@@ -31,9 +31,14 @@ from certforge.common.crypto.names import (
 )
 from certforge.common.domain import KeyAlgorithm, SignatureHash, SubjectFields
 from certforge.common.errors import InvalidInput, Unprocessable
-from certforge.common.template import San
+from certforge.common.template import San, check_san_count
 
 CSR_FIELD = "csr"
+MAX_CSR_PEM_BYTES = 32 * 1024
+"""The largest CSR accepted, as PEM: room for a 16384-bit RSA key and 100 long SANs; 64 KiB CSRs
+of 2,700 names were what an attacker sent."""
+MAX_CSR_DER_BYTES = MAX_CSR_PEM_BYTES * 3 // 4
+"""The same limit for DER (ACME's finalize): what 32 KiB of base64 carries."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ def parse_csr(pem: str | bytes) -> ParsedCsr:
     signature does not verify, or a subject attribute or SAN is not acceptable.
     """
     data = pem.encode("utf-8") if isinstance(pem, str) else pem
+    _check_size(len(data), MAX_CSR_PEM_BYTES, "PEM")
     if data.count(b"-----BEGIN ") != 1:
         raise InvalidInput.on_field(CSR_FIELD, "expected exactly one PEM CERTIFICATE REQUEST")
     try:
@@ -73,11 +79,19 @@ def parse_csr(pem: str | bytes) -> ParsedCsr:
 
 def parse_csr_der(der: bytes) -> ParsedCsr:
     """Like `parse_csr` for DER (ACME's finalize sends base64url DER)."""
+    _check_size(len(der), MAX_CSR_DER_BYTES, "DER")
     try:
         csr = x509.load_der_x509_csr(der)
     except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise InvalidInput.on_field(CSR_FIELD, "malformed DER CSR") from None
     return _verified(csr)
+
+
+def _check_size(size: int, limit: int, encoding: str) -> None:
+    if size > limit:
+        raise Unprocessable.on_field(
+            CSR_FIELD, f"the CSR is {size} bytes of {encoding}; at most {limit} are accepted"
+        )
 
 
 def _verified(csr: x509.CertificateSigningRequest) -> ParsedCsr:
@@ -103,6 +117,7 @@ def _verified(csr: x509.CertificateSigningRequest) -> ParsedCsr:
     critical: list[str] = []
     for extension in extensions:
         if isinstance(extension.value, x509.SubjectAlternativeName):
+            check_san_count(len(extension.value), f"{CSR_FIELD}.sans")
             sans = general_names_to_sans(extension.value, field=f"{CSR_FIELD}.sans")
         else:
             ignored.append(extension.oid.dotted_string)

@@ -23,9 +23,9 @@ from certforge.common.issuance import ProfileDefaults
 from certforge.common.name_constraint_rules import name_violations
 from certforge.common.name_constraints import NameConstraints
 from certforge.common.policy import PolicyDocument, evaluate
-from certforge.common.template import CertificateTemplate, San
+from certforge.common.template import MAX_SANS, CertificateTemplate, San
 
-MAX_IDENTIFIERS = 100
+MAX_IDENTIFIERS = MAX_SANS
 
 
 @dataclass(frozen=True)

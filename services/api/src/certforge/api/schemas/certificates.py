@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from certforge.api.schemas.common import Strict, examples
+from certforge.common.crypto.csr import MAX_CSR_PEM_BYTES
 from certforge.common.domain import (
     CertificateStatus,
     ExtendedKeyUsage,
@@ -21,7 +22,7 @@ from certforge.common.domain import (
 )
 from certforge.common.durations import Duration
 from certforge.common.issuance import Metadata
-from certforge.common.template import San
+from certforge.common.template import MAX_SANS, San
 
 _MANAGED_ONLY = (
     "common_name",
@@ -52,7 +53,7 @@ class CertificateRequestCreate(Strict):
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     state: str | None = Field(default=None, min_length=1, max_length=128)
     locality: str | None = Field(default=None, min_length=1, max_length=128)
-    sans: list[San] = Field(default_factory=list, max_length=100)
+    sans: list[San] = Field(default_factory=list, max_length=MAX_SANS)
     key_algorithm: KeyAlgorithm | None = Field(default=None, description="managed only")
     signature_algorithm: SignatureHash | None = None
     ttl: Duration | None = Field(default=None, description="e.g. 30d; or not_before/not_after")
@@ -61,7 +62,9 @@ class CertificateRequestCreate(Strict):
     key_usages: list[KeyUsage] | None = None
     extended_key_usages: list[ExtendedKeyUsage] | None = None
     metadata: Metadata = Field(default_factory=dict)
-    csr: str | None = Field(default=None, max_length=65536, description="PEM, method csr only")
+    csr: str | None = Field(
+        default=None, max_length=MAX_CSR_PEM_BYTES, description="PEM, method csr only"
+    )
 
     @model_validator(mode="after")
     def _check_method(self) -> CertificateRequestCreate:

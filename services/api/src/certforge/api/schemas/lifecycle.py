@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, model_validator
 
 from certforge.api.schemas.common import Strict, examples
+from certforge.common.crypto.csr import MAX_CSR_PEM_BYTES
 from certforge.common.domain import RenewalKey, RevocationReason
 from certforge.common.issuance import Metadata
 
@@ -35,7 +36,9 @@ class RenewBody(Strict):
         default=RenewalKey.NEW,
         description="new: a fresh key; reuse: the current managed key; csr: the caller's CSR",
     )
-    csr: str | None = Field(default=None, max_length=65536, description="PEM, with key: csr")
+    csr: str | None = Field(
+        default=None, max_length=MAX_CSR_PEM_BYTES, description="PEM, with key: csr"
+    )
     same_key: bool = Field(
         default=False, description="with key: csr, require the CSR to carry the current key"
     )
