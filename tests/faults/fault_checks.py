@@ -68,6 +68,9 @@ async def _in_flight(database_url: str, nats_url: str, namespace: str) -> dict[s
             for consumer in await js.consumers_info(stream.config.name):
                 key = f"lag_{stream.config.name}_{consumer.name}"
                 row[key] = consumer.num_pending + consumer.num_ack_pending
+                if row[key]:
+                    row[f"{key}_ack_pending"] = consumer.num_ack_pending
+                    row[f"{key}_redelivered"] = consumer.num_redelivered
     except Exception:
         row["nats_unreadable"] = 1
     finally:

@@ -102,6 +102,7 @@ def _append(record: dict[str, object]) -> None:
         out.write(json.dumps(record) + "\n")
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("seed", range(RUNS))
 async def test_faults_lose_and_duplicate_nothing(engines: Engines, seed: int) -> None:
     rng = random.Random(seed)
@@ -150,6 +151,8 @@ async def test_faults_lose_and_duplicate_nothing(engines: Engines, seed: int) ->
             engines.moto_url,
         )  # fmt: skip
         server_errors = {k: v for k, v in tally.answers.items() if k.startswith("5") and k != "503"}
+        if any(leftovers.values()):
+            leftovers["syncer_log"] = (services.logs / "syncer.log").read_text()[-3000:]  # type: ignore[assignment]
         record = {
             "seed": seed, "faults": done, "answers": dict(tally.answers),
             "longest_stall_s": round(tally.longest_stall, 1), "run_s": round(recovered, 1),
