@@ -32,11 +32,12 @@ SELECT
 
 
 async def settle(
-    database_url: str, nats_url: str, namespace: str, seconds: float
+    database_url: str, nats_url: str | None, namespace: str, seconds: float
 ) -> dict[str, int]:
     """Wait until nothing is in flight, twice in a row a second apart (a consumer may be about
     to write what the next reading sees); the last reading. Reconnects for each reading: the
-    database or NATS may be paused or restarting under it."""
+    database or NATS may be paused or restarting under it. Without `nats_url`: only until no
+    request is pending."""
     deadline = time.monotonic() + seconds
     quiet = 0
     while True:
@@ -47,7 +48,7 @@ async def settle(
         await asyncio.sleep(1)
 
 
-async def _in_flight(database_url: str, nats_url: str, namespace: str) -> dict[str, int]:
+async def _in_flight(database_url: str, nats_url: str | None, namespace: str) -> dict[str, int]:
     try:
         conn = await asyncpg.connect(database_url, timeout=5)
         try:
@@ -56,6 +57,8 @@ async def _in_flight(database_url: str, nats_url: str, namespace: str) -> dict[s
             await conn.close(timeout=5)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return {"database_unreachable": 1}
+    if nats_url is None:
+        return {"pending_requests": row["pending_requests"]}
     try:
         client = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
     except Exception:
