@@ -37,6 +37,7 @@ import yaml
 
 from certforge.api.settings import ApiSettings
 from certforge.common.crypto.envelope import KeyRing
+from certforge.common.health import LIVE, READY
 from certforge.common.runtime import health_app
 from certforge.common.settings import CommonSettings
 from certforge.issuer.settings import IssuerSettings
@@ -436,23 +437,23 @@ def test_probes_call_the_services_health_endpoints(
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         live = container["livenessProbe"]["httpGet"]
         ready = container["readinessProbe"]["httpGet"]
+        # One meaning per path on every service (certforge.common.health).
+        assert (live["path"], ready["path"]) == (LIVE, READY), component
         if component == "api":
-            assert (live["path"], ready["path"]) == ("/livez", "/healthz")
-            assert {"/livez", "/healthz"} <= set(served)
+            assert {LIVE, READY} <= set(served)
             assert ports[live["port"]] == ports[ready["port"]] == int(env["CERTFORGE_API_PORT"])
             assert env["CERTFORGE_API_HOST"] == "0.0.0.0"
         else:
-            assert (live["path"], ready["path"]) == ("/healthz", "/readyz")
             assert ports[live["port"]] == ports[ready["port"]] == int(env["CERTFORGE_HEALTH_PORT"])
         assert container["startupProbe"]["httpGet"]["path"] == live["path"]
 
 
 async def test_worker_health_server_serves_the_probed_paths() -> None:
-    async def ready() -> bool:
-        return True
+    async def ready() -> dict[str, str]:
+        return {"database": "ok"}
 
     app = health_app(ready)
-    for path in ("/healthz", "/readyz"):
+    for path in (LIVE, READY):
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:

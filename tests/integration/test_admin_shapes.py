@@ -214,9 +214,11 @@ async def test_applications_and_profiles_by_slug_or_id(admin: httpx.AsyncClient,
 
 
 async def test_health(anonymous: httpx.AsyncClient) -> None:
-    r = await anonymous.get("/healthz")
-    assert ok(r) == {"status": "ok", "database": "ok", "nats": "ok"}
+    ready = {"status": "ok", "database": "ok", "nats": "ok", "streams": "ok"}
+    assert ok(await anonymous.get("/readyz")) == ready
     assert ok(await anonymous.get("/livez")) == {"status": "ok"}
+    # The deprecated alias keeps the meaning it had on the api: readiness.
+    assert ok(await anonymous.get("/healthz")) == ready
 
 
 async def test_openapi_document_is_served(anonymous: httpx.AsyncClient) -> None:

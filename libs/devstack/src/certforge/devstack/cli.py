@@ -391,7 +391,7 @@ def _run(stack: contextlib.ExitStack) -> int:
         for service, executable in executables.items():
             group.start(service, [executable], env=env)
         api = f"http://127.0.0.1:{api_port}"
-        _wait_healthy(group, f"{api}/healthz", HEALTH_TIMEOUT)
+        _wait_healthy(group, f"{api}/readyz", HEALTH_TIMEOUT)
         if group.stop_requested:
             return 0
         try:
@@ -457,7 +457,7 @@ def _serve_https(
         },
     )
     https = f"https://127.0.0.1:{tls_port}"
-    _wait_healthy(group, f"{https}/healthz", HEALTH_TIMEOUT, files.client_context())
+    _wait_healthy(group, f"{https}/readyz", HEALTH_TIMEOUT, files.client_context())
     return _Acme(
         https=https,
         directory=https + acme_directory_path(),
