@@ -160,6 +160,17 @@ def _https_checks(run: DevRun, state_dir: Path, token: str, tls_port: int) -> by
     leaf = x509.load_pem_x509_certificate((tls / "server.pem").read_bytes())
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    # Its CRL and CA-issuer URLs are the api's plain-http base (CERTFORGE_REVOCATION_URL), and
+    # they answer there without TLS, as relying parties fetch them.
+    cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    pointers = [str(n.value) for p in cdp for n in p.full_name or []]
+    pointers += [str(d.access_location.value) for d in aia]
+    assert pointers, "the server certificate names its CRL, OCSP and CA issuer"
+    for url in pointers:
+        assert url.startswith(f"{run.api}/"), url
+        if "/ocsp/" not in url:  # OCSP wants a request; the CRL and CA certificate are GETs
+            assert httpx.get(url, timeout=10).status_code == 200, url
 
     directory = httpx.get(run.acme_directory, verify=trust, timeout=10)
     assert directory.status_code == 200, directory.text
