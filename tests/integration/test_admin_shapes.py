@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from admin_kit import API, ClientFor, ok, uid
+from admin_kit import API, ClientFor, every, ok, uid
 from pki_tools import openssl_verify, pkilint_errors
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -170,7 +170,7 @@ async def test_the_issue_walkthrough(admin: httpx.AsyncClient, client_for: Clien
     assert me["memberships"] == [
         {"application_id": app["id"], "application": shop, "role": "operator"}
     ]
-    assert [a["slug"] for a in ok(await bot_client.get(f"{API}/applications"))] == [shop]
+    assert [a["slug"] for a in await every(bot_client, f"{API}/applications")] == [shop]
 
 
 @pytest.mark.parametrize("by", ["slug", "id"])

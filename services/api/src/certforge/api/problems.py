@@ -44,6 +44,7 @@ from certforge.common.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    StaleVersion,
     Unauthenticated,
     Unavailable,
     Unprocessable,
@@ -59,6 +60,7 @@ STATUSES: dict[type[CertforgeError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    StaleVersion: 412,
     PayloadTooLarge: 413,
     Unprocessable: 422,  # and its PolicyViolation
     Unavailable: 503,
@@ -71,6 +73,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",

@@ -3,11 +3,13 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
+from sqlmodel import col, select
 
 from certforge.api.deps import ActorDep, AuditDep, ProductAdminDep, SessionDep
 from certforge.api.domain import applications
 from certforge.api.domain.acme_enrollment import public_origin
 from certforge.api.domain.common import READ_ROLES
+from certforge.api.domain.paging import PageDep
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.applications import (
     ApiEnrollment,
@@ -19,6 +21,9 @@ from certforge.api.schemas.applications import (
     MemberPublic,
     MemberPut,
 )
+from certforge.api.schemas.common import Page
+from certforge.api.versions import IfMatch, guard, tagged
+from certforge.common.db.tables import Application
 
 router = APIRouter(prefix=API_PREFIX, tags=["applications"])
 
@@ -31,21 +36,40 @@ async def create_application(
 
 
 @router.get("/applications", name="application.list")
-async def list_applications(session: SessionDep, actor: ActorDep) -> list[ApplicationPublic]:
-    """All applications for product admins; the caller's own otherwise."""
-    return await applications.list_visible(session, actor)
+async def list_applications(
+    session: SessionDep, actor: ActorDep, page: PageDep
+) -> Page[ApplicationPublic]:
+    """All applications for product admins; the caller's own otherwise. Newest first
+    (`limit`, `cursor`: the API's one paging convention)."""
+    return await applications.list_visible(session, actor, page)
 
 
 @router.get("/applications/{app}", name="application.get")
-async def get_application(app: str, session: SessionDep, actor: ActorDep) -> ApplicationPublic:
-    return await applications.get(session, actor, app)
+async def get_application(
+    app: str, session: SessionDep, actor: ActorDep, response: Response
+) -> ApplicationPublic:
+    """With its `ETag`: send it back in `If-Match` to change it only if nobody did since."""
+    return tagged(response, await applications.get(session, actor, app))
 
 
 @router.patch("/applications/{app}", name="application.update")
 async def update_application(
-    app: str, body: ApplicationUpdate, session: SessionDep, audit: AuditDep, _: ProductAdminDep
+    app: str,
+    body: ApplicationUpdate,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ProductAdminDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> ApplicationPublic:
-    return await applications.update(session, audit, app, body)
+    """412 when `If-Match` names a version that is no longer current."""
+    await guard(
+        session,
+        if_match,
+        lambda: applications.get(session, audit.actor, app),
+        lambda a: select(Application).where(col(Application.id) == a.id),
+    )
+    return tagged(response, await applications.update(session, audit, app, body))
 
 
 @router.delete("/applications/{app}", status_code=204, name="application.delete")
@@ -57,8 +81,11 @@ async def delete_application(
 
 
 @router.get("/applications/{app}/members", name="application.member.list")
-async def list_members(app: str, session: SessionDep, actor: ActorDep) -> list[MemberPublic]:
-    return await applications.members(session, actor, app)
+async def list_members(
+    app: str, session: SessionDep, actor: ActorDep, page: PageDep
+) -> Page[MemberPublic]:
+    """Newest membership first (`limit`, `cursor`: the API's one paging convention)."""
+    return await applications.members(session, actor, app, page)
 
 
 @router.put("/applications/{app}/members/{identity_id}", name="application.member.put")
