@@ -25,6 +25,7 @@ from admin_kit import (
     problem,
     put_member,
 )
+from alerts_kit import alerts_url, create_alert
 from certforge.common.db.tables import SyncState
 from syncs_kit import create_sync, syncs_url
 
@@ -114,6 +115,10 @@ async def test_application_lists(admin: httpx.AsyncClient, api_app: Any, tmp_pat
         for _ in range(3)
     ]
     await _check(admin, syncs_url(app), syncs)
+
+    slack = [{"type": "slack", "url": "https://hooks.slack.example/services/T0/B0/paging"}]
+    alerts = [str((await create_alert(admin, app, "issued", slack))["id"]) for _ in range(3)]
+    await _check(admin, alerts_url(app), alerts)
 
     # Sync states are the syncer's rows: written here as it writes them, a second apart.
     sync_id = UUID(syncs[0])

@@ -26,6 +26,7 @@ from admin_kit import (
     problem,
     uid,
 )
+from alerts_kit import alerts_url, create_alert
 from syncs_kit import create_sync, syncs_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -73,12 +74,22 @@ async def _auth_method(admin: httpx.AsyncClient, _: Path) -> Resource:
     return Resource(f"{url}/{method['id']}", "PUT", body)
 
 
+SLACK = "https://hooks.slack.example/services/T0/B0/lost-updates"
+
+
+async def _alert(admin: httpx.AsyncClient, _: Path) -> Resource:
+    app = (await create_application(admin))["slug"]
+    alert = await create_alert(admin, app, "issued", [{"type": "slack", "url": SLACK}])
+    return Resource(f"{alerts_url(app)}/{alert['id']}", "PATCH", lambda s: {"name": s})
+
+
 MAKERS: dict[str, Callable[[httpx.AsyncClient, Path], Awaitable[Resource]]] = {
     "policy": _policy,
     "profile": _profile,
     "application": _application,
     "sync": _sync,
     "auth-method": _auth_method,
+    "alert": _alert,
 }
 
 
