@@ -6,6 +6,7 @@ always did (documented)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from admin_kit import (
     create_root,
     ok,
     problem,
+    put_member,
     uid,
 )
 from alerts_kit import alerts_url, create_alert
@@ -83,6 +85,26 @@ async def _alert(admin: httpx.AsyncClient, _: Path) -> Resource:
     return Resource(f"{alerts_url(app)}/{alert['id']}", "PATCH", lambda s: {"name": s})
 
 
+async def _member(admin: httpx.AsyncClient, _: Path) -> Resource:
+    app, identity = (await create_application(admin))["slug"], await create_identity(admin)
+    await put_member(admin, app, identity["id"], "operator")
+    roles = itertools.cycle(["auditor", "application-admin", "operator"])
+    url = f"{API}/applications/{app}/members/{identity['id']}"
+    return Resource(url, "PUT", lambda _: {"role": next(roles)})
+
+
+async def _attachment(admin: httpx.AsyncClient, _: Path) -> Resource:
+    root, policy = await create_root(admin), await create_policy(admin)
+    profile = (await create_profile(admin, root["id"], policy["id"]))["slug"]
+    app = (await create_application(admin))["slug"]
+    url = f"{API}/applications/{app}/profiles/{profile}"
+    ok(await admin.put(url), 201)
+    days = itertools.cycle([10, 20, 30])
+    return Resource(
+        url, "PUT", lambda _: {"api": {"enabled": True, "renew_before_days": next(days)}}
+    )
+
+
 MAKERS: dict[str, Callable[[httpx.AsyncClient, Path], Awaitable[Resource]]] = {
     "policy": _policy,
     "profile": _profile,
@@ -90,6 +112,8 @@ MAKERS: dict[str, Callable[[httpx.AsyncClient, Path], Awaitable[Resource]]] = {
     "sync": _sync,
     "auth-method": _auth_method,
     "alert": _alert,
+    "member": _member,
+    "attachment": _attachment,
 }
 
 

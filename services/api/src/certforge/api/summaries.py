@@ -14,6 +14,7 @@ SUMMARIES: dict[str, str] = {
     "application.update": "Update an application",
     "application.delete": "Delete an application",
     "application.member.list": "List an application's members",
+    "application.member.get": "Get a member and its role",
     "application.member.put": "Add a member or change its role",
     "application.member.delete": "Remove a member",
     "application.profile.list": "List the profiles attached to an application",

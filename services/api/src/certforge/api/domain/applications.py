@@ -188,6 +188,21 @@ async def put_member(
     return member, created
 
 
+async def member(session: AsyncSession, actor: Actor, ref: str, identity_id: UUID) -> MemberPublic:
+    """One member of the application, as its members list shows it."""
+    app = await application_for(session, actor, ref, READ_ROLES)
+    membership = await session.get(Membership, (app.id, identity_id))
+    identity = await session.get(Identity, identity_id)
+    if membership is None or identity is None:
+        raise NotFound.on_field("identity_id", f"{identity_id} is not a member of {app.slug!r}")
+    return MemberPublic(
+        identity_id=identity.id,
+        name=identity.name,
+        role=Role(membership.role),
+        created_at=membership.created_at,
+    )
+
+
 async def remove_member(
     session: AsyncSession, audit: AuditScope, ref: str, identity_id: UUID
 ) -> None:
