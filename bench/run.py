@@ -205,7 +205,7 @@ class System:
                 # The banner comes once make run's set-up and HTTPS api are done too.
                 if BANNER in (self.state / "system.log").read_text(errors="replace"):
                     try:
-                        with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+                        with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
                             if r.status == 200:
                                 break
                     except (OSError, http.client.HTTPException):  # not up, or not HTTP (yet)

@@ -52,6 +52,19 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
+async def every(client: httpx.AsyncClient, url: str, **params: Any) -> list[Any]:
+    """Every item of a paged list (`{"items", "next_cursor"}`), following the cursors."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = ok(await client.get(url, params=query))
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items
+
+
 def root_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": uid("root"),

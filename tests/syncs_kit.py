@@ -20,7 +20,7 @@ import httpx
 import orjson
 from aiohttp import web
 
-from admin_kit import API, ok, uid
+from admin_kit import API, every, ok, uid
 from certforge.syncer.plugins.webhook import SIGNATURE_HEADER, verify
 from lifecycle_kit import stream_messages
 
@@ -46,7 +46,7 @@ async def create_sync(
 
 
 async def states(client: httpx.AsyncClient, app: str, sync_id: str) -> list[State]:
-    listed: list[State] = ok(await client.get(f"{syncs_url(app)}/{sync_id}/certificates"))
+    listed: list[State] = await every(client, f"{syncs_url(app)}/{sync_id}/certificates")
     return listed
 
 

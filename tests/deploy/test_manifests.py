@@ -37,6 +37,7 @@ import yaml
 
 from certforge.api.settings import ApiSettings
 from certforge.common.crypto.envelope import KeyRing
+from certforge.common.health import LIVE, READY
 from certforge.common.runtime import health_app
 from certforge.common.settings import CommonSettings
 from certforge.issuer.settings import IssuerSettings
@@ -56,7 +57,8 @@ KUBERNETES_VERSION = "1.30"
 CUSTOM_SCHEMAS = {
     ("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io-v1-Cluster.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com-v1-PrometheusRule.json",
-    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com-v1-PodMonitor.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-v1-ServiceMonitor.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io-v1-HTTPRoute.json",
 }
 
 # The settings class each Certforge component loads (the migration Job runs certforge-migrate).
@@ -71,6 +73,8 @@ SETTINGS: dict[str, type[CommonSettings]] = {
 }
 SERVICES = ("api", "issuer", "renewer", "syncer", "validator", "notifier")
 METRICS_SCRAPE = "certforge-metrics-scrape"
+GATEWAY_LABEL = "certforge.io/gateway"
+"""The label an operator sets on the namespace of its ingress controller or gateway."""
 """The monitoring component's NetworkPolicy: Prometheus in, to the metrics ports only."""
 UID = 10001
 SECRETS_DIR = "/run/secrets/certforge"
@@ -245,12 +249,14 @@ def test_overlay_renders_every_part(
         "ServiceAccount",
         "Deployment",
         "Service",
-        "Ingress",
         "Job",
         "PodDisruptionBudget",
         "NetworkPolicy",
         "StatefulSet",
     } <= kinds
+    # Traffic: an Ingress controller in dev, the Gateway API in prod (components/gateway-api).
+    assert ({"Ingress"} if overlay == "dev" else {"HTTPRoute"}) <= kinds
+    assert not ({"HTTPRoute"} if overlay == "dev" else {"Ingress"}) & kinds
     for doc in docs:
         if doc["kind"] not in ("Namespace",) and doc["metadata"].get("namespace") is None:
             pytest.fail(f"{doc['kind']} {doc['metadata']['name']} has no namespace")
@@ -436,23 +442,23 @@ def test_probes_call_the_services_health_endpoints(
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         live = container["livenessProbe"]["httpGet"]
         ready = container["readinessProbe"]["httpGet"]
+        # One meaning per path on every service (certforge.common.health).
+        assert (live["path"], ready["path"]) == (LIVE, READY), component
         if component == "api":
-            assert (live["path"], ready["path"]) == ("/livez", "/healthz")
-            assert {"/livez", "/healthz"} <= set(served)
+            assert {LIVE, READY} <= set(served)
             assert ports[live["port"]] == ports[ready["port"]] == int(env["CERTFORGE_API_PORT"])
             assert env["CERTFORGE_API_HOST"] == "0.0.0.0"
         else:
-            assert (live["path"], ready["path"]) == ("/healthz", "/readyz")
             assert ports[live["port"]] == ports[ready["port"]] == int(env["CERTFORGE_HEALTH_PORT"])
         assert container["startupProbe"]["httpGet"]["path"] == live["path"]
 
 
 async def test_worker_health_server_serves_the_probed_paths() -> None:
-    async def ready() -> bool:
-        return True
+    async def ready() -> dict[str, str]:
+        return {"database": "ok"}
 
     app = health_app(ready)
-    for path in ("/healthz", "/readyz"):
+    for path in (LIVE, READY):
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
@@ -601,7 +607,9 @@ def test_network_policies_let_only_the_api_in(
         ]
         if component == "api":
             assert [port["port"] for rule in ingress for port in rule["ports"]] == [8080]
-            assert all("namespaceSelector" in peer for rule in ingress for peer in rule["from"])
+            # The gateway's namespace by the label its operator sets, no controller's name.
+            peers = [peer for rule in ingress for peer in rule["from"]]
+            assert peers == [{"namespaceSelector": {"matchLabels": {GATEWAY_LABEL: "true"}}}]
         else:
             assert ingress == [], f"{component} accepts no connections"
         egress_ports = {
@@ -785,3 +793,80 @@ def test_prod_runs_replicated_nats_and_postgres(
         pdb = _find(docs, "PodDisruptionBudget", f"certforge-{service}")["spec"]
         assert pdb["minAvailable"] >= 1
         assert "maxUnavailable" not in pdb
+
+
+# --- traffic: the API over https, the revocation URLs over plain http ------------------------
+
+
+def _routes(docs: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """{route name: [(match type, path)]} of the Ingresses or HTTPRoutes, each checked to send
+    to the api's Service on its port."""
+    service = _find(docs, "Service", "certforge-api")
+    (port,) = service["spec"]["ports"]
+    routes: dict[str, list[tuple[str, str]]] = {}
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        if doc["kind"] == "Ingress":
+            (rule,) = doc["spec"]["rules"]
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert (backend["name"], backend["port"]) == ("certforge-api", {"name": "http"})
+                routes.setdefault(name, []).append((path["pathType"], path["path"]))
+        elif doc["kind"] == "HTTPRoute":
+            for rule in doc["spec"]["rules"]:
+                for ref in rule["backendRefs"]:
+                    assert (ref["name"], ref["port"]) == ("certforge-api", port["port"])
+                matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
+                for match in matches:
+                    routes.setdefault(name, []).append(
+                        (match["path"]["type"], match["path"]["value"])
+                    )
+    return routes
+
+
+def _matches(kind: str, pattern: str, path: str) -> bool:
+    if kind in ("Prefix", "PathPrefix"):
+        prefix = pattern.rstrip("/")
+        return path == prefix or path.startswith(prefix + "/")
+    return re.fullmatch(pattern, path) is not None  # RegularExpression, ImplementationSpecific
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_revocation_urls_are_routed_over_plain_http_and_nothing_else(
+    documents: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    from uuid import uuid4
+
+    from certforge.common.contracts.routes import ca_urls
+    from certforge.issuer.settings import revocation_base
+
+    docs = documents[overlay]
+    env = _named(docs, "ConfigMap", "certforge-config")["data"]
+    public, revocation = env["CERTFORGE_PUBLIC_URL"], env["CERTFORGE_REVOCATION_URL"]
+    assert revocation.startswith("http://")
+    assert public.startswith("https://" if overlay == "prod" else "http://")
+    urls = ca_urls(revocation_base(public, revocation), uuid4())
+    pointed = [urls.crl, urls.ocsp, urls.ocsp + "/MEMwQTA_", urls.ca_issuers]
+    host = revocation.removeprefix("http://")
+    routes = _routes(docs)
+    assert set(routes) == {"certforge-api", "certforge-revocation"}
+    plain = routes["certforge-revocation"]
+    for url in pointed:
+        assert url.startswith(revocation)
+        path = url.removeprefix(revocation)
+        assert any(_matches(kind, pattern, path) for kind, pattern in plain), path
+    # The plain-http route carries no other API path, so no token crosses it in the clear.
+    for path in ("/api/v1/cas", "/api/v1/cas/x/certificate", "/api/v1/applications", "/"):
+        assert not any(_matches(kind, pattern, path) for kind, pattern in plain), path
+    for doc in docs:
+        if doc["kind"] == "Ingress":
+            assert doc["spec"]["rules"][0]["host"] == host
+            if doc["metadata"]["name"] == "certforge-revocation":
+                annotations = doc["metadata"]["annotations"]
+                assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "false"
+                assert "tls" not in doc["spec"]
+        if doc["kind"] == "HTTPRoute":
+            assert doc["spec"]["hostnames"] == [host]
+            listener = doc["spec"]["parentRefs"][0]["sectionName"]
+            revocation_route = doc["metadata"]["name"] == "certforge-revocation"
+            assert listener == ("http" if revocation_route else "https")

@@ -8,8 +8,8 @@ The prod overlay, which includes the component, is rendered with `kubectl kustom
 - each alert has a severity, a summary, and a `for` unless it counts events;
 - the dashboard is valid JSON inside a ConfigMap labelled for Grafana's sidecar, identical to
   the file docs reference, with a unique id per panel and a Prometheus datasource variable;
-- the PodMonitor scrapes the ports the services expose their metrics on, and the scrape
-  NetworkPolicy lets only Prometheus reach only those ports.
+- one ServiceMonitor per service scrapes the port that service exposes its metrics on, and the
+  scrape NetworkPolicy lets only Prometheus reach only those ports.
 The checks themselves are tested on wrong queries, so they cannot pass by accepting anything.
 """
 
@@ -166,17 +166,38 @@ def test_the_dashboard_parses_and_queries_declared_metrics(
 
 
 def test_prometheus_scrapes_the_metrics_ports_and_only_those(prod: list[dict[str, Any]]) -> None:
-    monitor = one(prod, "PodMonitor")
-    scraped = {e["port"]: e["path"] for e in monitor["spec"]["podMetricsEndpoints"]}
-    assert scraped == {"http": "/metrics", "health": "/metrics"}
     ports: dict[str, int] = {}
+    components: dict[str, dict[str, str]] = {}  # component -> its pods' labels
     for doc in prod:
         if doc["kind"] != "Deployment" or not doc["metadata"]["name"].startswith("certforge-"):
             continue
-        for container in doc["spec"]["template"]["spec"]["containers"]:
+        template = doc["spec"]["template"]
+        components[template["metadata"]["labels"]["app.kubernetes.io/component"]] = template[
+            "metadata"
+        ]["labels"]
+        for container in template["spec"]["containers"]:
             for port in container.get("ports", []):
                 ports[port["name"]] = port["containerPort"]
     assert {"http", "health"} <= ports.keys()
+
+    # One ServiceMonitor per service; each selects exactly one Service, which selects that
+    # service's pods and names the port the monitor scrapes.
+    monitors = [d for d in prod if d["kind"] == "ServiceMonitor"]
+    by_component = {m["metadata"]["labels"]["app.kubernetes.io/component"]: m for m in monitors}
+    assert set(by_component) == set(components)
+    assert len(monitors) == len(components)
+    services = [d for d in prod if d["kind"] == "Service"]
+    for component, monitor in by_component.items():
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        (service,) = [
+            s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()
+        ]
+        assert service["spec"]["selector"].items() <= components[component].items()
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        expected = "http" if component == "api" else "health"
+        assert endpoint["port"] == expected, component
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
 
     policy = next(d for d in prod if d["metadata"]["name"] == "certforge-metrics-scrape")
     (rule,) = policy["spec"]["ingress"]

@@ -46,7 +46,7 @@ class DevRun:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self) -> float:
-        """Until the banner is printed and /healthz answers 200; the seconds it took."""
+        """Until the banner is printed and /readyz answers 200; the seconds it took."""
         started = time.monotonic()
         while True:
             if self.popen.poll() is not None:
@@ -55,7 +55,7 @@ class DevRun:
                     f"{self.output()[-5000:]}"
                 )
             text = self.output()
-            if BANNER in text and healthy(f"{self.api}/healthz"):
+            if BANNER in text and healthy(f"{self.api}/readyz"):
                 break
             if time.monotonic() - started > START_TIMEOUT:
                 pytest.fail(f"not ready after {START_TIMEOUT:.0f} s:\n{text[-5000:]}")

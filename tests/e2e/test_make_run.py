@@ -154,12 +154,23 @@ def _https_checks(run: DevRun, state_dir: Path, token: str, tls_port: int) -> by
     assert "--standalone --http-01-port 5002" in run.output(), "the validator's dev port"
     assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
     trust = ssl.create_default_context(cafile=str(run.ca_file))
-    assert httpx.get(f"{run.https}/healthz", verify=trust, timeout=10).status_code == 200
+    assert httpx.get(f"{run.https}/readyz", verify=trust, timeout=10).status_code == 200
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        httpx.get(f"{run.https}/healthz", timeout=10)  # not a publicly trusted certificate
+        httpx.get(f"{run.https}/readyz", timeout=10)  # not a publicly trusted certificate
     leaf = x509.load_pem_x509_certificate((tls / "server.pem").read_bytes())
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    # Its CRL and CA-issuer URLs are the api's plain-http base (CERTFORGE_REVOCATION_URL), and
+    # they answer there without TLS, as relying parties fetch them.
+    cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    pointers = [str(n.value) for p in cdp for n in p.full_name or []]
+    pointers += [str(d.access_location.value) for d in aia]
+    assert pointers, "the server certificate names its CRL, OCSP and CA issuer"
+    for url in pointers:
+        assert url.startswith(f"{run.api}/"), url
+        if "/ocsp/" not in url:  # OCSP wants a request; the CRL and CA certificate are GETs
+            assert httpx.get(url, timeout=10).status_code == 200, url
 
     directory = httpx.get(run.acme_directory, verify=trust, timeout=10)
     assert directory.status_code == 200, directory.text

@@ -212,7 +212,7 @@ class Services:
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
             while True:
                 try:
-                    if (await client.get("/healthz")).status_code == 200:
+                    if (await client.get("/readyz")).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass

@@ -17,6 +17,7 @@ from admin_kit import (
     create_policy,
     create_profile,
     create_root,
+    every,
     ok,
     problem,
     put_member,
@@ -34,7 +35,7 @@ async def profile(admin: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def _app_slugs(admin: httpx.AsyncClient) -> set[str]:
-    return {a["slug"] for a in ok(await admin.get(f"{API}/applications"))}
+    return {a["slug"] for a in await every(admin, f"{API}/applications")}
 
 
 async def test_crud(admin: httpx.AsyncClient) -> None:
@@ -118,7 +119,7 @@ async def test_members(admin: httpx.AsyncClient, client_for: ClientFor) -> None:
     r = await admin.put(f"{base}/{alice['id']}", json={"role": "application-admin"})
     assert ok(r, 200)["role"] == "application-admin"
     await put_member(admin, app["id"], bob["id"], "operator")
-    members = ok(await admin.get(base))
+    members = await every(admin, base)
     assert {(m["identity_id"], m["name"], m["role"]) for m in members} == {
         (alice["id"], alice["name"], "application-admin"),
         (bob["id"], bob["name"], "operator"),
@@ -138,11 +139,11 @@ async def test_members(admin: httpx.AsyncClient, client_for: ClientFor) -> None:
         problem(await admin.put(f"{base}/{bob['id']}", json=body), status, field)
     problem(await admin.put(f"{base}/{uuid4()}", json={"role": "operator"}), 404, "identity_id")
     problem(await admin.put(f"{base}/bob", json={"role": "operator"}), 422, "identity_id")
-    assert ok(await admin.get(base)) == members
+    assert await every(admin, base) == members
 
     assert (await admin.delete(f"{base}/{bob['id']}")).status_code == 204
     problem(await admin.delete(f"{base}/{bob['id']}"), 404, "identity_id")
-    assert [m["identity_id"] for m in ok(await admin.get(base))] == [alice["id"]]
+    assert [m["identity_id"] for m in await every(admin, base)] == [alice["id"]]
     # Bob lost his access with his membership.
     problem(await client_for(bob["token"]).get(f"{API}/applications/{app['slug']}"), 404, "app")
 
@@ -209,7 +210,7 @@ async def test_delete_application_takes_members_and_attachments(
         await admin.post(f"{API}/applications", json={"slug": app["slug"], "name": "again"}), 201
     )
     assert again["id"] != app["id"]
-    assert ok(await admin.get(f"{API}/applications/{app['slug']}/members")) == []
+    assert await every(admin, f"{API}/applications/{app['slug']}/members") == []
 
 
 async def test_attach_with_enrollment_in_one_call(

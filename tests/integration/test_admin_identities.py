@@ -17,6 +17,7 @@ from admin_kit import (
     ClientFor,
     create_application,
     create_identity,
+    every,
     ok,
     problem,
     put_member,
@@ -157,7 +158,7 @@ async def test_disabled_identity_is_401(admin: httpx.AsyncClient, client_for: Cl
         f"{API}/applications/{app['slug']}/members/{identity['id']}", json={"role": "operator"}
     )
     problem(r, 422, "identity_id")
-    assert ok(await admin.get(f"{API}/applications/{app['slug']}/members")) == []
+    assert await every(admin, f"{API}/applications/{app['slug']}/members") == []
 
 
 async def test_admin_cannot_disable_itself(admin: httpx.AsyncClient) -> None:
@@ -177,7 +178,7 @@ async def test_a_second_product_admin(admin: httpx.AsyncClient, client_for: Clie
 
 async def test_identity_refusals(admin: httpx.AsyncClient) -> None:
     taken = (await create_identity(admin))["name"]
-    before = {i["name"] for i in ok(await admin.get(f"{API}/identities"))}
+    before = {i["name"] for i in await every(admin, f"{API}/identities")}
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"name": taken}, 409, "name"),
         ({"name": ""}, 422, "name"),
@@ -193,7 +194,7 @@ async def test_identity_refusals(admin: httpx.AsyncClient) -> None:
     ]
     for body, status, field in cases:
         problem(await admin.post(f"{API}/identities", json=body), status, field)
-    assert {i["name"] for i in ok(await admin.get(f"{API}/identities"))} == before
+    assert {i["name"] for i in await every(admin, f"{API}/identities")} == before
     missing = uuid4()
     problem(await admin.get(f"{API}/identities/{missing}"), 404, "identity_id")
     problem(await admin.delete(f"{API}/identities/{missing}"), 404, "identity_id")
@@ -244,7 +245,7 @@ async def test_non_admin_is_403_on_product_admin_endpoints(
     got = ok(await admin.get(f"{API}/applications/{app['slug']}"))
     assert got["name"] == app["name"]
     assert ok(await client.get(f"{API}/me"))["disabled_at"] is None
-    assert [a["slug"] for a in ok(await client.get(f"{API}/applications"))] == [app["slug"]]
+    assert [a["slug"] for a in await every(client, f"{API}/applications")] == [app["slug"]]
 
 
 # Relying parties fetch these without a token: CA certificates, chains, CRLs, OCSP, ACME.

@@ -15,6 +15,7 @@ from admin_kit import (
     create_policy,
     create_profile,
     create_root,
+    every,
     ok,
     problem,
     profile_body,
@@ -39,7 +40,7 @@ async def ca_and_policy(admin: httpx.AsyncClient) -> tuple[dict[str, Any], dict[
 
 
 async def _slugs(admin: httpx.AsyncClient) -> set[str]:
-    return {p["slug"] for p in ok(await admin.get(f"{API}/profiles"))}
+    return {p["slug"] for p in await every(admin, f"{API}/profiles")}
 
 
 async def test_defaults_are_filled_in(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from admin_kit import API, ClientFor, ok, uid
+from admin_kit import API, ClientFor, every, ok, uid
 from pki_tools import openssl_verify, pkilint_errors
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -170,7 +170,7 @@ async def test_the_issue_walkthrough(admin: httpx.AsyncClient, client_for: Clien
     assert me["memberships"] == [
         {"application_id": app["id"], "application": shop, "role": "operator"}
     ]
-    assert [a["slug"] for a in ok(await bot_client.get(f"{API}/applications"))] == [shop]
+    assert [a["slug"] for a in await every(bot_client, f"{API}/applications")] == [shop]
 
 
 @pytest.mark.parametrize("by", ["slug", "id"])
@@ -214,9 +214,11 @@ async def test_applications_and_profiles_by_slug_or_id(admin: httpx.AsyncClient,
 
 
 async def test_health(anonymous: httpx.AsyncClient) -> None:
-    r = await anonymous.get("/healthz")
-    assert ok(r) == {"status": "ok", "database": "ok", "nats": "ok"}
+    ready = {"status": "ok", "database": "ok", "nats": "ok", "streams": "ok"}
+    assert ok(await anonymous.get("/readyz")) == ready
     assert ok(await anonymous.get("/livez")) == {"status": "ok"}
+    # The deprecated alias keeps the meaning it had on the api: readiness.
+    assert ok(await anonymous.get("/healthz")) == ready
 
 
 async def test_openapi_document_is_served(anonymous: httpx.AsyncClient) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from admin_kit import problem, uid
+from admin_kit import every, problem, uid
 from alerts_kit import alerts_url
 from certforge.common.alerts import SMTP_NOT_CONFIGURED
 from certforge.common.settings import NatsSettings
@@ -103,5 +103,5 @@ async def test_email_needs_an_smtp_server_at_the_notifier(
     finally:
         worker.stop()
         await asyncio.wait_for(task, timeout=30)
-    listed = (await admin.get(alerts_url(e.app))).json()
+    listed = await every(admin, alerts_url(e.app))
     assert [a["channels"][0]["type"] for a in listed] == ["slack"]

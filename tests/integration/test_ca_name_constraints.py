@@ -24,6 +24,7 @@ from admin_kit import (
     create_policy,
     create_profile,
     create_root,
+    every,
     intermediate_body,
     ok,
     problem,
@@ -56,7 +57,7 @@ ROOT = {"permitted": {"dns": ["shop.internal", "corp.internal"], "ip": ["10.0.0.
 
 
 async def _cas(admin: httpx.AsyncClient) -> set[str]:
-    return {ca["name"] for ca in ok(await admin.get(f"{API}/cas"))}
+    return {ca["name"] for ca in await every(admin, f"{API}/cas")}
 
 
 async def _enroll_under(

@@ -7,17 +7,14 @@ from typing import Any
 import httpx
 import pytest
 
-from admin_kit import API, problem, uid
+from admin_kit import API, every, problem, uid
 from issuance_kit import enroll
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def _applications(admin: httpx.AsyncClient) -> list[Any]:
-    response = await admin.get(f"{API}/applications")
-    assert response.status_code == 200
-    body: list[Any] = response.json()
-    return body
+    return await every(admin, f"{API}/applications")
 
 
 async def test_a_form_body_is_told_to_be_json(admin: httpx.AsyncClient) -> None:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from admin_kit import API, ok, problem, profile_body
+from admin_kit import API, every, ok, problem, profile_body
 from certforge.common.crypto.csr import csr_to_pem
 from issuance_kit import WAIT, Enrollment, check_issued, enroll, issue
 
@@ -232,12 +232,12 @@ BAD = [
 async def test_bad_extensions_are_422_on_the_field_and_change_nothing(
     admin: httpx.AsyncClient, stapled: Enrollment, extensions: dict[str, Any], field: str
 ) -> None:
-    before = ok(await admin.get(f"{API}/profiles"))
+    before = await every(admin, f"{API}/profiles")
     body = profile_body(stapled.issuing["id"], stapled.policy["id"], extensions=extensions)
     problem(await admin.post(f"{API}/profiles", json=body), 422, field)
     r = await admin.patch(f"{API}/profiles/{stapled.profile}", json={"extensions": extensions})
     problem(r, 422, field)
-    assert ok(await admin.get(f"{API}/profiles")) == before
+    assert await every(admin, f"{API}/profiles") == before
 
 
 async def test_renewal_csr_marking_critical_what_the_profile_does_not_add_is_refused(

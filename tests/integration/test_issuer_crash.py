@@ -99,7 +99,7 @@ async def api(stack: Stack, backends: Backends) -> AsyncIterator[httpx.AsyncClie
         deadline = time.monotonic() + 60
         while True:
             try:
-                if (await client.get("/healthz")).status_code == 200:
+                if (await client.get("/readyz")).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

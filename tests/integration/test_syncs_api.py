@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from sqlmodel import select
 
-from admin_kit import API, ClientFor, create_profile, ok, problem, uid
+from admin_kit import API, ClientFor, create_profile, every, ok, problem, uid
 from certforge.common.db.tables import SyncDestination
 from certforge.common.destinations.webhook import WebhookCredentials, WebhookSettings
 from certforge.common.settings import Environment
@@ -289,7 +289,7 @@ async def test_deleting_a_sync_stops_its_pushes(
     assert r.status_code == 204, r.text
     for path in ("", "/certificates"):
         problem(await admin.get(f"{syncs_url(e.app)}/{doomed['id']}{path}"), 404, "sync_id")
-    assert [s["id"] for s in ok(await admin.get(syncs_url(e.app)))] == [barrier["id"]]
+    assert [s["id"] for s in await every(admin, syncs_url(e.app))] == [barrier["id"]]
 
     second = (await issue(admin, e, common_name="after.example.com"))["certificate"]
     await wait_status(admin, e.app, barrier["id"], second["id"], "succeeded")
@@ -435,7 +435,7 @@ async def test_bad_input_is_a_precise_422_and_stores_nothing(
     assert SECRET not in r.text
     if field == "kind":
         assert "aws-acm" in error["detail"]  # names the kinds there are
-    assert ok(await admin.get(syncs_url(app["slug"]))) == []
+    assert await every(admin, syncs_url(app["slug"])) == []
     assert await _sync_rows(api_app, app["id"]) == []
 
 
@@ -566,9 +566,9 @@ async def test_other_tenants_get_404_and_roles_are_enforced(
         ):
             problem(await client.request(method, url, json=json), 403)
         # reading is allowed, statuses included
-        assert [s["id"] for s in ok(await client.get(syncs_url(e.app)))] == [sync["id"]]
+        assert [s["id"] for s in await every(client, syncs_url(e.app))] == [sync["id"]]
         assert ok(await client.get(own))["enabled"] is True
-        [state] = ok(await client.get(f"{own}/certificates"))
+        [state] = await every(client, f"{own}/certificates")
         assert state["status"] == "succeeded"
         assert state["certificate_id"] == issued["id"]
     assert ok(await admin.get(own))["enabled"] is True  # nothing changed

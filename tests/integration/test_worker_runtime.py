@@ -134,12 +134,14 @@ def start_service(tmp_path: Path) -> Iterator[Any]:
 async def test_worker_probes_and_sigterm(name: str, backends: Backends, start_service: Any) -> None:
     port = free_port()
     service: Service = start_service(name, service_env(backends, CERTFORGE_HEALTH_PORT=str(port)))
-    alive = await service.wait_for("/healthz")
+    alive = await service.wait_for("/livez")
     ready = await service.wait_for("/readyz")
     async with httpx.AsyncClient() as client:
         body = (await client.get(f"http://127.0.0.1:{port}/readyz")).json()
+        legacy = await client.get(f"http://127.0.0.1:{port}/healthz")
         missing = await client.get(f"http://127.0.0.1:{port}/nope")
-    assert body == {"status": "ready"}
+    assert body == {"status": "ok", "database": "ok", "nats": "ok", "streams": "ok"}
+    assert legacy.json() == {"status": "ok"}, "the deprecated alias keeps its meaning: alive"
     assert missing.status_code == 404
 
     code, took = await service.terminate()
@@ -147,7 +149,7 @@ async def test_worker_probes_and_sigterm(name: str, backends: Backends, start_se
     assert code == 0, output[-3000:]
     assert f"{name} stopped" in output
     assert "Traceback" not in output, output[-3000:]
-    print(f"{name}: /healthz after {alive:.1f} s, /readyz +{ready:.1f} s, stop {took:.1f} s")
+    print(f"{name}: /livez after {alive:.1f} s, /readyz +{ready:.1f} s, stop {took:.1f} s")
 
 
 # --- a clear refusal without keys ----------------------------------------------------------------

@@ -49,6 +49,19 @@ def _call(ctx: typer.Context, method: str, path: str, body: Any = None) -> Any:
         return client.delete(path)
 
 
+def _every(ctx: typer.Context, path: str) -> list[Any]:
+    """Every item of a paged list (`{"items", "next_cursor"}`), following the cursors."""
+    items: list[Any] = []
+    cursor: str | None = None
+    with state(ctx).client() as client:
+        while True:
+            page = client.get(path, {"limit": 500, **({"cursor": cursor} if cursor else {})})
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+
 def _deleted(what: str, as_json: bool) -> None:
     if as_json:
         print_json({"deleted": what})
@@ -136,7 +149,7 @@ def ca_import(
 @ca_app.command("list", epilog=example("certforge ca list"))
 def ca_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every CA."""
-    _out(_call(ctx, "GET", "/api/v1/cas"), json, CA_COLUMNS)
+    _out(_every(ctx, "/api/v1/cas"), json, CA_COLUMNS)
 
 
 @ca_app.command("show", epilog=example("certforge ca show 0b6f…"))
@@ -182,7 +195,7 @@ def policy_create(
 @policy_app.command("list", epilog=example("certforge policy list"))
 def policy_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every policy."""
-    _out(_call(ctx, "GET", "/api/v1/policies"), json, POLICY_COLUMNS)
+    _out(_every(ctx, "/api/v1/policies"), json, POLICY_COLUMNS)
 
 
 @policy_app.command("show", epilog=example("certforge policy show 5a1e…"))
@@ -243,7 +256,7 @@ def profile_create(
 @profile_app.command("list", epilog=example("certforge profile list"))
 def profile_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every profile."""
-    _out(_call(ctx, "GET", "/api/v1/profiles"), json, PROFILE_COLUMNS)
+    _out(_every(ctx, "/api/v1/profiles"), json, PROFILE_COLUMNS)
 
 
 @profile_app.command("show", epilog=example("certforge profile show web-server"))
@@ -292,7 +305,7 @@ def app_create(
 @app_app.command("list", epilog=example("certforge app list"))
 def app_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """The applications the token may see."""
-    _out(_call(ctx, "GET", "/api/v1/applications"), json, APP_COLUMNS)
+    _out(_every(ctx, "/api/v1/applications"), json, APP_COLUMNS)
 
 
 @app_app.command("show", epilog=example("certforge app show shop"))
@@ -336,7 +349,7 @@ class Role(StrEnum):
 def member_list(ctx: typer.Context, application: str, json: JsonOpt = False) -> None:
     """The members of an application."""
     columns = [("IDENTITY", "identity_id"), ("NAME", "name"), ("ROLE", "role")]
-    _out(_call(ctx, "GET", f"/api/v1/applications/{application}/members"), json, columns)
+    _out(_every(ctx, f"/api/v1/applications/{application}/members"), json, columns)
 
 
 @member_app.command("set", epilog=example("certforge member set shop 7d2c… --role operator"))
@@ -490,7 +503,7 @@ def sync_create(
 @sync_app.command("list", epilog=example("certforge sync list shop"))
 def sync_list(ctx: typer.Context, application: str, json: JsonOpt = False) -> None:
     """The syncs of an application."""
-    _out(_call(ctx, "GET", f"/api/v1/applications/{application}/syncs"), json, SYNC_COLUMNS)
+    _out(_every(ctx, f"/api/v1/applications/{application}/syncs"), json, SYNC_COLUMNS)
 
 
 @sync_app.command("show", epilog=example("certforge sync show shop 9e3a…"))
@@ -549,7 +562,7 @@ def identity_create(
 @identity_app.command("list", epilog=example("certforge identity list"))
 def identity_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every identity."""
-    _out(_call(ctx, "GET", "/api/v1/identities"), json, IDENTITY_COLUMNS)
+    _out(_every(ctx, "/api/v1/identities"), json, IDENTITY_COLUMNS)
 
 
 @identity_app.command("show", epilog=example("certforge identity show 7d2c…"))

@@ -8,6 +8,7 @@
     ├── Forbidden           known caller, missing role
     ├── NotFound
     ├── Conflict            duplicate slug, revoking twice, idempotency mismatch
+    ├── StaleVersion        the caller changed an object from an outdated copy (lost update)
     ├── PayloadTooLarge
     ├── RateLimited         too many requests of one caller; `retry_after` seconds
     └── Unavailable         a dependency (NATS, issuer, database) did not answer
@@ -85,6 +86,14 @@ class Conflict(CertforgeError):
 
 
 @dataclass
+class StaleVersion(CertforgeError):
+    """The object changed since the caller read the version it names (`If-Match`): applying
+    the change would silently undo someone else's."""
+
+    code: str = "stale-version"
+
+
+@dataclass
 class PayloadTooLarge(CertforgeError):
     code: str = "payload-too-large"
 
@@ -112,6 +121,7 @@ ERROR_KINDS: dict[str, type[CertforgeError]] = {
         Forbidden,
         NotFound,
         Conflict,
+        StaleVersion,
         PayloadTooLarge,
         RateLimited,
         Unavailable,

@@ -12,18 +12,20 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
+import orjson
 import uvicorn
 import uvloop
 from faststream.nats import NatsBroker
-from sqlalchemy import text
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.db.pool import LazyPool
+from certforge.common.health import LEGACY, LIVE, READY, is_ready, readiness
 from certforge.common.messaging import ensure_streams, server_list
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
@@ -70,14 +72,13 @@ class Worker:
         """A background coroutine that runs until the stop event is set."""
         self._loops.append(loop)
 
-    async def ready(self) -> bool:
-        """Readiness: the database answers and NATS is connected."""
+    async def ready(self) -> dict[str, str]:
+        """Readiness (`certforge.common.health`): database, NATS connection and streams."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return bool(self.broker.connection and self.broker.connection.is_connected)
+            nats: NatsClient | None = self.broker.connection
+        except Exception:  # FastStream raises before the first connect and after the stop
+            nats = None
+        return await readiness(self.engine, nats, self.subjects, self.settings.nats)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -172,20 +173,22 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def health_app(ready: Callable[[], Awaitable[bool]]) -> Any:
-    """A minimal ASGI app: `/healthz` (alive), `/readyz` (database and NATS reachable) and
-    `/metrics` (Prometheus)."""
+def health_app(ready: Callable[[], Awaitable[Mapping[str, str]]]) -> Any:
+    """A minimal ASGI app: `/livez`, `/readyz` (meanings in `certforge.common.health`), the
+    deprecated `/healthz` (liveness, as it always meant on the workers) and `/metrics`."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         path = scope["path"]
         content_type = "application/json"
-        if path == "/healthz":
+        if path in (LIVE, LEGACY):
             status, body = 200, b'{"status":"ok"}'
-        elif path == "/readyz":
-            ok = await ready()
-            status, body = (200, b'{"status":"ready"}') if ok else (503, b'{"status":"unready"}')
+        elif path == READY:
+            checks = await ready()
+            ok = is_ready(checks)
+            status = 200 if ok else 503
+            body = orjson.dumps({"status": "ok" if ok else "unready", **checks})
         elif path == "/metrics":
             status = 200
             body, content_type = exposition()

@@ -71,7 +71,10 @@ class CommonSettings(BaseSettings):
         "traces are recorded but not exported when unset (OTEL_EXPORTER_OTLP_ENDPOINT also works)",
     )
     health_port: int | None = Field(
-        default=None, ge=0, le=65535, description="worker services serve /healthz here when set"
+        default=None,
+        ge=0,
+        le=65535,
+        description="worker services serve /livez, /readyz and /metrics here when set",
     )
 
     required_secrets: ClassVar[tuple[str, ...]] = ()

@@ -379,9 +379,13 @@ def _run(stack: contextlib.ExitStack) -> int:
         "CERTFORGE_STATE_DIR": str(state_dir),
         "CERTFORGE_API_PORT": str(api_port),
         "CERTFORGE_VALIDATOR__ALLOW_PRIVATE_TARGETS": "true",  # ACME clients on this machine
-        # URLs in issued certificates (CRL, OCSP, CA issuers) must reach this API
         "CERTFORGE_PUBLIC_URL": os.environ.get(
             "CERTFORGE_PUBLIC_URL", f"http://127.0.0.1:{api_port}"
+        ),
+        # URLs in issued certificates (CRL, OCSP, CA issuers): the api's plain-http port, which
+        # answers them beside the HTTPS one (relying parties fetch them without TLS)
+        "CERTFORGE_REVOCATION_URL": os.environ.get(
+            "CERTFORGE_REVOCATION_URL", f"http://127.0.0.1:{api_port}"
         ),
     }
     executables = {service: service_executable(service) for service in SERVICES}
@@ -391,7 +395,7 @@ def _run(stack: contextlib.ExitStack) -> int:
         for service, executable in executables.items():
             group.start(service, [executable], env=env)
         api = f"http://127.0.0.1:{api_port}"
-        _wait_healthy(group, f"{api}/healthz", HEALTH_TIMEOUT)
+        _wait_healthy(group, f"{api}/readyz", HEALTH_TIMEOUT)
         if group.stop_requested:
             return 0
         try:
@@ -457,7 +461,7 @@ def _serve_https(
         },
     )
     https = f"https://127.0.0.1:{tls_port}"
-    _wait_healthy(group, f"{https}/healthz", HEALTH_TIMEOUT, files.client_context())
+    _wait_healthy(group, f"{https}/readyz", HEALTH_TIMEOUT, files.client_context())
     return _Acme(
         https=https,
         directory=https + acme_directory_path(),

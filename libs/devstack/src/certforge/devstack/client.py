@@ -77,6 +77,18 @@ class Api:
             raise DevStackError(f"{method} {path} answered {got}: {detail(answer)}")
         return answer
 
+    def every(self, path: str) -> list[Any]:
+        """Every item of a paged list (`{"items", "next_cursor"}`), following the cursors."""
+        items: list[Any] = []
+        cursor = ""
+        while True:
+            query = f"?limit=500&cursor={cursor}" if cursor else "?limit=500"
+            page = self.expect(200, "GET", path + query)
+            items += page["items"]
+            cursor = page.get("next_cursor") or ""
+            if not cursor:
+                return items
+
     def expect_when_ready(
         self,
         status: int,

@@ -58,7 +58,7 @@ def acme_directory_path(application: str = APPLICATION, profile: str = PROFILE) 
 def _ca(
     api: Api, name: str, body: dict[str, Any], pause: Pause, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    found = find(api.expect(200, "GET", "/api/v1/cas"), "name", name)
+    found = find(api.every("/api/v1/cas"), "name", name)
     if found is not None:
         return found
     created: dict[str, Any] = api.expect_when_ready(
@@ -101,7 +101,7 @@ def ensure_dev_pki(
         pause,
         say,
     )
-    policy = find(api.expect(200, "GET", "/api/v1/policies"), "name", POLICY)
+    policy = find(api.every("/api/v1/policies"), "name", POLICY)
     if policy is None:
         policy = api.expect(
             201,

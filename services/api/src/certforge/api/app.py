@@ -15,7 +15,6 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr
-from sqlalchemy import text
 
 from certforge.api import problems
 from certforge.api.context import ApiContext
@@ -58,6 +57,7 @@ from certforge.common.contracts.subjects import Subjects
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.db.pool import LazyPool
+from certforge.common.health import LEGACY, LIVE, READY, is_ready, readiness
 from certforge.common.messaging import connect, ensure_streams
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
@@ -223,8 +223,8 @@ def _health_router() -> APIRouter:
                 "docs": "/docs",
                 "redoc": "/redoc",
                 "openapi": "/openapi.json",
-                "live": "/livez",
-                "ready": "/healthz",
+                "live": LIVE,
+                "ready": READY,
                 "metrics": "/metrics",
             },
         }
@@ -240,26 +240,36 @@ def _health_router() -> APIRouter:
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
-    @router.get("/livez", name="health.live")
+    @router.get(LIVE, name="health.live")
     async def live() -> dict[str, str]:
-        """The process is up."""
+        """Liveness: the process answers (nothing else; see `certforge.common.health`)."""
         return {"status": "ok"}
 
-    @router.get("/healthz", name="health.ready", responses={503: {"description": "not ready"}})
+    @router.get(READY, name="health.ready", responses={503: {"description": "not ready"}})
     async def ready(context: ContextDep) -> JSONResponse:
-        """Ready to serve: PostgreSQL answers and NATS is connected."""
-        checks = {"database": "ok", "nats": "ok"}
-        try:
-            async with context.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            checks["database"] = "unreachable"
-        if not context.nats.is_connected:
-            checks["nats"] = "disconnected"
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unready", **checks}, 200 if ok else 503)
+        """Readiness: PostgreSQL answers, NATS is connected and the JetStream streams exist."""
+        return _readiness(await _checks(context))
+
+    @router.get(
+        LEGACY,
+        name="health.ready_legacy",
+        deprecated=True,
+        responses={503: {"description": "not ready"}},
+    )
+    async def ready_legacy(context: ContextDep) -> JSONResponse:
+        """Deprecated alias of `/readyz` (what `/healthz` always meant on the api)."""
+        return _readiness(await _checks(context))
 
     return router
+
+
+async def _checks(context: ApiContext) -> dict[str, str]:
+    return await readiness(context.engine, context.nats, context.subjects, context.settings.nats)
+
+
+def _readiness(checks: dict[str, str]) -> JSONResponse:
+    ok = is_ready(checks)
+    return JSONResponse({"status": "ok" if ok else "unready", **checks}, 200 if ok else 503)
 
 
 def create_app_from_env() -> FastAPI:

@@ -45,6 +45,7 @@ from certforge.common.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StaleVersion,
     Unauthenticated,
     Unavailable,
     Unprocessable,
@@ -60,6 +61,7 @@ STATUSES: dict[type[CertforgeError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    StaleVersion: 412,
     PayloadTooLarge: 413,
     Unprocessable: 422,  # and its PolicyViolation
     RateLimited: 429,
@@ -73,6 +75,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",

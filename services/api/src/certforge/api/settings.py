@@ -18,8 +18,9 @@ class ApiSettings(LeafKeySettings):
     api_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
     public_url: str = Field(
         default="",
-        description="Base URL clients reach the API at; defaults to http://<host>:<port>. "
-        "Used in Location headers and in CRL/OCSP/AIA URLs.",
+        description="Base URL clients reach the API at (https in production); defaults to "
+        "http://<host>:<port>. Certificates point relying parties at CERTFORGE_REVOCATION_URL "
+        "(issuer) instead.",
     )
     bootstrap_token: SecretStr | None = Field(
         default=None,

@@ -22,8 +22,15 @@ class IssuerSettings(LeafKeySettings):
     )
     public_url: str = Field(
         default="http://127.0.0.1:8080",
-        description="Base URL of the API as relying parties reach it; CRL distribution point, "
-        "OCSP and CA-issuer URLs in issued certificates are built from it.",
+        description="Base URL of the API as clients reach it; the revocation URL is derived "
+        "from it when CERTFORGE_REVOCATION_URL is unset.",
+    )
+    revocation_url: str = Field(
+        default="",
+        description="Base URL of the CRL distribution point, OCSP and CA-issuer URLs written "
+        "into every certificate: plain http:// (the answers are signed, and HTTPS there makes "
+        "relying parties validate a certificate to check a certificate). Empty: "
+        "CERTFORGE_PUBLIC_URL with http:// in place of https://.",
     )
 
     lint_before_signing: bool = Field(
@@ -39,6 +46,27 @@ class IssuerSettings(LeafKeySettings):
     def _ca_ring(cls, value: SecretStr | None) -> SecretStr | None:
         return check_key_ring(value)
 
+    @field_validator("revocation_url")
+    @classmethod
+    def _plain_http(cls, value: str) -> str:
+        if value and not value.startswith("http://"):
+            raise ValueError(
+                "CERTFORGE_REVOCATION_URL must be a plain http:// URL: relying parties fetch "
+                "CRLs, OCSP answers and CA certificates without TLS (RFC 5280 4.2.1.13; the "
+                "CA/Browser Forum requires http)"
+            )
+        return value
+
     @property
     def base_url(self) -> str:
-        return self.public_url.rstrip("/")
+        """Where issued certificates point relying parties (`contracts.routes.ca_urls`)."""
+        return revocation_base(self.public_url, self.revocation_url)
+
+
+def revocation_base(public_url: str, revocation_url: str) -> str:
+    """The revocation URL when set, else the public URL over plain http (same host and port:
+    set CERTFORGE_REVOCATION_URL when https is on a port of its own)."""
+    chosen = revocation_url or public_url
+    if chosen.startswith("https://"):
+        chosen = "http://" + chosen.removeprefix("https://")
+    return chosen.rstrip("/")

@@ -540,6 +540,7 @@ class SyncState(SQLModel, table=True):
     """Where one certificate lineage stands at one destination. Owner: syncer."""
 
     __tablename__ = "sync_states"
+    __table_args__ = (sa.Index("ix_sync_states_page", "sync_id", "created_at", "lineage_id"),)
 
     sync_id: UUID = Field(
         sa_column=sa.Column(
@@ -555,6 +556,13 @@ class SyncState(SQLModel, table=True):
     last_error: str | None = None
     last_synced_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=sa.Column(
+            sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        description="when this destination first saw the lineage: the order its states page in",
+    )
 
 
 class PooledKey(SQLModel, table=True):

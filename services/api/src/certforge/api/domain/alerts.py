@@ -25,6 +25,7 @@ from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor
 from certforge.api.context import ApiContext
 from certforge.api.domain.common import ADMIN_ROLES, READ_ROLES, application_for, commit
+from certforge.api.domain.paging import PageRequest, keyset_page
 from certforge.api.schemas.alerts import (
     AlertCreate,
     AlertDeliveryPublic,
@@ -273,12 +274,19 @@ async def create(
     return public(rule, app)
 
 
-async def list_all(session: AsyncSession, actor: Actor, app_ref: str) -> list[AlertPublic]:
+async def list_all(
+    session: AsyncSession, actor: Actor, app_ref: str, page: PageRequest
+) -> Page[AlertPublic]:
     app = await application_for(session, actor, app_ref, READ_ROLES)
-    rows = await session.exec(
-        select(AlertRule).where(AlertRule.application_id == app.id).order_by(col(AlertRule.name))
+    rows, cursor = await keyset_page(
+        session,
+        select(AlertRule).where(AlertRule.application_id == app.id),
+        col(AlertRule.created_at),
+        col(AlertRule.id),
+        page,
+        lambda r: (r.created_at, r.id),
     )
-    return [public(r, app) for r in rows]
+    return Page(items=[public(r, app) for r in rows], next_cursor=cursor)
 
 
 async def get(session: AsyncSession, actor: Actor, app_ref: str, alert_id: UUID) -> AlertPublic:

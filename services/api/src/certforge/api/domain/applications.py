@@ -21,6 +21,7 @@ from certforge.api.domain.common import (
     get_or_404,
     now,
 )
+from certforge.api.domain.paging import PageRequest, keyset_page
 from certforge.api.schemas.acme import AcmeEnrollment
 from certforge.api.schemas.applications import (
     ApiEnrollment,
@@ -30,6 +31,7 @@ from certforge.api.schemas.applications import (
     AttachmentPublic,
     MemberPublic,
 )
+from certforge.api.schemas.common import Page
 from certforge.common.db.tables import (
     Application,
     Certificate,
@@ -69,11 +71,21 @@ async def create(
     return public(app)
 
 
-async def list_visible(session: AsyncSession, actor: Actor) -> list[ApplicationPublic]:
-    query = select(Application).order_by(col(Application.slug))
+async def list_visible(
+    session: AsyncSession, actor: Actor, page: PageRequest
+) -> Page[ApplicationPublic]:
+    query = select(Application)
     if not actor.is_product_admin:
         query = query.where(col(Application.id).in_(list(actor.roles)))
-    return [public(a) for a in await session.exec(query)]
+    rows, cursor = await keyset_page(
+        session,
+        query,
+        col(Application.created_at),
+        col(Application.id),
+        page,
+        lambda a: (a.created_at, a.id),
+    )
+    return Page(items=[public(a) for a in rows], next_cursor=cursor)
 
 
 async def get(session: AsyncSession, actor: Actor, ref: str) -> ApplicationPublic:
@@ -124,18 +136,28 @@ async def delete(session: AsyncSession, audit: AuditScope, ref: str) -> None:
     await commit(session)
 
 
-async def members(session: AsyncSession, actor: Actor, ref: str) -> list[MemberPublic]:
+async def members(
+    session: AsyncSession, actor: Actor, ref: str, page: PageRequest
+) -> Page[MemberPublic]:
     app = await application_for(session, actor, ref, READ_ROLES)
-    rows = await session.exec(
+    query = (
         select(Membership, Identity)
         .join(Identity, col(Identity.id) == col(Membership.identity_id))
         .where(Membership.application_id == app.id)
-        .order_by(col(Identity.name))
     )
-    return [
+    rows, cursor = await keyset_page(
+        session,
+        query,
+        col(Membership.created_at),
+        col(Membership.identity_id),
+        page,
+        lambda row: (row[0].created_at, row[0].identity_id),
+    )
+    items = [
         MemberPublic(identity_id=i.id, name=i.name, role=Role(m.role), created_at=m.created_at)
         for m, i in rows
     ]
+    return Page(items=items, next_cursor=cursor)
 
 
 async def put_member(
@@ -164,6 +186,21 @@ async def put_member(
         identity_id=identity.id, name=identity.name, role=role, created_at=membership.created_at
     )
     return member, created
+
+
+async def member(session: AsyncSession, actor: Actor, ref: str, identity_id: UUID) -> MemberPublic:
+    """One member of the application, as its members list shows it."""
+    app = await application_for(session, actor, ref, READ_ROLES)
+    membership = await session.get(Membership, (app.id, identity_id))
+    identity = await session.get(Identity, identity_id)
+    if membership is None or identity is None:
+        raise NotFound.on_field("identity_id", f"{identity_id} is not a member of {app.slug!r}")
+    return MemberPublic(
+        identity_id=identity.id,
+        name=identity.name,
+        role=Role(membership.role),
+        created_at=membership.created_at,
+    )
 
 
 async def remove_member(

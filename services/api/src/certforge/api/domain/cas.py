@@ -12,8 +12,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.domain.common import commit, get_or_404, now
+from certforge.api.domain.paging import PageRequest, keyset_page
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.schemas.cas import CACreate, CAImport, CAPublic
+from certforge.api.schemas.common import Page
 from certforge.common.ca_rules import ParentFacts, plan_ca
 from certforge.common.contracts.rpc import CreateCA, ImportCA
 from certforge.common.db.tables import Certificate, CertificateAuthority
@@ -128,11 +130,17 @@ async def _created(session: AsyncSession, audit: AuditScope, ca_id: UUID) -> CAP
     return public(ca)
 
 
-async def list_all(session: AsyncSession) -> list[CAPublic]:
-    rows = await session.exec(
-        select(CertificateAuthority).order_by(col(CertificateAuthority.created_at))
+async def list_all(session: AsyncSession, page: PageRequest) -> Page[CAPublic]:
+    table = CertificateAuthority
+    rows, cursor = await keyset_page(
+        session,
+        select(table),
+        col(table.created_at),
+        col(table.id),
+        page,
+        lambda ca: (ca.created_at, ca.id),
     )
-    return [public(ca) for ca in rows]
+    return Page(items=[public(ca) for ca in rows], next_cursor=cursor)
 
 
 async def get(session: AsyncSession, ca_id: UUID) -> CertificateAuthority:

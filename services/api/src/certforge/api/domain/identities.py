@@ -11,6 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from certforge.api.audit import AuditScope
 from certforge.api.auth import hash_token, new_token, token_record
 from certforge.api.domain.common import commit, get_or_404, now
+from certforge.api.domain.paging import PageRequest, keyset_page
+from certforge.api.schemas.common import Page
 from certforge.api.schemas.identities import (
     IdentityCreate,
     IdentityCreated,
@@ -59,9 +61,16 @@ async def create(session: AsyncSession, audit: AuditScope, body: IdentityCreate)
     return IdentityCreated(**public(identity).model_dump(), token=token, token_id=record.id)
 
 
-async def list_all(session: AsyncSession) -> list[IdentityPublic]:
-    rows = await session.exec(select(Identity).order_by(col(Identity.created_at)))
-    return [public(i) for i in rows]
+async def list_all(session: AsyncSession, page: PageRequest) -> Page[IdentityPublic]:
+    rows, cursor = await keyset_page(
+        session,
+        select(Identity),
+        col(Identity.created_at),
+        col(Identity.id),
+        page,
+        lambda i: (i.created_at, i.id),
+    )
+    return Page(items=[public(i) for i in rows], next_cursor=cursor)
 
 
 async def detail(session: AsyncSession, identity_id: UUID) -> IdentityDetail:

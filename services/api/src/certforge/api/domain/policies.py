@@ -12,7 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.domain.common import commit, get_or_404, now
+from certforge.api.domain.paging import PageRequest, keyset_page
 from certforge.api.domain.profiles import check_defaults
+from certforge.api.schemas.common import Page
 from certforge.api.schemas.policies import PolicyCreate, PolicyPublic, PolicyUpdate
 from certforge.common.db.tables import Policy, Profile
 from certforge.common.errors import Conflict, FieldError, PolicyViolation, Unprocessable
@@ -56,8 +58,16 @@ async def create(session: AsyncSession, audit: AuditScope, body: PolicyCreate) -
     return public(policy)
 
 
-async def list_all(session: AsyncSession) -> list[PolicyPublic]:
-    return [public(p) for p in await session.exec(select(Policy).order_by(col(Policy.name)))]
+async def list_all(session: AsyncSession, page: PageRequest) -> Page[PolicyPublic]:
+    rows, cursor = await keyset_page(
+        session,
+        select(Policy),
+        col(Policy.created_at),
+        col(Policy.id),
+        page,
+        lambda p: (p.created_at, p.id),
+    )
+    return Page(items=[public(p) for p in rows], next_cursor=cursor)
 
 
 async def get(session: AsyncSession, policy_id: UUID) -> PolicyPublic:

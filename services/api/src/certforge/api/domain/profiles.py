@@ -11,6 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from certforge.api.audit import AuditScope
 from certforge.api.domain.common import as_uuid, by_slug_or_id, commit, get_or_404, now
+from certforge.api.domain.paging import PageRequest, keyset_page
+from certforge.api.schemas.common import Page
 from certforge.api.schemas.profiles import ProfileCreate, ProfilePublic, ProfileUpdate
 from certforge.common.db.tables import (
     Certificate,
@@ -137,8 +139,16 @@ async def create(session: AsyncSession, audit: AuditScope, body: ProfileCreate) 
     return public(profile)
 
 
-async def list_all(session: AsyncSession) -> list[ProfilePublic]:
-    return [public(p) for p in await session.exec(select(Profile).order_by(col(Profile.slug)))]
+async def list_all(session: AsyncSession, page: PageRequest) -> Page[ProfilePublic]:
+    rows, cursor = await keyset_page(
+        session,
+        select(Profile),
+        col(Profile.created_at),
+        col(Profile.id),
+        page,
+        lambda p: (p.created_at, p.id),
+    )
+    return Page(items=[public(p) for p in rows], next_cursor=cursor)
 
 
 async def get(session: AsyncSession, ref: str) -> ProfilePublic:

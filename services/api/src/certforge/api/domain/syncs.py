@@ -18,6 +18,8 @@ from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor
 from certforge.api.context import ApiContext
 from certforge.api.domain.common import ADMIN_ROLES, READ_ROLES, application_for, commit
+from certforge.api.domain.paging import PageRequest, keyset_page
+from certforge.api.schemas.common import Page
 from certforge.api.schemas.syncs import (
     SyncCreate,
     SyncPublic,
@@ -126,14 +128,19 @@ async def create(
     return public(sync, app)
 
 
-async def list_all(session: AsyncSession, actor: Actor, app_ref: str) -> list[SyncPublic]:
+async def list_all(
+    session: AsyncSession, actor: Actor, app_ref: str, page: PageRequest
+) -> Page[SyncPublic]:
     app = await application_for(session, actor, app_ref, READ_ROLES)
-    rows = await session.exec(
-        select(SyncDestination)
-        .where(SyncDestination.application_id == app.id)
-        .order_by(col(SyncDestination.name))
+    rows, cursor = await keyset_page(
+        session,
+        select(SyncDestination).where(SyncDestination.application_id == app.id),
+        col(SyncDestination.created_at),
+        col(SyncDestination.id),
+        page,
+        lambda s: (s.created_at, s.id),
     )
-    return [public(s, app) for s in rows]
+    return Page(items=[public(s, app) for s in rows], next_cursor=cursor)
 
 
 async def get(session: AsyncSession, actor: Actor, app_ref: str, sync_id: UUID) -> SyncPublic:
@@ -282,13 +289,19 @@ async def test(
 
 
 async def states(
-    session: AsyncSession, actor: Actor, app_ref: str, sync_id: UUID
-) -> list[SyncStatePublic]:
+    session: AsyncSession, actor: Actor, app_ref: str, sync_id: UUID, page: PageRequest
+) -> Page[SyncStatePublic]:
+    """Newest lineage first (by when this destination first saw it, `created_at`: an order
+    that a retry, which moves `updated_at`, does not reshuffle under a client's feet)."""
     app = await application_for(session, actor, app_ref, READ_ROLES)
     sync = await _get(session, app, sync_id)
-    rows = await session.exec(
-        select(SyncState)
-        .where(SyncState.sync_id == sync.id)
-        .order_by(col(SyncState.updated_at).desc())
+    rows, cursor = await keyset_page(
+        session,
+        select(SyncState).where(SyncState.sync_id == sync.id),
+        col(SyncState.created_at),
+        col(SyncState.lineage_id),
+        page,
+        lambda s: (s.created_at, s.lineage_id),
     )
-    return [SyncStatePublic.model_validate(r, from_attributes=True) for r in rows]
+    items = [SyncStatePublic.model_validate(r, from_attributes=True) for r in rows]
+    return Page(items=items, next_cursor=cursor)

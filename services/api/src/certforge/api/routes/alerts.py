@@ -4,9 +4,11 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
+from sqlmodel import col, select
 
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, SessionDep
 from certforge.api.domain import alerts
+from certforge.api.domain.paging import PageDep
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.alerts import (
     AlertCreate,
@@ -16,6 +18,8 @@ from certforge.api.schemas.alerts import (
     AlertUpdate,
 )
 from certforge.api.schemas.common import Page
+from certforge.api.versions import IfMatch, guard, tagged
+from certforge.common.db.tables import AlertRule
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
 BASE = "/applications/{app}/alerts"
@@ -30,13 +34,19 @@ async def create_alert(
 
 
 @router.get(BASE, name="alert.list")
-async def list_alerts(app: str, session: SessionDep, actor: ActorDep) -> list[AlertPublic]:
-    return await alerts.list_all(session, actor, app)
+async def list_alerts(
+    app: str, session: SessionDep, actor: ActorDep, page: PageDep
+) -> Page[AlertPublic]:
+    """Newest first (`limit`, `cursor`: the API's one paging convention)."""
+    return await alerts.list_all(session, actor, app, page)
 
 
 @router.get(BASE + "/{alert_id}", name="alert.get")
-async def get_alert(app: str, alert_id: UUID, session: SessionDep, actor: ActorDep) -> AlertPublic:
-    return await alerts.get(session, actor, app, alert_id)
+async def get_alert(
+    app: str, alert_id: UUID, session: SessionDep, actor: ActorDep, response: Response
+) -> AlertPublic:
+    """With its `ETag`: send it back in `If-Match` to change it only if nobody did since."""
+    return tagged(response, await alerts.get(session, actor, app, alert_id))
 
 
 @router.patch(BASE + "/{alert_id}", name="alert.update")
@@ -47,8 +57,18 @@ async def update_alert(
     session: SessionDep,
     audit: AuditDep,
     context: ContextDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AlertPublic:
-    return await alerts.update(session, context, audit, app, alert_id, body)
+    """412 when `If-Match` names a version that is no longer current."""
+    await guard(
+        session,
+        if_match,
+        lambda: alerts.get(session, audit.actor, app, alert_id),
+        lambda a: select(AlertRule).where(col(AlertRule.id) == a.id),
+    )
+    updated = await alerts.update(session, context, audit, app, alert_id, body)
+    return tagged(response, updated)
 
 
 @router.delete(BASE + "/{alert_id}", status_code=204, name="alert.delete")

@@ -7,8 +7,11 @@ from fastapi import APIRouter, Response
 
 from certforge.api.deps import AuditDep, ContextDep, ProductAdminDep, SessionDep
 from certforge.api.domain import cas
+from certforge.api.domain.paging import PageDep
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.cas import CACreate, CAImport, CAPublic
+from certforge.api.schemas.common import Page
+from certforge.api.versions import tagged
 from certforge.common.contracts.routes import CA_CERTIFICATE_DER
 from certforge.common.crypto.certificates import certificate_to_der, load_certificate_pem
 from certforge.common.domain import CAStatus
@@ -39,13 +42,17 @@ async def import_ca(
 
 
 @router.get("/cas", name="ca.list")
-async def list_cas(session: SessionDep, _: ProductAdminDep) -> list[CAPublic]:
-    return await cas.list_all(session)
+async def list_cas(session: SessionDep, _: ProductAdminDep, page: PageDep) -> Page[CAPublic]:
+    """Newest first (`limit`, `cursor`: the API's one paging convention)."""
+    return await cas.list_all(session, page)
 
 
 @router.get("/cas/{ca_id}", name="ca.get")
-async def get_ca(ca_id: UUID, session: SessionDep, _: ProductAdminDep) -> CAPublic:
-    return cas.public(await cas.get(session, ca_id))
+async def get_ca(
+    ca_id: UUID, session: SessionDep, _: ProductAdminDep, response: Response
+) -> CAPublic:
+    """With its `ETag` (a CA changes only through its actions: disable, enable, …)."""
+    return tagged(response, cas.public(await cas.get(session, ca_id)))
 
 
 @router.get(

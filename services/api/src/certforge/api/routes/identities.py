@@ -4,13 +4,16 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Request, Response
+from sqlmodel import col, select
 
 from certforge.api import client_certs, rate_limits
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, ProductAdminDep, SessionDep
 from certforge.api.domain import auth_methods, certificate_bindings, identities
 from certforge.api.domain.jwt_login import LoginRefused
+from certforge.api.domain.paging import PageDep
 from certforge.api.problems import problem_response, status_for
 from certforge.api.routes import API_PREFIX
+from certforge.api.schemas.common import Page
 from certforge.api.schemas.identities import (
     AuthMethodCreate,
     AuthMethodPublic,
@@ -26,6 +29,8 @@ from certforge.api.schemas.identities import (
     TokenCreate,
     TokenPublic,
 )
+from certforge.api.versions import IfMatch, guard, tagged
+from certforge.common.db.tables import IdentityAuthMethod
 from certforge.common.errors import RateLimited, Unauthenticated
 
 router = APIRouter(prefix=API_PREFIX, tags=["identities"])
@@ -40,8 +45,11 @@ async def create_identity(
 
 
 @router.get("/identities", name="identity.list")
-async def list_identities(session: SessionDep, _: ProductAdminDep) -> list[IdentityPublic]:
-    return await identities.list_all(session)
+async def list_identities(
+    session: SessionDep, _: ProductAdminDep, page: PageDep
+) -> Page[IdentityPublic]:
+    """Newest first (`limit`, `cursor`: the API's one paging convention)."""
+    return await identities.list_all(session, page)
 
 
 @router.get("/me", name="identity.me")
@@ -52,9 +60,10 @@ async def me(session: SessionDep, actor: ActorDep) -> IdentityDetail:
 
 @router.get("/identities/{identity_id}", name="identity.get")
 async def get_identity(
-    identity_id: UUID, session: SessionDep, _: ProductAdminDep
+    identity_id: UUID, session: SessionDep, _: ProductAdminDep, response: Response
 ) -> IdentityDetail:
-    return await identities.detail(session, identity_id)
+    """With its `ETag`."""
+    return tagged(response, await identities.detail(session, identity_id))
 
 
 @router.delete("/identities/{identity_id}", status_code=204, name="identity.disable")
@@ -135,9 +144,10 @@ async def list_auth_methods(
     summary="Get an auth method",
 )
 async def get_auth_method(
-    identity_id: UUID, method_id: UUID, session: SessionDep, _: ProductAdminDep
+    identity_id: UUID, method_id: UUID, session: SessionDep, _: ProductAdminDep, response: Response
 ) -> AuthMethodPublic:
-    return await auth_methods.get(session, identity_id, method_id)
+    """With its `ETag`: send it back in `If-Match` to replace it only if nobody did since."""
+    return tagged(response, await auth_methods.get(session, identity_id, method_id))
 
 
 @router.put(
@@ -152,8 +162,18 @@ async def replace_auth_method(
     session: SessionDep,
     audit: AuditDep,
     _: ProductAdminDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AuthMethodPublic:
-    return await auth_methods.replace(session, audit, identity_id, method_id, body)
+    """412 when `If-Match` names a version that is no longer current."""
+    await guard(
+        session,
+        if_match,
+        lambda: auth_methods.get(session, identity_id, method_id),
+        lambda m: select(IdentityAuthMethod).where(col(IdentityAuthMethod.id) == m.id),
+    )
+    replaced = await auth_methods.replace(session, audit, identity_id, method_id, body)
+    return tagged(response, replaced)
 
 
 @router.delete(

@@ -3,10 +3,13 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Response
+from sqlmodel import col, select
 
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, SessionDep
 from certforge.api.domain import syncs
+from certforge.api.domain.paging import PageDep
 from certforge.api.routes import API_PREFIX
+from certforge.api.schemas.common import Page
 from certforge.api.schemas.syncs import (
     SyncCreate,
     SyncPublic,
@@ -15,6 +18,8 @@ from certforge.api.schemas.syncs import (
     SyncTestResult,
     SyncUpdate,
 )
+from certforge.api.versions import IfMatch, guard, tagged
+from certforge.common.db.tables import SyncDestination
 
 router = APIRouter(prefix=API_PREFIX, tags=["syncs"])
 BASE = "/applications/{app}/syncs"
@@ -29,13 +34,19 @@ async def create_sync(
 
 
 @router.get(BASE, name="sync.list")
-async def list_syncs(app: str, session: SessionDep, actor: ActorDep) -> list[SyncPublic]:
-    return await syncs.list_all(session, actor, app)
+async def list_syncs(
+    app: str, session: SessionDep, actor: ActorDep, page: PageDep
+) -> Page[SyncPublic]:
+    """Newest first (`limit`, `cursor`: the API's one paging convention)."""
+    return await syncs.list_all(session, actor, app, page)
 
 
 @router.get(BASE + "/{sync_id}", name="sync.get")
-async def get_sync(app: str, sync_id: UUID, session: SessionDep, actor: ActorDep) -> SyncPublic:
-    return await syncs.get(session, actor, app, sync_id)
+async def get_sync(
+    app: str, sync_id: UUID, session: SessionDep, actor: ActorDep, response: Response
+) -> SyncPublic:
+    """With its `ETag`: send it back in `If-Match` to change it only if nobody did since."""
+    return tagged(response, await syncs.get(session, actor, app, sync_id))
 
 
 @router.patch(BASE + "/{sync_id}", name="sync.update")
@@ -46,8 +57,17 @@ async def update_sync(
     session: SessionDep,
     audit: AuditDep,
     context: ContextDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> SyncPublic:
-    return await syncs.update(session, context, audit, app, sync_id, body)
+    """412 when `If-Match` names a version that is no longer current."""
+    await guard(
+        session,
+        if_match,
+        lambda: syncs.get(session, audit.actor, app, sync_id),
+        lambda s: select(SyncDestination).where(col(SyncDestination.id) == s.id),
+    )
+    return tagged(response, await syncs.update(session, context, audit, app, sync_id, body))
 
 
 @router.delete(BASE + "/{sync_id}", status_code=204, name="sync.delete")
@@ -74,7 +94,8 @@ async def test_sync(
 
 @router.get(BASE + "/{sync_id}/certificates", name="sync.certificates")
 async def sync_states(
-    app: str, sync_id: UUID, session: SessionDep, actor: ActorDep
-) -> list[SyncStatePublic]:
-    """Per certificate lineage: status, external id, attempts, last error, last synced."""
-    return await syncs.states(session, actor, app, sync_id)
+    app: str, sync_id: UUID, session: SessionDep, actor: ActorDep, page: PageDep
+) -> Page[SyncStatePublic]:
+    """Per certificate lineage: status, external id, attempts, last error, last synced.
+    Newest lineage first (`limit`, `cursor`: the API's one paging convention)."""
+    return await syncs.states(session, actor, app, sync_id, page)

@@ -97,6 +97,17 @@ class ConsoleApi:
             raise ApiRefused(Problem.of(response))
         return response.json()
 
+    async def every(self, path: str, **params: Any) -> list[Any]:
+        """Every item of a paged list (`{"items", "next_cursor"}`), following the cursors."""
+        items: list[Any] = []
+        cursor = None
+        while True:
+            page = await self.get(path, **params, limit=500, cursor=cursor)
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
     async def send(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[Any, Problem | None]:

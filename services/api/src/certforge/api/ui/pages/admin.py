@@ -57,7 +57,7 @@ async def _cas_page(
     problem: Problem | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    cas = await page.api.get("/cas")
+    cas = await page.api.every("/cas")
     return page.render(
         "cas.html",
         status,
@@ -125,7 +125,7 @@ async def _identities_page(
         status,
         problem,
         tab="identities",
-        identities=await page.api.get("/identities"),
+        identities=await page.api.every("/identities"),
         values=values or {},
         created=created,
     )
@@ -183,7 +183,7 @@ async def _documents_page(
         tab=kind,
         kind=kind,
         title=TITLES[kind],
-        items=await page.api.get(f"/{kind}"),
+        items=await page.api.every(f"/{kind}"),
         editing=editing,
         document=document
         if document is not None

@@ -20,7 +20,7 @@ async def home() -> Response:
 @router.get("/applications", name="ui.applications")
 async def applications(request: Request) -> Response:
     async with open_page(request) as page:
-        apps = await page.api.get("/applications")
+        apps = await page.api.every("/applications")
         return page.render("applications.html", applications=apps, values={})
 
 
@@ -31,7 +31,7 @@ async def create_application(request: Request) -> Response:
         created, problem = await page.api.send("POST", "/applications", body)
         if problem is None:
             return RedirectResponse(f"/ui/applications/{created['slug']}/settings", 303)
-        apps = await page.api.get("/applications")
+        apps = await page.api.every("/applications")
         return page.render(
             "applications.html", problem.status, problem, applications=apps, values=page.form
         )

@@ -26,21 +26,21 @@ async def _settings_page(
 ) -> Response:
     application = await page.api.get(f"/applications/{app}")
     attached = await page.api.get(f"/applications/{app}/profiles")
-    members = await page.api.get(f"/applications/{app}/members")
-    syncs = await page.api.get(f"/applications/{app}/syncs")
+    members = await page.api.every(f"/applications/{app}/members")
+    syncs = await page.api.every(f"/applications/{app}/syncs")
     states: dict[str, dict[str, int]] = {}
     for sync in syncs:
         counts: dict[str, int] = {}
-        for state in await page.api.get(f"/applications/{app}/syncs/{sync['id']}/certificates"):
+        for state in await page.api.every(f"/applications/{app}/syncs/{sync['id']}/certificates"):
             counts[state["status"]] = counts.get(state["status"], 0) + 1
         states[sync["id"]] = counts
     try:
-        alerts = await page.api.get(f"/applications/{app}/alerts")
+        alerts = await page.api.every(f"/applications/{app}/alerts")
     except ApiRefused:
         alerts = []
     identities: list[Any] = []
     if page.actor.is_product_admin:
-        identities = await page.api.get("/identities")
+        identities = await page.api.every("/identities")
     return page.render(
         "settings.html",
         status,
