@@ -94,8 +94,10 @@ async def _certificate_page(
     certificate = await page.api.get(f"/applications/{app}/certificates/{certificate_id}")
     sync_states = []
     if template == "certificate.html":
-        for sync in await page.api.get(f"/applications/{app}/syncs"):
-            for state in await page.api.get(f"/applications/{app}/syncs/{sync['id']}/certificates"):
+        for sync in await page.api.every(f"/applications/{app}/syncs"):
+            for state in await page.api.every(
+                f"/applications/{app}/syncs/{sync['id']}/certificates"
+            ):
                 if state["certificate_id"] == str(certificate_id):
                     sync_states.append({"sync": sync, **state})
     events = await _events(page, application, certificate_id)
