@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, seed, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from certforge.issuer import lint
-from lint_cases import certificates
+from lint_cases import certificates  # type: ignore[import-not-found]  # tests/ is no package
 
 
 def main() -> None:
