@@ -5,9 +5,10 @@ for `--seconds`, and prints req/s, latency and, for each process (api, issuer, s
 renewer, NATS, PostgreSQL), its CPU time during the run over the certificates issued (from
 /proc). With `--py-spy DIR` it also samples the api, issuer and syncer with py-spy (which must
 be on PATH, e.g. `pip install py-spy` in any venv) and writes raw collapsed stacks to DIR, the
-profiles `bench/RESULTS.md` quotes. `--no-lint` turns pre-issuance linting off.
+profiles `bench/RESULTS.md` quotes. `--no-lint` turns pre-issuance linting off; `--full-lint`
+keeps it on but without the shape cache (every certificate through pkilint, as before issue 17).
 
-    .venv/bin/python bench/cpu.py --seconds 20 [--no-lint] [--csr] [--py-spy /tmp/profiles]
+    .venv/bin/python bench/cpu.py --seconds 20 [--no-lint | --full-lint] [--csr] [--py-spy DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument(
         "--no-lint", action="store_true", help="CERTFORGE_LINT_BEFORE_SIGNING=false"
     )
+    parser.add_argument(
+        "--full-lint", action="store_true", help="CERTFORGE_LINT_CACHE_SIZE=0: no shape cache"
+    )
     parser.add_argument("--csr", action="store_true", help="CSR signing instead of managed keys")
     parser.add_argument("--py-spy", metavar="DIR", help="also record py-spy profiles into DIR")
     args = parser.parse_args()
@@ -40,6 +44,8 @@ def main() -> None:
         sys.exit("py-spy is not on PATH (pip install py-spy)")
 
     settings = {"CERTFORGE_LINT_BEFORE_SIGNING": "false"} if args.no_lint else {}
+    if args.full_lint:
+        settings["CERTFORGE_LINT_CACHE_SIZE"] = "0"
     with System(settings) as system:
         setup = system.setup()
         body = scenarios(setup)["CSR (EC P-256)" if args.csr else "EC P-256 managed"]

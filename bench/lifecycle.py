@@ -63,15 +63,15 @@ async def renewal_scan(server_url: str, nats_url: str) -> dict[str, Any]:
                 (
                     await conn.execute(
                         sa.text(
-                            "EXPLAIN SELECT c.id FROM certificates c "
-                            "JOIN certificate_authorities a ON a.id = c.ca_id "
-                            "WHERE c.status = 'active' AND c.auto_renew "
-                            "AND c.renewed_by_id IS NULL AND c.renewing_request_id IS NULL "
-                            "AND c.encrypted_private_key IS NOT NULL AND c.renew_at <= :now "
-                            "AND a.status = 'active' ORDER BY c.renew_at LIMIT 500 "
-                            "FOR UPDATE OF c SKIP LOCKED"
+                            # the claim as `RenewalScanner.claim_due` sends it
+                            "EXPLAIN SELECT id FROM certificates WHERE status = 'active' "
+                            "AND auto_renew AND renewed_by_id IS NULL "
+                            "AND renewing_request_id IS NULL "
+                            "AND encrypted_private_key IS NOT NULL AND renew_at <= :now "
+                            "AND ca_id IN (:ca) ORDER BY renew_at LIMIT 500 "
+                            "FOR UPDATE SKIP LOCKED"
                         ),
-                        {"now": now},
+                        {"now": now, "ca": ca_id},
                     )
                 )
                 .scalars()

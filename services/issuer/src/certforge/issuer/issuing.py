@@ -30,7 +30,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
@@ -143,6 +143,8 @@ class IssuanceService:
     subjects: Subjects
     base_url: str
     lint_before_signing: bool = True
+    lint_cache: lint.LintCache = field(default_factory=lint.LintCache)
+    """pkilint's verdict per certificate shape (`lint.LintCache`): one full lint per shape."""
     after_commit: Callable[[], None] = lambda: None
     """Called once a batch's transaction has committed (the worker wakes its outbox relay)."""
     key_pool: KeyPool | None = None
@@ -319,7 +321,7 @@ class IssuanceService:
             )
 
         if self.lint_before_signing:
-            lint.check(build(lint.lint_key(KeyAlgorithm(ca.key_algorithm))))
+            self.lint_cache.check(build(lint.lint_key(KeyAlgorithm(ca.key_algorithm))))
         return build(signer.key)
 
     def _store(

@@ -3,7 +3,8 @@
 An RSA-2048 key takes tens of milliseconds of CPU, an RSA-4096 one seconds: generated on the
 request's path, it dominates the latency. The pool keeps `size` keys per configured algorithm,
 encrypted at rest like every key (leaf key ring, AAD = the entry's id), refilled by a background
-loop one key at a time on a worker thread. Issuance claims keys with
+loop whose keys are generated in separate processes (`keygen`), so that a refill never takes
+the issuer's event loop or its GIL away from signing. Issuance claims keys with
 `DELETE … RETURNING … FOR UPDATE SKIP LOCKED` inside the transaction that stores the
 certificates: a key is handed out once, or stays in the pool when that transaction rolls back.
 An empty pool is no error: the issuer generates the key itself.
@@ -14,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -22,15 +26,11 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from certforge.common.crypto.envelope import KeyRing
-from certforge.common.crypto.keys import (
-    PrivateKey,
-    generate_private_key,
-    load_stored_private_key,
-    private_key_to_der,
-)
+from certforge.common.crypto.keys import PrivateKey, load_stored_private_key
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import PooledKey
 from certforge.common.domain import KeyAlgorithm
+from certforge.issuer.keygen import generate_key_der
 
 if TYPE_CHECKING:
     from certforge.common.db.pool import Connection
@@ -47,6 +47,12 @@ class KeyPoolSettings(BaseModel):
     )
     size: int = Field(default=32, ge=0, le=10_000, description="keys kept per type; 0 = off")
     poll_seconds: float = Field(default=5, gt=0, description="refill check period")
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="processes generating the pool's keys, apart from the issuer's event loop",
+    )
 
 
 _CLAIM_SQL = """
@@ -60,11 +66,36 @@ RETURNING id, encrypted_key
 
 
 class KeyPool:
-    def __init__(self, sessions: SessionFactory, leaf_keys: KeyRing, settings: KeyPoolSettings):
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        leaf_keys: KeyRing,
+        settings: KeyPoolSettings,
+        generate: Callable[[KeyAlgorithm], bytes] = generate_key_der,
+    ):
+        """`generate` runs in the key processes: a module-level function (it is pickled)."""
         self._sessions = sessions
         self._leaf_keys = leaf_keys
         self._settings = settings
+        self._generate = generate
         self._claimed = asyncio.Event()
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _processes(self) -> ProcessPoolExecutor:
+        """Started on the first refill. `spawn`, not `fork`: a fork of a process running an
+        event loop, NATS and database connections would inherit their threads' locks."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._settings.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+            )
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the key processes (a generation under way is abandoned)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def pooled(self, algorithm: KeyAlgorithm) -> bool:
         return self._settings.size > 0 and algorithm in self._settings.algorithms
@@ -83,14 +114,19 @@ class KeyPool:
         ]
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.refill(stopping)
-            except Exception:
-                log.exception("refilling the key pool failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._claimed.wait(), timeout=self._settings.poll_seconds)
-            self._claimed.clear()
+        try:
+            while not stopping.is_set():
+                try:
+                    await self.refill(stopping)
+                except Exception:
+                    log.exception("refilling the key pool failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._claimed.wait(), timeout=self._settings.poll_seconds
+                    )
+                self._claimed.clear()
+        finally:
+            self.close()
 
     async def refill(self, stopping: asyncio.Event | None = None) -> int:
         """Top every configured type up to `size`; return how many keys were added."""
@@ -104,21 +140,30 @@ class KeyPool:
                         .where(PooledKey.key_algorithm == algorithm.value)
                     )
                 ).one()
-            for _ in range(self._settings.size - int(have)):
+            missing = self._settings.size - int(have)
+            while missing > 0:
                 if stopping is not None and stopping.is_set():
                     return added
-                key = await asyncio.to_thread(generate_private_key, algorithm)
-                entry_id = uuid4()
-                async with self._sessions() as session, session.begin():
-                    session.add(
-                        PooledKey(
-                            id=entry_id,
-                            key_algorithm=algorithm.value,
-                            encrypted_key=self._leaf_keys.encrypt(
-                                private_key_to_der(key), entry_id.bytes
-                            ),
-                            key_kek_id=self._leaf_keys.active_kid,
-                        )
+                # as many at once as there are key processes; stored as they come
+                wave = min(missing, self._settings.processes)
+                loop = asyncio.get_running_loop()
+                ders = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(self._processes(), self._generate, algorithm)
+                        for _ in range(wave)
                     )
-                added += 1
+                )
+                async with self._sessions() as session, session.begin():
+                    for der in ders:
+                        entry_id = uuid4()
+                        session.add(
+                            PooledKey(
+                                id=entry_id,
+                                key_algorithm=algorithm.value,
+                                encrypted_key=self._leaf_keys.encrypt(der, entry_id.bytes),
+                                key_kek_id=self._leaf_keys.active_kid,
+                            )
+                        )
+                added += wave
+                missing -= wave
         return added

@@ -20,6 +20,7 @@ from certforge.issuer.handlers import (
 )
 from certforge.issuer.issuing import IssuanceService
 from certforge.issuer.keypool import KeyPool
+from certforge.issuer.lint import LintCache
 from certforge.issuer.revocation import RevocationPublisher
 from certforge.issuer.rollover import RolloverService
 from certforge.issuer.settings import IssuerSettings
@@ -58,6 +59,7 @@ def build(settings: IssuerSettings) -> Worker:
         subjects=worker.subjects,
         base_url=settings.base_url,
         lint_before_signing=settings.lint_before_signing,
+        lint_cache=LintCache(settings.lint_cache_size),
         after_commit=worker.wake_relay,
         key_pool=key_pool,
     )

@@ -37,6 +37,12 @@ class IssuerSettings(LeafKeySettings):
         default=True,
         description="lint every certificate with pkilint (RFC 5280) before the CA key signs it",
     )
+    lint_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        description="certificate shapes whose lint verdict is kept (one full pkilint run per "
+        "shape; the certificates of a profile share a few); 0 lints every certificate in full",
+    )
     consumer: ConsumerSettings = ConsumerSettings()
     revocation: RevocationSettings = RevocationSettings()
     key_pool: KeyPoolSettings = KeyPoolSettings()
