@@ -241,9 +241,24 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+"""What the database and its drivers raise: answered by `_on_unexpected` from Starlette's
+`ExceptionMiddleware`. A handler registered for `Exception` itself runs in
+`ServerErrorMiddleware`, which sends the answer and then re-raises: uvicorn logs "Exception in
+ASGI application" and closes the keep-alive connection, so the caller's next request on it is
+reset. The 503 of a lost connection and the 400 of unstorable text are complete answers."""
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(CertforgeError, _on_certforge_error)
     app.add_exception_handler(AcmeProblem, _on_acme_problem)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    for kind in _DATABASE_ERRORS:
+        app.add_exception_handler(kind, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)
