@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from certforge.api import problems
+from certforge.api import openapi, problems
 from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
 from certforge.api.domain.auth_methods import JwksCache, LoginLimiter
@@ -137,6 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware)
     problems.install(app)
+    openapi.install(app)
 
     for module in (
         identities,
