@@ -67,7 +67,7 @@ def test_every_operation_lists_its_problems(document: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "expected"),
     [
-        ("post", "/api/v1/cas", {400, 401, 403, 409, 413, 415, 422, 503}),
+        ("post", "/api/v1/cas", {400, 401, 403, 404, 409, 413, 415, 422, 503}),
         ("get", "/api/v1/applications/{app}", {400, 401, 403, 404, 422, 503}),
         ("get", "/api/v1/cas/{ca_id}/crl", {400, 404, 422, 503}),
         ("get", "/livez", set()),
@@ -106,3 +106,58 @@ async def test_a_wrong_method_is_a_405_naming_every_allowed_method(
 
 async def test_options_on_an_unknown_path_is_a_404(client: httpx.AsyncClient) -> None:
     assert (await client.options("/api/v1/nothing-here")).status_code == 404
+
+
+def _schema(document: dict[str, Any], name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = document["components"]["schemas"][name]
+    return schema
+
+
+def _matches(schema: dict[str, Any], value: str) -> bool:
+    return (
+        len(value) >= schema.get("minLength", 0) and re.search(schema["pattern"], value) is not None
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("90d", True), ("1d12h", True), ("99y", True), ("0d", False), ("1001y", False), ("", False)],
+)
+def test_the_document_offers_no_duration_the_server_refuses(
+    document: dict[str, Any], value: str, accepted: bool
+) -> None:
+    validity = _schema(document, "CACreate")["properties"]["validity"]
+    assert _matches(validity, value) is accepted
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("15m", True),
+        ("24h", True),
+        ("1440m", True),
+        ("25h", False),
+        ("1441m", False),
+        ("1y", False),
+    ],
+)
+def test_the_document_bounds_a_login_token_ttl_as_the_server_does(
+    document: dict[str, Any], value: str, accepted: bool
+) -> None:
+    ttl = _schema(document, "JwtMethodConfig")["properties"]["token_ttl"]
+    assert _matches(ttl, value) is accepted
+
+
+def test_the_document_requires_what_the_server_requires(document: dict[str, Any]) -> None:
+    subject = _schema(document, "CACreate")["properties"]["subject"]["$ref"].rsplit("/", 1)[1]
+    assert "common_name" in _schema(document, subject)["required"]
+    assert _schema(document, "RenewBody")["properties"]["csr"]["anyOf"][0]["minLength"] == 1
+    algorithms = _schema(document, "JwtMethodConfig")["properties"]["algorithms"]
+    assert algorithms["minItems"] == 1
+    assert "none" not in algorithms["items"]["enum"]
+    parameters = document["paths"]["/api/v1/certificates"]["get"]["parameters"]
+    tag = next(p for p in parameters if p["name"] == "tag")["schema"]["anyOf"][0]["items"]
+    assert [v for v in ("team", "team:web", "", ":web") if re.search(tag["pattern"], v)] == [
+        "team",
+        "team:web",
+    ]

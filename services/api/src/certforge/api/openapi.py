@@ -9,7 +9,7 @@ the next one), `complete` reads each generated operation and adds the answers it
   the operation takes parameters or a body;
 - 413 (over `max_body_bytes`) and 415 (not JSON) wherever it takes a body;
 - 401 and 403 wherever it needs a bearer token, 409 on the changes among those;
-- 404 wherever the path names something;
+- 404 wherever the path names something, or the body may (`parent_ca_id`, `ca_id`, …);
 - 503 (the database connection was lost; retry) everywhere but the health and index routes,
   which never touch the database.
 
@@ -66,7 +66,7 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int
         statuses |= {401, 403}
         if method in _CHANGES:
             statuses.add(409)
-    if "{" in path:
+    if "{" in path or takes_body:  # the path's resource, or one the body refers to by id
         statuses.add(404)
     if path not in _NO_DATABASE:
         statuses.add(503)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import StringConstraints
 
 from certforge.api.deps import ActorDep, SessionDep
 from certforge.api.domain import inventory
@@ -33,7 +34,7 @@ def _filter(
     expires_after: Annotated[datetime | None, Query(description="not_after >= this")] = None,
     key_algorithm: KeyAlgorithm | None = None,
     tag: Annotated[
-        list[str] | None,
+        list[Annotated[str, StringConstraints(pattern=inventory.TAG_PATTERN)]] | None,
         Query(
             max_length=32,
             description="metadata `key:value` (or a bare `key`: any value); repeat to require all",

@@ -12,6 +12,13 @@ from certforge.common.durations import Duration
 from certforge.common.name_constraints import NameConstraints
 
 
+class CASubject(SubjectFields):
+    """A CA's subject: its common name is what people and chain builders see, so it is
+    required (in the schema too, so that the document does not offer a CA without one)."""
+
+    common_name: str = Field(min_length=1, max_length=64)
+
+
 class CACreate(Strict):
     model_config = examples(
         {
@@ -39,7 +46,7 @@ class CACreate(Strict):
     name: Name
     type: Literal["root", "intermediate"]
     parent_ca_id: UUID | None = Field(default=None, description="required for an intermediate")
-    subject: SubjectFields
+    subject: CASubject
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
     signature_algorithm: SignatureHash | None = Field(
         default=None, description="hash of the signature; none = the signing key's natural one"
@@ -57,8 +64,6 @@ class CACreate(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> CACreate:
-        if self.subject.common_name is None:
-            raise ValueError("subject.common_name is required for a CA")
         if self.type == "intermediate" and self.parent_ca_id is None:
             raise ValueError("parent_ca_id is required for an intermediate CA")
         if self.type == "root" and self.parent_ca_id is not None:

@@ -35,7 +35,9 @@ class RenewBody(Strict):
         default=RenewalKey.NEW,
         description="new: a fresh key; reuse: the current managed key; csr: the caller's CSR",
     )
-    csr: str | None = Field(default=None, max_length=65536, description="PEM, with key: csr")
+    csr: str | None = Field(
+        default=None, min_length=1, max_length=65536, description="PEM, with key: csr"
+    )
     same_key: bool = Field(
         default=False, description="with key: csr, require the CSR to carry the current key"
     )
