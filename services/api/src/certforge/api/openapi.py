@@ -9,7 +9,8 @@ the next one), `complete` reads each generated operation and adds the answers it
   the operation takes parameters or a body;
 - 413 (over `max_body_bytes`) and 415 (not JSON) wherever it takes a body;
 - 401 and 403 wherever it needs a bearer token, 409 on the changes among those;
-- 404 wherever the path names something, or the body may (`parent_ca_id`, `ca_id`, …);
+- 404 wherever the path names something, or the body or a filter may (`parent_ca_id`,
+  `?application=`, …);
 - 503 (the database connection was lost; retry) everywhere but the health and index routes,
   which never touch the database.
 
@@ -51,6 +52,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _NO_DATABASE = {"/", "/livez", "/metrics", "/healthz"}
 _CHANGES = {"post", "put", "patch", "delete"}
+_REFERENCES = {"application", "profile"}
+"""Query filters that name a resource, answered 404 when it is not there (or not visible)."""
 _FASTAPI_ONLY = ("HTTPValidationError", "ValidationError")
 
 
@@ -66,8 +69,9 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int
         statuses |= {401, 403}
         if method in _CHANGES:
             statuses.add(409)
-    if "{" in path or takes_body:  # the path's resource, or one the body refers to by id
-        statuses.add(404)
+    names = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
+    if "{" in path or takes_body or names & _REFERENCES:
+        statuses.add(404)  # the path's resource, or one the body or a filter refers to
     if path not in _NO_DATABASE:
         statuses.add(503)
     return statuses
