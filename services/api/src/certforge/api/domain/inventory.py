@@ -35,6 +35,13 @@ TAG_PATTERN = r"^[A-Za-z0-9_.\-/]{1,64}(?::[^\x00]*)?$"
 `key:value`, a metadata key, no NUL."""
 
 
+def tag_filter(tag: str) -> str:
+    """Refuse a `tag` filter the schema refuses, in words (a validator of the parameter)."""
+    if not re.fullmatch(TAG_PATTERN, tag):
+        raise ValueError("expected key or key:value with a metadata key, and no NUL")
+    return tag
+
+
 @dataclass(frozen=True)
 class InventoryFilter:
     statuses: tuple[CertificateStatus, ...] = ()
