@@ -178,7 +178,7 @@ async def test_disable_and_enable(admin: httpx.AsyncClient) -> None:
         pytest.param({"max_path_length": -1}, 422, "max_path_length", id="fail/path-negative"),
         pytest.param({"max_path_length": "one"}, 422, "max_path_length", id="fail/path-type"),
         pytest.param({"type": "leaf"}, 422, "type", id="fail/type"),
-        pytest.param({"subject": {}}, 422, "body", id="fail/no-common-name"),
+        pytest.param({"subject": {}}, 422, "subject.common_name", id="fail/no-common-name"),
         pytest.param({"subject": {"common_name": ""}}, 422, "subject.common_name", id="fail/cn"),
         pytest.param({"subject": {"country": "usa"}}, 422, "subject.country", id="fail/country"),
         pytest.param({"subject": {"cn": "x"}}, 422, "subject.cn", id="fail/subject-unknown"),

@@ -86,10 +86,12 @@ async def test_application_admin(admin: httpx.AsyncClient, tenants: Tenants) -> 
     a = t.a["slug"]
     victim = await create_identity(admin)
 
-    # Its own application: members and enrollment, yes.
+    # Its own application: members and enrollment, yes (an identity it shares no application
+    # with is unknown to it: test_member_rules.py).
     ok(await me.get(f"{API}/applications/{a}"))
+    await put_member(admin, a, victim["id"], "auditor")
     r = await me.put(f"{API}/applications/{a}/members/{victim['id']}", json={"role": "operator"})
-    assert ok(r, 201)["role"] == "operator"
+    assert ok(r)["role"] == "operator"
     r = await me.put(f"{API}/applications/{a}/members/{victim['id']}", json={"role": "auditor"})
     assert ok(r)["role"] == "auditor"
     assert (await me.delete(f"{API}/applications/{a}/members/{victim['id']}")).status_code == 204

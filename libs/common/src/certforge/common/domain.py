@@ -7,6 +7,7 @@ algorithm or usage is a new member.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -121,17 +122,21 @@ class CertificateStatus(StrEnum):
     EXPIRED = "expired"
 
 
+_PRINTABLE: dict[str, Any] = {"json_schema_extra": {"pattern": "^[^\\x00-\\x1f\\x7f]*$"}}
+"""The control-character rule of `SubjectFields`, stated in its JSON schema."""
+
+
 class SubjectFields(BaseModel):
     """Distinguished-name attributes a caller may set; all optional, empty means absent."""
 
     model_config = ConfigDict(extra="forbid")
 
-    common_name: str | None = Field(default=None, min_length=1, max_length=64)
-    organization: str | None = Field(default=None, min_length=1, max_length=64)
-    organizational_unit: str | None = Field(default=None, min_length=1, max_length=64)
+    common_name: str | None = Field(default=None, min_length=1, max_length=64, **_PRINTABLE)
+    organization: str | None = Field(default=None, min_length=1, max_length=64, **_PRINTABLE)
+    organizational_unit: str | None = Field(default=None, min_length=1, max_length=64, **_PRINTABLE)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2")
-    state: str | None = Field(default=None, min_length=1, max_length=128)
-    locality: str | None = Field(default=None, min_length=1, max_length=128)
+    state: str | None = Field(default=None, min_length=1, max_length=128, **_PRINTABLE)
+    locality: str | None = Field(default=None, min_length=1, max_length=128, **_PRINTABLE)
 
     @field_validator("*")
     @classmethod

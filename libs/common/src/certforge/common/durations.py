@@ -20,6 +20,15 @@ _UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s":
 _PART = re.compile(r"(\d{1,6})([ywdhms])")
 _WHOLE = re.compile(r"^(?:\d{1,6}[ywdhms])+$")
 MAX_DURATION = timedelta(days=1000 * 365)
+SCHEMA_PATTERN = (
+    "^(?:[1-9][0-9]?y)?(?:[1-9][0-9]{0,2}w)?(?:[1-9][0-9]{0,2}d)?"
+    "(?:[1-9][0-9]{0,2}h)?(?:[1-9][0-9]{0,2}m)?(?:[1-9][0-9]{0,2}s)?$"
+)
+"""What the OpenAPI document promises is a duration: each unit once, largest first, none zero,
+at most 99y + 999 of each smaller unit (under 122 years). `parse_duration` reads more (`1d12h`
+in any order, up to `MAX_DURATION`), but a JSON schema cannot add the parts up to check the
+maximum, and a document that offers what the server refuses is wrong (issue 20): the schema
+is the safe subset."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -70,6 +79,8 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(_coerce),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^(\\d+[ywdhms])+$", "examples": ["90d", "12h"]}),
+    WithJsonSchema(
+        {"type": "string", "minLength": 2, "pattern": SCHEMA_PATTERN, "examples": ["90d", "12h"]}
+    ),
 ]
 """A `timedelta` that reads and writes as `90d` in JSON."""

@@ -38,7 +38,7 @@ from certforge.devstack.errors import DevStackError
 from certforge.devstack.nats import start_nats
 from certforge.devstack.ports import free_port, tcp_reachable, url_reachable
 from certforge.devstack.postgres import create_database, start_postgres
-from certforge.devstack.supervisor import ProcessGroup, describe_exit
+from certforge.devstack.supervisor import ProcessGroup, RestartPolicy, describe_exit
 
 __all__ = [
     "SERVICES",
@@ -340,6 +340,7 @@ def _run(stack: contextlib.ExitStack) -> int:
     _check_api_ports(api_port, tls_port)
     promised = {api_port, tls_port}
 
+    vital: dict[str, Callable[[], bool]] = {}
     nats_url = os.environ.get("CERTFORGE_NATS_URL")
     if nats_url:
         if not url_reachable(nats_url, timeout=2.0):
@@ -347,6 +348,7 @@ def _run(stack: contextlib.ExitStack) -> int:
     else:
         nats = start_nats(state_dir, port=free_port(avoid=promised))
         stack.callback(nats.stop)
+        vital["the embedded NATS server"] = nats.running
         nats_url = nats.url
         _logger.info("embedded NATS at %s", nats_url)
 
@@ -358,6 +360,7 @@ def _run(stack: contextlib.ExitStack) -> int:
         started = time.monotonic()
         postgres = start_postgres(state_dir, port=free_port(avoid=promised))
         stack.callback(postgres.stop)
+        vital["the embedded PostgreSQL server"] = postgres.running
         database_url = asyncio.run(create_database(postgres.url, DEV_DATABASE, exist_ok=True))
         _logger.info("embedded PostgreSQL at %s (%.1f s)", database_url, time.monotonic() - started)
 
@@ -390,7 +393,10 @@ def _run(stack: contextlib.ExitStack) -> int:
     }
     executables = {service: service_executable(service) for service in SERVICES}
 
-    group = stack.enter_context(ProcessGroup(stop_timeout=10.0))
+    # A crashed service comes back after a backoff; NATS or PostgreSQL dying stops the stack.
+    group = stack.enter_context(ProcessGroup(stop_timeout=10.0, restart=RestartPolicy()))
+    for name, running in vital.items():
+        group.watch(name, running)
     with group.handle_signals():
         for service, executable in executables.items():
             group.start(service, [executable], env=env)

@@ -2,9 +2,17 @@
 runs them side by side in pods.
 
 Each child's output is forwarded line by line with its name in front (`[issuer] ...`), so one
-terminal shows the whole flow of a request through api → issuer → syncer. The group lives and
-dies as one: a child that exits on its own is a bug or a misconfiguration the developer must see,
-so the others are stopped and the supervisor exits non-zero instead of limping on.
+terminal shows the whole flow of a request through api → issuer → syncer.
+
+A child that exits on its own while the stack runs is restarted after a backoff (1 s, doubling
+up to 30 s), with a line saying so, as a process manager (Kubernetes, systemd) would restart it:
+the stack a developer is using keeps working after one service crashed or was killed, and the
+crash stays visible above. A child that keeps crashing right after each start is a bug or a
+misconfiguration, not bad luck: after `RestartPolicy.max_quick_crashes` in a row the others are
+stopped and the supervisor exits non-zero instead of looping. So is the death of a vital
+process that cannot simply be restarted (the embedded NATS and PostgreSQL, `watch`): their
+data and ports belong to the whole stack, and every service would fail without them.
+Without a policy (`restart=None`) the group lives and dies as one.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -24,7 +32,7 @@ from typing import IO, Self, TextIO
 
 from certforge.devstack.process import die_with_parent
 
-__all__ = ["Child", "ProcessGroup", "describe_exit"]
+__all__ = ["Child", "ProcessGroup", "RestartPolicy", "describe_exit"]
 
 
 def describe_exit(returncode: int) -> str:
@@ -38,13 +46,40 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to restart a child that exited on its own.
+
+    A child that ran at least `stable_seconds` crashed by bad luck: it is restarted after
+    `first_delay`. One that dies sooner crashed again: the delay doubles (up to `max_delay`),
+    and after `max_quick_crashes` quick crashes in a row the supervisor gives up.
+    """
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_seconds: float = 30.0
+    max_quick_crashes: int = 5
+
+    def delay(self, quick_crashes: int) -> float | None:
+        """Seconds to wait before the next start after `quick_crashes` crashes in a row
+        (counting this one), or None to give up."""
+        if quick_crashes > self.max_quick_crashes:
+            return None
+        return float(min(self.first_delay * 2 ** max(quick_crashes - 1, 0), self.max_delay))
+
+
 @dataclass
 class Child:
-    """One supervised process and the thread that forwards its output."""
+    """One supervised process, the thread that forwards its output, and how to start it again."""
 
     name: str
     popen: subprocess.Popen[bytes]
     pump: threading.Thread = field(repr=False)
+    argv: list[str] = field(default_factory=list, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    cwd: Path | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    quick_crashes: int = 0
 
 
 class ProcessGroup:
@@ -57,10 +92,18 @@ class ProcessGroup:
             exit_code = group.supervise()
     """
 
-    def __init__(self, *, stop_timeout: float = 10.0, output: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        stop_timeout: float = 10.0,
+        output: TextIO | None = None,
+        restart: RestartPolicy | None = None,
+    ) -> None:
         self.stop_timeout = stop_timeout
+        self.restart_policy = restart
         self._output = output
         self._children: list[Child] = []
+        self._vital: dict[str, Callable[[], bool]] = {}
         self._lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._width = len("devstack")  # our own lines use this name
@@ -109,9 +152,17 @@ class ProcessGroup:
         """
         child_env = dict(os.environ if env is None else env)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
+        self._width = max(self._width, len(name))
+        popen, pump = self._spawn(name, [str(a) for a in argv], child_env, cwd)
+        self._children.append(Child(name, popen, pump, [str(a) for a in argv], child_env, cwd))
+        return popen
+
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None
+    ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
         popen = subprocess.Popen(
-            [str(a) for a in argv],
-            env=child_env,
+            argv,
+            env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -120,13 +171,25 @@ class ProcessGroup:
             preexec_fn=die_with_parent(),
         )
         assert popen.stdout is not None
-        self._width = max(self._width, len(name))
         pump = threading.Thread(
             target=self._pump, args=(name, popen.stdout), name=f"pump-{name}", daemon=True
         )
         pump.start()
-        self._children.append(Child(name, popen, pump))
-        return popen
+        return popen, pump
+
+    def restart(self, child: Child) -> None:
+        """Start `child` again as it was first started (same command, environment, directory)."""
+        child.pump.join(timeout=1.0)
+        child.popen, child.pump = self._spawn(child.name, child.argv, child.env, child.cwd)
+        child.started_at = time.monotonic()
+
+    def watch(self, name: str, running: Callable[[], bool]) -> None:
+        """Stop everything when `running()` turns false: a process the stack cannot do
+        without and the group cannot restart (the embedded NATS or PostgreSQL)."""
+        self._vital[name] = running
+
+    def _vital_dead(self) -> str | None:
+        return next((name for name, running in self._vital.items() if not running()), None)
 
     def exited(self) -> Child | None:
         """The first child that has exited, if any."""
@@ -150,7 +213,7 @@ class ProcessGroup:
             child = self.exited()
             if child is not None:
                 return child
-            if self._stop_requested.is_set():
+            if self._stop_requested.is_set() or self._vital_dead() is not None:
                 return None
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -182,23 +245,54 @@ class ProcessGroup:
             child.pump.join(timeout=1.0)
 
     def supervise(self) -> int:
-        """Wait until a stop is requested (signal) or a child exits on its own, then stop all.
+        """Run until a stop is requested (signal), restarting children that exit on their own
+        as the restart policy says; then stop all.
 
-        Returns 0 after a requested stop, 1 when a child died unexpectedly (with a message naming
-        it), so `make run` fails visibly instead of running a half-dead stack.
+        Returns 0 after a requested stop, 1 when a child kept crashing (or, without a policy,
+        died once) or a watched process died, with a message naming it, so `make run` fails
+        visibly instead of running a half-dead stack.
         """
-        child = self.wait()
-        if child is not None and not self._stop_requested.is_set():
-            assert child.popen.returncode is not None
-            self.write(
-                "devstack",
-                f"{child.name} {describe_exit(child.popen.returncode)} unexpectedly; "
-                "stopping the other services",
-            )
-            self.stop()
-            return 1
+        while True:
+            child = self.wait()
+            if self._stop_requested.is_set():
+                break
+            vital = self._vital_dead()
+            if vital is not None:
+                self.write("devstack", f"{vital} exited unexpectedly; stopping the services")
+                self.stop()
+                return 1
+            assert child is not None
+            if not self._restart_later(child):
+                self.stop()
+                return 1
         self.stop()
         return 0
+
+    def _restart_later(self, child: Child) -> bool:
+        """Restart `child` after its backoff delay (cut short by a stop request); False when
+        the policy says to give up."""
+        assert child.popen.returncode is not None
+        how = describe_exit(child.popen.returncode)
+        policy = self.restart_policy
+        ran = time.monotonic() - child.started_at
+        if policy is not None:
+            child.quick_crashes = 1 if ran >= policy.stable_seconds else child.quick_crashes + 1
+        delay = None if policy is None else policy.delay(child.quick_crashes)
+        if delay is None:
+            again = f" {child.quick_crashes} times in a row" if child.quick_crashes else ""
+            self.write(
+                "devstack", f"{child.name} {how} unexpectedly{again}; stopping the other services"
+            )
+            return False
+        self.write(
+            "devstack",
+            f"{child.name} {how} unexpectedly after {ran:.0f} s; restarting it in {delay:g} s",
+        )
+        if self._stop_requested.wait(delay):
+            return True
+        self.restart(child)
+        self.write("devstack", f"restarted {child.name} (pid {child.popen.pid})")
+        return True
 
     @contextlib.contextmanager
     def handle_signals(

@@ -16,7 +16,7 @@ from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr
 
-from certforge.api import problems
+from certforge.api import openapi, problems
 from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
 from certforge.api.domain.auth_methods import JwksCache
@@ -149,6 +149,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # Outermost: OCSP and CRL reads answered before routing and the middleware above.
     app.add_middleware(RevocationFastPath, max_body_bytes=settings.max_body_bytes)
     problems.install(app)
+    openapi.install(app)
 
     for module in (
         identities,

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from certforge.api.acme.errors import AcmeProblem
 from certforge.api.acme.responses import problem_response as acme_problem_response
 from certforge.api.acme.urls import PREFIX as ACME_PREFIX
+from certforge.api.allow import allowed_methods
 from certforge.api.audit import record_refusal, refused_action
 from certforge.api.domain.common import by_slug_or_id
 from certforge.api.validation_messages import (
@@ -85,6 +86,11 @@ _TITLES = {
 }
 
 
+def title_of(status: int) -> str:
+    """The `title` of a problem with `status`."""
+    return _TITLES.get(status, "Error")
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -95,7 +101,7 @@ def problem_response(
 ) -> Response:
     body: dict[str, Any] = {
         "type": f"urn:certforge:problem:{code}",
-        "title": _TITLES.get(status, "Error"),
+        "title": title_of(status),
         "status": status,
         "detail": detail,
         "instance": request.url.path,
@@ -181,10 +187,16 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
             ErrorType.MALFORMED, str(exc.detail), exc.status_code, headers=exc.headers
         )
         return await acme_problem_response(request, acme)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allow})
+        headers = {**(headers or {}), "Allow": allow}
     code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         exc.status_code, "http-error"
     )
-    return problem_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+    return problem_response(request, exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _record_refusal(request: Request, status: int, code: str, detail: str) -> None:
@@ -256,9 +268,24 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+"""What the database and its drivers raise: answered by `_on_unexpected` from Starlette's
+`ExceptionMiddleware`. A handler registered for `Exception` itself runs in
+`ServerErrorMiddleware`, which sends the answer and then re-raises: uvicorn logs "Exception in
+ASGI application" and closes the keep-alive connection, so the caller's next request on it is
+reset. The 503 of a lost connection and the 400 of unstorable text are complete answers."""
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(CertforgeError, _on_certforge_error)
     app.add_exception_handler(AcmeProblem, _on_acme_problem)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    for kind in _DATABASE_ERRORS:
+        app.add_exception_handler(kind, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -42,7 +42,7 @@ from certforge.common.db.tables import (
     ProfileAttachment,
 )
 from certforge.common.domain import Role
-from certforge.common.errors import Conflict, NotFound, Unprocessable
+from certforge.common.errors import Conflict, Forbidden, NotFound, Unprocessable
 
 
 def public(app: Application) -> ApplicationPublic:
@@ -160,11 +160,43 @@ async def members(
     return Page(items=items, next_cursor=cursor)
 
 
+async def _visible_identity(session: AsyncSession, actor: Actor, identity_id: UUID) -> Identity:
+    """The identity `actor` may name in a membership, or the 404 of an unknown id.
+
+    A product admin knows every identity. Anyone else knows only the identities it shares an
+    application with (their names are in that application's member list already): adding an
+    identity by id would otherwise tell its name, and whether the id exists at all.
+    """
+    identity = await session.get(Identity, identity_id)
+    if identity is not None and not actor.is_product_admin:
+        shared = await session.exec(
+            select(Membership.application_id).where(
+                Membership.identity_id == identity_id,
+                col(Membership.application_id).in_(list(actor.roles)),
+            )
+        )
+        if shared.first() is None:
+            identity = None
+    if identity is None:
+        raise NotFound.on_field("identity_id", f"no identity with id {identity_id}")
+    return identity
+
+
+def _may_manage(actor: Actor, identity: Identity) -> None:
+    """A product admin's memberships are set by product admins only: an application admin
+    must not lower the role of, or remove, someone above it."""
+    if identity.is_product_admin and not actor.is_product_admin:
+        raise Forbidden.on_field(
+            "identity_id", "only a product admin changes a product admin's membership"
+        )
+
+
 async def put_member(
     session: AsyncSession, audit: AuditScope, ref: str, identity_id: UUID, role: Role
 ) -> tuple[MemberPublic, bool]:
     app = await application_for(session, audit.actor, ref, ADMIN_ROLES)
-    identity = await get_or_404(session, Identity, identity_id, "identity", "identity_id")
+    identity = await _visible_identity(session, audit.actor, identity_id)
+    _may_manage(audit.actor, identity)
     if identity.disabled_at is not None:
         raise Unprocessable.on_field("identity_id", "the identity is disabled")
     membership = await session.get(Membership, (app.id, identity_id))
@@ -210,6 +242,8 @@ async def remove_member(
     membership = await session.get(Membership, (app.id, identity_id))
     if membership is None:
         raise NotFound.on_field("identity_id", f"{identity_id} is not a member of {app.slug!r}")
+    identity = await get_or_404(session, Identity, identity_id, "identity", "identity_id")
+    _may_manage(audit.actor, identity)
     await session.delete(membership)
     audit.record(
         session,

@@ -30,6 +30,16 @@ from certforge.common.domain import CertificateStatus, KeyAlgorithm
 from certforge.common.errors import InvalidInput, Unprocessable
 
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,64}$")  # as `certforge.common.issuance.MetadataKey`
+TAG_PATTERN = r"^[A-Za-z0-9_.\-/]{1,64}(?::[^\x00]*)?$"
+"""A `tag` filter as `_tag_condition` reads it, for the parameter's schema: `key` or
+`key:value`, a metadata key, no NUL."""
+
+
+def tag_filter(tag: str) -> str:
+    """Refuse a `tag` filter the schema refuses, in words (a validator of the parameter)."""
+    if not re.fullmatch(TAG_PATTERN, tag):
+        raise ValueError("expected key or key:value with a metadata key, and no NUL")
+    return tag
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import AfterValidator, WithJsonSchema
 
 from certforge.api.deps import ActorDep, SessionDep
 from certforge.api.domain import inventory
@@ -14,6 +15,7 @@ from certforge.api.schemas.inventory import InventoryPage, InventorySort
 from certforge.common.domain import CertificateStatus, KeyAlgorithm
 
 router = APIRouter(prefix=API_PREFIX, tags=["certificates"])
+_TAG = {"type": "string", "pattern": inventory.TAG_PATTERN}
 
 
 def _filter(
@@ -33,7 +35,7 @@ def _filter(
     expires_after: Annotated[datetime | None, Query(description="not_after >= this")] = None,
     key_algorithm: KeyAlgorithm | None = None,
     tag: Annotated[
-        list[str] | None,
+        list[Annotated[str, AfterValidator(inventory.tag_filter), WithJsonSchema(_TAG)]] | None,
         Query(
             max_length=32,
             description="metadata `key:value` (or a bare `key`: any value); repeat to require all",

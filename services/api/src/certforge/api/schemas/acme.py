@@ -51,6 +51,11 @@ ChallengeTypes = Annotated[
 ]
 
 
+_HTTP_URL: dict[str, Any] = {"pattern": "^https?://[A-Za-z0-9.-]+(?::[0-9]{1,4})?(?:/[^\\s@]*)?$"}
+"""A safe subset of what `_http_url` accepts, for the document: `format: uri` alone admits any
+scheme (or none), credentials and impossible ports."""
+
+
 class AcmeEnrollment(Strict):
     """ACME enrollment on an attached profile: whether its directory answers, and its rules."""
 
@@ -85,9 +90,13 @@ class AcmeEnrollment(Strict):
         "expiry",
     )
     terms_of_service: HttpUrl | None = Field(
-        default=None, description="the directory's meta.termsOfService"
+        default=None,
+        description="the directory's meta.termsOfService",
+        json_schema_extra=_HTTP_URL,
     )
-    website: HttpUrl | None = Field(default=None, description="the directory's meta.website")
+    website: HttpUrl | None = Field(
+        default=None, description="the directory's meta.website", json_schema_extra=_HTTP_URL
+    )
 
 
 class AcmeEnrollmentPublic(BaseModel):

@@ -1,15 +1,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field, SecretStr, model_validator
 
-from certforge.api.schemas.common import Name, Strict, examples
+from certforge.api.schemas.common import PRINTABLE, Name, Strict, examples
 from certforge.common.domain import CAStatus, CAType, KeyAlgorithm, SignatureHash, SubjectFields
 from certforge.common.durations import Duration
 from certforge.common.name_constraints import NameConstraints
+
+
+class CASubject(SubjectFields):
+    """A CA's subject: its common name is what people and chain builders see, so it is
+    required (in the schema too, so that the document does not offer a CA without one)."""
+
+    common_name: str = Field(min_length=1, max_length=64, json_schema_extra={"pattern": PRINTABLE})
+
+
+_PARENT_RULE: dict[str, Any] = {
+    "if": {"properties": {"type": {"const": "intermediate"}}},
+    "then": {"required": ["parent_ca_id"], "properties": {"parent_ca_id": {"type": "string"}}},
+    "else": {"properties": {"parent_ca_id": {"type": "null"}}},
+}
+"""`_check`'s rule on `parent_ca_id`, stated in the schema: an intermediate names its parent,
+a root has none."""
 
 
 class CACreate(Strict):
@@ -34,12 +50,13 @@ class CACreate(Strict):
                 "excluded": {"dns": ["admin.shop.internal"]},
             },
         },
+        rules=_PARENT_RULE,
     )
 
     name: Name
     type: Literal["root", "intermediate"]
     parent_ca_id: UUID | None = Field(default=None, description="required for an intermediate")
-    subject: SubjectFields
+    subject: CASubject
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
     signature_algorithm: SignatureHash | None = Field(
         default=None, description="hash of the signature; none = the signing key's natural one"
@@ -57,8 +74,6 @@ class CACreate(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> CACreate:
-        if self.subject.common_name is None:
-            raise ValueError("subject.common_name is required for a CA")
         if self.type == "intermediate" and self.parent_ca_id is None:
             raise ValueError("parent_ca_id is required for an intermediate CA")
         if self.type == "root" and self.parent_ca_id is not None:

@@ -33,13 +33,22 @@ def _no_nul(value: str) -> str:
     return value
 
 
+PRINTABLE = "^[^\\x00-\\x1f\\x7f]*$"
+"""No control characters: what `_no_control_characters` refuses, for the document."""
+PRINTABLE_WORD = "^[^\\x00-\\x1f\\x7f]*[^\\s\\x7f][^\\x00-\\x1f\\x7f]*$"
+"""No control characters and not only spaces (a name is stripped, then must not be empty)."""
+
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
     AfterValidator(_no_control_characters),
+    Field(json_schema_extra={"pattern": PRINTABLE_WORD}),
 ]
 OptionalName = Annotated[
-    str, StringConstraints(max_length=128), AfterValidator(_no_control_characters)
+    str,
+    StringConstraints(max_length=128),
+    AfterValidator(_no_control_characters),
+    Field(json_schema_extra={"pattern": PRINTABLE}),
 ]
 Description = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
 
@@ -53,11 +62,16 @@ class Page(BaseModel, Generic[ItemT]):
     )
 
 
-def examples(*bodies: dict[str, Any], extra: Literal["forbid"] | None = None) -> ConfigDict:
-    """A request body's examples for the OpenAPI document (what "Try it out" starts from).
+def examples(
+    *bodies: dict[str, Any],
+    extra: Literal["forbid"] | None = None,
+    rules: dict[str, Any] | None = None,
+) -> ConfigDict:
+    """A request body's examples for the OpenAPI document (what "Try it out" starts from),
+    and `rules` across its fields as JSON schema keywords (`if`/`then`/`else`).
     Pydantic merges this with the parent's configuration, so `Strict` stays strict;
     `tests/unit/test_openapi_examples.py` checks that every example is a valid body."""
-    config = ConfigDict(json_schema_extra={"examples": list(bodies)})
+    config = ConfigDict(json_schema_extra={"examples": list(bodies), **(rules or {})})
     if extra is not None:
         config["extra"] = extra
     return config

@@ -5,7 +5,14 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from certforge.api.domain.jwt_login import ALLOWED_ALGORITHMS, check_jwks, pem_to_jwk
 from certforge.api.schemas.common import SLUG_PATTERN, Name, Strict, examples
@@ -137,6 +144,15 @@ def _bound_claims(value: dict[str, str | list[str]]) -> dict[str, list[str]]:
     return out
 
 
+_TTL_SCHEMA = {
+    "type": "string",
+    "pattern": "^(?:(?:[1-9]|1[0-9]|2[0-4])h"
+    "|(?:[1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m)$",
+    "description": "1m to 24h, e.g. 15m or 1h",
+}
+"""`_ttl`'s bounds in the document: whole hours or whole minutes up to 24h."""
+
+
 def _ttl(value: timedelta) -> timedelta:
     if not timedelta(minutes=1) <= value <= timedelta(hours=24):
         raise ValueError("must be between 1m and 24h")
@@ -170,10 +186,14 @@ class JwtMethodConfig(Strict):
     )
     algorithms: Annotated[list[str], AfterValidator(_algorithms)] = Field(
         default_factory=lambda: list(ALLOWED_ALGORITHMS),
+        min_length=1,
+        json_schema_extra={"items": {"type": "string", "enum": list(ALLOWED_ALGORITHMS)}},
         description="accepted signature algorithms (asymmetric only; never none or HS*)",
     )
-    token_ttl: Annotated[Duration, AfterValidator(_ttl)] = Field(
-        default=timedelta(minutes=15), description="lifetime of the minted access token"
+    token_ttl: Annotated[Duration, AfterValidator(_ttl), WithJsonSchema(_TTL_SCHEMA)] = Field(
+        default=timedelta(minutes=15),
+        description="lifetime of the minted access token",
+        json_schema_extra={"default": "15m"},
     )
     allow_beyond_jwt_expiry: bool = Field(
         default=False, description="let the access token outlive the JWT it was minted from"

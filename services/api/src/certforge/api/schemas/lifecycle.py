@@ -37,7 +37,7 @@ class RenewBody(Strict):
         description="new: a fresh key; reuse: the current managed key; csr: the caller's CSR",
     )
     csr: str | None = Field(
-        default=None, max_length=MAX_CSR_PEM_BYTES, description="PEM, with key: csr"
+        default=None, min_length=1, max_length=MAX_CSR_PEM_BYTES, description="PEM, with key: csr"
     )
     same_key: bool = Field(
         default=False, description="with key: csr, require the CSR to carry the current key"
