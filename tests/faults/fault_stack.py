@@ -164,6 +164,9 @@ class Services:
             "CERTFORGE_STATE_DIR": str(self.logs),
             "CERTFORGE_API_PORT": str(self.port),
             "CERTFORGE_CONSUMER__ACK_WAIT_SECONDS": "3",
+            # a killed syncer's tasks come back after twice this (its ack wait), not 2 minutes
+            "CERTFORGE_SYNCER__OPERATION_TIMEOUT_SECONDS": "5",
+            "CERTFORGE_SYNCER__MAX_BACKOFF_SECONDS": "5",
             "CERTFORGE_ISSUANCE_REQUESTS_PER_IDENTITY": "0",
             "CERTFORGE_LOG_LEVEL": "WARNING",
         }
