@@ -16,6 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from certforge.api import problems
+from certforge.api.access_cache import AccessCache
+from certforge.api.config_changes import watch_changes
 from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
 from certforge.api.domain.auth_methods import JwksCache, LoginLimiter
@@ -87,6 +89,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         assert settings.leaf_keks is not None
         outcomes = Outcomes()
         await outcomes.start(nats, subjects)
+        access = AccessCache(settings.access_cache_seconds)
+        await access.watch(nats, subjects)
+
+        def changed() -> None:  # a configuration change committed here: forget, announce
+            access.forget()
+            relay.wake()
+
+        watch_changes(sessions, subjects, on_commit=changed)
         app.state.certforge = ApiContext(
             settings=settings,
             engine=engine,
@@ -98,6 +108,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             leaf_keys=KeyRing.parse(settings.leaf_keks.get_secret_value()),
             issuer=IssuerClient(nats, subjects, settings.issuer_timeout_seconds),
             outcomes=outcomes,
+            access=access,
             login_keys=JwksCache(
                 max_age=settings.login_jwks_cache_seconds,
                 min_refresh=settings.login_jwks_min_refresh_seconds,
@@ -117,6 +128,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             yield
         finally:
             await outcomes.stop()
+            await access.stop()
             relay.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relay_task, timeout=10)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from certforge.api.access_cache import AccessCache
 from certforge.api.domain.auth_methods import JwksCache, LoginLimiter
 from certforge.api.issuer_client import IssuerClient
 from certforge.api.ocsp import OcspCache
@@ -37,6 +38,8 @@ class ApiContext:
     """Trusted issuers' key sets for JWT login, cached per process."""
     login_limiter: LoginLimiter
     """Login attempts per identity and source, per process (see `LoginLimiter`)."""
+    access: AccessCache
+    """Authentication and request targets, kept until a configuration change (`access_cache`)."""
     ocsp: OcspCache = field(default_factory=OcspCache)
     successors: SuccessorWatch = field(default_factory=SuccessorWatch)
     """Wakes `…/successor` long-polls; subscribes on the first one this process serves."""

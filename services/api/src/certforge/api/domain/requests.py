@@ -169,7 +169,7 @@ async def submit(
     now: datetime,
 ) -> Submitted:
     db = context.db
-    target = await _target(db, audit.actor, app_ref, body.profile)
+    target = await _target(context, audit.actor, app_ref, body.profile)
     fingerprint = body_fingerprint(body)
     if idempotency_key is not None:
         previous = await _by_idempotency_key(db, target, idempotency_key, fingerprint)
@@ -260,18 +260,27 @@ def checked_template(
     return template
 
 
-async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) -> Row:
-    """The application (if `actor` may operate it: else 404 or 403) with the profile's rows."""
+async def _target(context: ApiContext, actor: Actor, app_ref: str, profile_ref: str) -> Row:
+    """The application (if `actor` may operate it: else 404 or 403) with the profile's rows,
+    from this replica's cache when it holds them (`access_cache`; the issuer checks it all
+    again when it signs, so a change is never missed, at worst refused late)."""
     app_id = as_uuid(app_ref)
     if app_id is None and not is_reference(app_ref):
         raise NotFound.on_field("app", f"no application {app_ref!r}")
     profile_id = as_uuid(profile_ref)
     # a reference that names nothing (it may hold a NUL) never reaches the database
     profile_key: object = profile_id if profile_id or not is_reference(profile_ref) else profile_ref
-    sql = _TARGET_SQL["id" if app_id else "slug", "slug" if isinstance(profile_key, str) else "id"]
-    row = await db.fetchrow(sql, app_id or app_ref, profile_key)
+    how = ("id" if app_id else "slug", "slug" if isinstance(profile_key, str) else "id")
+    key = (*how, app_id or app_ref, profile_key)
+    cache = context.access.targets
+    generation = context.access.generation
+    row = cache.get(key)
     if row is None:
-        raise NotFound.on_field("app", f"no application {app_ref!r}")
+        row = await context.db.fetchrow(_TARGET_SQL[how], app_id or app_ref, profile_key)
+        if row is None:
+            raise NotFound.on_field("app", f"no application {app_ref!r}")
+        if row["profile_id"] is not None:  # misses are not kept (a new profile needs no event)
+            cache.put(key, row, generation)
     check_access(actor, row["app_id"], row["app_slug"], app_ref, OPERATE_ROLES)
     return row
 
