@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel.orm.session import Session
 
 from certforge.common.contracts.envelope import CloudEvent
@@ -58,7 +59,7 @@ _ANNOUNCED = "certforge.configuration_changed"
 _SOURCE = "/certforge/api"
 
 
-def changed_kinds(session: Session) -> set[str]:
+def changed_kinds(session: OrmSession) -> set[str]:
     """The kinds of watched rows that the session's pending flush inserts, updates or deletes."""
     kinds = {WATCHED[type(o)] for o in session.deleted if type(o) in WATCHED}
     kinds |= {
@@ -83,7 +84,7 @@ def watch_changes(
     class AnnouncingSession(Session):
         """The api's ORM session: announces configuration changes (module docstring)."""
 
-    def announce(session: Session, kinds: set[str]) -> None:
+    def announce(session: OrmSession, kinds: set[str]) -> None:
         announced: set[str] = session.info.setdefault(_ANNOUNCED, set())
         if kinds <= announced:
             return
