@@ -20,6 +20,7 @@ from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import ConfigurationChanged
 from certforge.common.db.tables import OutboxMessage
 from issuance_kit import WAIT, Enrollment, enroll, issue
+from replica_kit import api_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -28,31 +29,19 @@ SECOND = 1.0
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def replica_b(api_app: Any) -> AsyncIterator[Any]:
-    """A second api app in this process, built from the same settings as `api_app`."""
-    from certforge.api.app import create_app
-    from certforge.api.settings import ApiSettings
-
-    app = create_app(ApiSettings.load())
-    async with app.router.lifespan_context(app):
-        yield app
+async def replica(api_app: Any) -> AsyncIterator[tuple[Any, ClientFor]]:
+    async with api_replica() as replica:
+        yield replica
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client_b(replica_b: Any) -> AsyncIterator[ClientFor]:
-    transport = httpx.ASGITransport(app=replica_b)
-    made: list[httpx.AsyncClient] = []
+async def replica_b(replica: tuple[Any, ClientFor]) -> Any:
+    return replica[0]
 
-    def make(token: str | None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        made.append(
-            httpx.AsyncClient(transport=transport, base_url="http://b.test", headers=headers)
-        )
-        return made[-1]
 
-    yield make
-    for c in made:
-        await c.aclose()
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client_b(replica: tuple[Any, ClientFor]) -> ClientFor:
+    return replica[1]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
