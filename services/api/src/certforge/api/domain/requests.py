@@ -55,7 +55,7 @@ from certforge.common.errors import (
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.name_constraint_rules import name_violations
 from certforge.common.name_constraints import chain_constraints
-from certforge.common.outbox import MESSAGE_COLUMNS, message_row
+from certforge.common.outbox import DIRECT_LEASE, MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate, refusal
 from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rows import new_request_row
@@ -192,7 +192,9 @@ async def submit(
         body_fingerprint=fingerprint,
     )
     command = IssueCertificate(request_id=request["id"], application_id=app_id)
-    outbox = message_row(context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
+    outbox = message_row(
+        context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE), lease=DIRECT_LEASE
+    )
     entry = audit.entry(
         resource_type="certificate_request",
         resource_id=request["id"],
@@ -221,7 +223,7 @@ async def submit(
         if previous is None:
             raise
         return previous
-    context.relay.wake()
+    context.relay.publish_soon([outbox])  # now, not after the relay's next claim
     record = RequestRecord.of_row(request)
     return Submitted(record, app_id, target["app_slug"], profile, replayed=False)
 
