@@ -8,17 +8,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from admin_kit import API, ClientFor, create_identity, ok, put_member
 from certforge.api.auth import hash_token
 from certforge.common.contracts.envelope import CloudEvent
 from certforge.common.contracts.events import ConfigurationChanged
-from certforge.common.db.tables import OutboxMessage
+from certforge.common.db.tables import OutboxMessage, Profile
 from issuance_kit import WAIT, Enrollment, enroll, issue
 from replica_kit import api_replica
 
@@ -166,3 +168,38 @@ async def test_a_change_is_announced_once_and_a_read_announces_nothing(
     assert len(rows) == before + 1
     event = CloudEvent[ConfigurationChanged].model_validate_json(rows[-1].payload)
     assert event.data.resources == ["membership"]
+
+
+async def test_a_bulk_update_is_announced_and_a_rolled_back_change_is_not(
+    api_app: Any, replica_b: Any, enrollment: Enrollment
+) -> None:
+    context = api_app.state.certforge
+    subject = context.subjects.configuration_changed
+
+    async def announced() -> int:
+        async with context.sessions() as session:
+            query = select(func.count()).where(OutboxMessage.subject == subject)
+            return int((await session.exec(query)).one())
+
+    before, forgotten_b = await announced(), replica_b.state.certforge.access.forgotten
+    async with context.sessions() as session:
+        profile = await session.get(Profile, UUID(enrollment.profile_id))
+        assert profile is not None
+        profile.description = "changed, then rolled back"
+        await session.flush()
+        await session.rollback()
+    assert await announced() == before
+
+    async with context.sessions() as session:
+        await session.exec(
+            update(Profile)
+            .where(col(Profile.id) == UUID(enrollment.profile_id))
+            .values(description="changed in bulk")
+        )
+        await session.commit()
+    assert await announced() == before + 1
+
+    async def b_forgot() -> bool:
+        return bool(replica_b.state.certforge.access.forgotten > forgotten_b)
+
+    await within_a_second(b_forgot)
