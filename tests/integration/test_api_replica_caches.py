@@ -61,17 +61,26 @@ async def within_a_second(check: Callable[[], Awaitable[bool]]) -> float:
 
 
 async def operator_on_b(
-    admin: httpx.AsyncClient, client_b: ClientFor, enrollment: Enrollment
+    admin: httpx.AsyncClient, client_b: ClientFor, replica_b: Any, enrollment: Enrollment
 ) -> tuple[dict[str, Any], httpx.AsyncClient]:
+    """A new operator of `enrollment`'s application, as a client of replica B, once B has heard
+    of the membership (or B could drop what the test makes it cache when the news arrives)."""
+    cache = replica_b.state.certforge.access
+    forgotten = cache.forgotten
     identity = await create_identity(admin)
     await put_member(admin, enrollment.app, identity["id"], "operator")
+
+    async def heard() -> bool:
+        return bool(cache.forgotten > forgotten)
+
+    await within_a_second(heard)
     return identity, client_b(identity["token"])
 
 
 async def test_a_token_revoked_on_one_replica_is_refused_by_the_other_within_a_second(
     admin: httpx.AsyncClient, client_b: ClientFor, replica_b: Any, enrollment: Enrollment
 ) -> None:
-    identity, on_b = await operator_on_b(admin, client_b, enrollment)
+    identity, on_b = await operator_on_b(admin, client_b, replica_b, enrollment)
     ok(await on_b.get(enrollment.requests))
     ok(await on_b.get(enrollment.requests))
     cache = replica_b.state.certforge.access
@@ -90,9 +99,9 @@ async def test_a_token_revoked_on_one_replica_is_refused_by_the_other_within_a_s
 
 
 async def test_a_removed_membership_and_a_weaker_role_apply_on_the_other_replica(
-    admin: httpx.AsyncClient, client_b: ClientFor, enrollment: Enrollment
+    admin: httpx.AsyncClient, client_b: ClientFor, replica_b: Any, enrollment: Enrollment
 ) -> None:
-    identity, on_b = await operator_on_b(admin, client_b, enrollment)
+    identity, on_b = await operator_on_b(admin, client_b, replica_b, enrollment)
     await issue(on_b, enrollment, common_name="before.example.com")
 
     await put_member(admin, enrollment.app, identity["id"], "auditor")
@@ -115,7 +124,7 @@ async def test_a_removed_membership_and_a_weaker_role_apply_on_the_other_replica
 async def test_an_enrollment_turned_off_on_one_replica_refuses_requests_on_the_other(
     admin: httpx.AsyncClient, client_b: ClientFor, replica_b: Any, enrollment: Enrollment
 ) -> None:
-    _, on_b = await operator_on_b(admin, client_b, enrollment)
+    _, on_b = await operator_on_b(admin, client_b, replica_b, enrollment)
     await issue(on_b, enrollment, common_name="on.example.com")
     assert len(replica_b.state.certforge.access.targets) > 0, "B did not cache the target"
     api = f"{API}/applications/{enrollment.app}/profiles/{enrollment.profile}/enrollment/api"
