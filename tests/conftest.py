@@ -257,3 +257,15 @@ async def notifier(
     worker = build(NotifierSettings.load(notifier=options))
     async with running(worker):
         yield worker
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def second_issuer(backends: Backends, env_for: None, issuer: object) -> AsyncIterator[object]:
+    """A second issuer replica in this process, sharing the commands' durable consumer with
+    `issuer`, for the module that asks for it (issue 17: replicas issue correctly together)."""
+    from certforge.issuer.main import build
+    from certforge.issuer.settings import IssuerSettings
+
+    worker = build(IssuerSettings.load())
+    async with running(worker):
+        yield worker

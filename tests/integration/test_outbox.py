@@ -44,7 +44,13 @@ from certforge.common.db.migrations import upgrade
 from certforge.common.db.pool import LazyPool
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.messaging import connect, ensure_streams
-from certforge.common.outbox import OutboxPublishError, OutboxRelay, Publisher, enqueue
+from certforge.common.outbox import (
+    OutboxPublishError,
+    OutboxRelay,
+    Publisher,
+    enqueue,
+    message_row,
+)
 from certforge.common.settings import NatsSettings, OutboxSettings
 from certforge.devstack import create_database, drop_database, start_nats
 from certforge.devstack.ports import tcp_reachable
@@ -544,3 +550,69 @@ async def test_purge_removes_only_old_sent_rows(stack: Stack) -> None:
 
         await eventually(purged, within=5, what="the running relay to purge")
     assert old_unsent not in await stack.unsent(), "the old unsent row went out meanwhile"
+
+
+# --- (e) a writer publishes its own rows right after its commit (issue 17) --------------------
+
+
+async def _commit_leased(stack: Stack, lease: timedelta) -> dict[str, Any]:
+    row = message_row(stack.subjects.cmd_issue, probe(1), lease=lease)
+    async with stack.sessions() as session, session.begin():
+        session.add(OutboxMessage(**row))
+    return row
+
+
+async def test_a_writer_publishes_its_leased_row_at_once_and_relays_leave_it_alone(
+    stack: Stack,
+) -> None:
+    row = await _commit_leased(stack, timedelta(seconds=30))
+    other_replica = OutboxRelay(stack.database, await stack.client(), FAST)
+    assert await other_replica.publish_pending() == 0, "a relay claimed a leased row"
+
+    recorder = RecordingPublisher(stack.js)
+    writer = OutboxRelay(stack.database, recorder, FAST)
+    writer.publish_soon([row])
+
+    async def sent() -> bool:
+        return row["id"] not in await stack.unsent()
+
+    await eventually(sent, within=5, what="the writer to publish and mark its row")
+    assert recorder.sent == [str(row["id"])]
+    assert writer.published == 1
+    in_commands = await stack.stream(stack.subjects.commands_stream)
+    assert [(s, i) for s, i, _ in in_commands] == [(stack.subjects.cmd_issue, str(row["id"]))]
+    assert await other_replica.publish_pending() == 0, "a sent row is never published again"
+
+
+class Refusing(RecordingPublisher):
+    """NATS not answering: every publish times out."""
+
+    async def publish(self, *args: Any, **kwargs: Any) -> object:
+        self.sent.append(str(kwargs.get("headers", {}).get("Nats-Msg-Id")))
+        raise TimeoutError("nats: timeout")
+
+
+async def test_a_leased_row_its_writer_could_not_publish_goes_out_when_the_lease_ends(
+    stack: Stack,
+) -> None:
+    """Delayed by the lease, never lost: the writer's publish failed (or it died after its
+    commit); a relay publishes the row once the lease is over."""
+    row = await _commit_leased(stack, timedelta(seconds=1))
+    refusing = Refusing(stack.js)
+    OutboxRelay(stack.database, refusing, FAST).publish_soon([row])
+
+    async def tried() -> bool:
+        return bool(refusing.sent)
+
+    await eventually(tried, within=5, what="the writer's attempt", interval=0.02)
+    assert row["id"] in await stack.unsent()
+
+    relay = OutboxRelay(stack.database, stack.js, FAST)
+
+    async def published_by_relay() -> bool:
+        return await relay.publish_pending() == 1
+
+    await eventually(published_by_relay, within=5, what="a relay to publish after the lease")
+    assert row["id"] not in await stack.unsent()
+    in_commands = await stack.stream(stack.subjects.commands_stream)
+    assert [i for _, i, _ in in_commands] == [str(row["id"])]

@@ -12,6 +12,14 @@ Every row is a CloudEvents envelope (`message_row` takes nothing else: commands,
 tasks alike), so the relay adds the structured-mode header `Content-Type:
 application/cloudevents+json` as it publishes, instead of storing the same value in every row.
 
+A writer that knows its rows may publish them itself right after its commit (`publish_soon`),
+saving the relay's claim (BEGIN, SELECT … FOR UPDATE, UPDATE, COMMIT: four round trips) on the
+issuance path: it writes them with a lease (`message_row(..., lease=...)` sets
+`publish_after`), which keeps every relay off them until it ends, publishes them, and marks
+them sent in one UPDATE per batch. Should it fail or die before, any relay publishes them when
+the lease ends (delayed, never lost), and JetStream drops the second copy of one published
+twice (the lease is far shorter than the duplicate window).
+
 Rows of a batch succeed or fail one by one: a row JetStream refuses (say its subject belongs to
 no stream) gets `attempts` and `last_error` recorded and is retried, while the rows after it are
 still published; it cannot stall the outbox. Order is therefore not guaranteed across a failed
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -33,7 +42,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, MessageData
 from certforge.common.db.columns import insertable
-from certforge.common.db.pool import LazyPool
+from certforge.common.db.pool import LazyPool, Row
 from certforge.common.db.tables import OutboxMessage
 from certforge.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from certforge.common.settings import OutboxSettings
@@ -49,9 +58,16 @@ MESSAGE_COLUMNS = insertable(OutboxMessage)
 """The columns of an outbox INSERT written as plain SQL; `message_row` fills every one."""
 
 
-def message_row(subject: str, event: CloudEvent[MessageData]) -> dict[str, Any]:
+DIRECT_LEASE = timedelta(seconds=5)
+"""How long relays leave a row to the writer that publishes it itself (`publish_soon`)."""
+
+
+def message_row(
+    subject: str, event: CloudEvent[MessageData], *, lease: timedelta | None = None
+) -> dict[str, Any]:
     """The outbox row that publishes `event` on `subject`. The current trace travels with it
-    (CloudEvents `traceparent` extension and a NATS header)."""
+    (CloudEvents `traceparent` extension and a NATS header). With a `lease` the writer will
+    hand the row to `OutboxRelay.publish_soon` after its commit (relays wait that long)."""
     if event.traceparent is None:
         event.traceparent = current_traceparent()
     return {
@@ -63,6 +79,7 @@ def message_row(subject: str, event: CloudEvent[MessageData]) -> dict[str, Any]:
         "sent_at": None,
         "attempts": 0,
         "last_error": None,
+        "publish_after": event.time + lease if lease is not None else None,
     }
 
 
@@ -102,9 +119,10 @@ class Publisher(Protocol):
 
 _CLAIM_SQL = """
 SELECT id, subject, payload, headers FROM outbox
-WHERE sent_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+WHERE sent_at IS NULL AND (publish_after IS NULL OR publish_after <= now())
+ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
 """
-"""Unsent rows in order; rows another relay holds are skipped (replicas share the table)."""
+"""Unsent rows in order; rows another relay holds, or their writer publishes, are skipped."""
 _SENT_SQL = "UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::uuid[])"
 _FAILED_SQL = (
     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::uuid[])"
@@ -124,6 +142,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._last_purge = datetime.min.replace(tzinfo=UTC)
         self._last_measure = datetime.min.replace(tzinfo=UTC)
+        self._direct: list[Mapping[str, Any]] = []
+        self._direct_task: asyncio.Task[None] | None = None
         self.published = 0
 
     def wake(self) -> None:
@@ -133,6 +153,50 @@ class OutboxRelay:
     def stop(self) -> None:
         self._stopping.set()
         self._wakeup.set()
+
+    def publish_soon(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Publish rows this process has just committed, written with a lease (module
+        docstring), now rather than through a claim; returns at once. Rows arriving while a
+        batch is out go in the next one, so under load a batch costs one UPDATE."""
+        self._direct.extend(rows)
+        if self._direct_task is None or self._direct_task.done():
+            self._direct_task = asyncio.create_task(self._publish_direct(), name="outbox-direct")
+
+    async def _publish_direct(self) -> None:
+        while self._direct:
+            rows, self._direct = self._direct, []
+            results = await asyncio.gather(
+                *(self._publish(row) for row in rows), return_exceptions=True
+            )
+            sent = [r["id"] for r, res in zip(rows, results, strict=True) if res is None]
+            if len(sent) < len(rows):
+                error = next(res for res in results if res is not None)
+                log.warning(
+                    "outbox: %d message(s) not published at once (a relay will when their "
+                    "lease ends): %s",
+                    len(rows) - len(sent),
+                    _describe(error) if isinstance(error, BaseException) else error,
+                )
+            if not sent:
+                continue
+            try:
+                db = await self._database.get()
+                await db.execute(_SENT_SQL, sent, datetime.now(UTC))
+            except Exception as exc:  # published: a relay re-publishes, JetStream drops it
+                log.warning("outbox: could not mark %d message(s) sent: %s", len(sent), exc)
+            self.published += len(sent)
+
+    async def _publish(self, row: Row | Mapping[str, Any]) -> None:
+        await self._publisher.publish(
+            row["subject"],
+            row["payload"],
+            timeout=self._settings.publish_timeout_seconds,
+            headers={
+                **row["headers"],
+                "Nats-Msg-Id": str(row["id"]),
+                "Content-Type": CLOUDEVENTS_CONTENT_TYPE,
+            },
+        )
 
     async def run(self) -> None:
         """Publish until stopped; on stop, make one last pass so committed rows go out."""
@@ -153,6 +217,9 @@ class OutboxRelay:
                 continue
             if sent < self._settings.batch_size:
                 await self._sleep(self._settings.poll_interval_seconds)
+        with contextlib.suppress(Exception):
+            if self._direct_task is not None:
+                await asyncio.wait_for(asyncio.shield(self._direct_task), timeout=5)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.publish_pending(), timeout=5)
 
@@ -189,20 +256,7 @@ class OutboxRelay:
             # Started in order, so NATS receives the messages in row order; awaited together,
             # so a batch costs one round trip, not one per row.
             results = await asyncio.gather(
-                *(
-                    self._publisher.publish(
-                        row["subject"],
-                        row["payload"],
-                        timeout=self._settings.publish_timeout_seconds,
-                        headers={
-                            **row["headers"],
-                            "Nats-Msg-Id": str(row["id"]),
-                            "Content-Type": CLOUDEVENTS_CONTENT_TYPE,
-                        },
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
+                *(self._publish(row) for row in rows), return_exceptions=True
             )
             sent: list[UUID] = []
             for row, result in zip(rows, results, strict=True):

@@ -17,6 +17,8 @@ from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr
 
 from certforge.api import openapi, problems
+from certforge.api.access_cache import AccessCache
+from certforge.api.config_changes import watch_changes
 from certforge.api.context import ApiContext
 from certforge.api.deps import ContextDep
 from certforge.api.domain.auth_methods import JwksCache
@@ -99,6 +101,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         leaf_keys = KeyRing.parse(settings.leaf_keks.get_secret_value())
         ocsp_answers = ocsp_deps(settings, sessions, nats, subjects, leaf_keys)
         await ocsp_answers.replicas.start()
+        access = AccessCache(settings.access_cache_seconds)
+        await access.watch(nats, subjects)
+
+        def changed() -> None:  # a configuration change committed here: forget, announce
+            access.forget()
+            relay.wake()
+
+        watch_changes(sessions, subjects, on_commit=changed)
         app.state.certforge = ApiContext(
             settings=settings,
             engine=engine,
@@ -110,6 +120,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             leaf_keys=leaf_keys,
             issuer=IssuerClient(nats, subjects, settings.issuer_timeout_seconds),
             outcomes=outcomes,
+            access=access,
             login_keys=JwksCache(
                 max_age=settings.login_jwks_cache_seconds,
                 min_refresh=settings.login_jwks_min_refresh_seconds,
@@ -127,6 +138,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         finally:
             await ocsp_answers.replicas.stop()
             await outcomes.stop()
+            await access.stop()
             relay.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relay_task, timeout=10)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import orjson
@@ -19,6 +20,9 @@ from certforge.common.db.pool import Database
 from certforge.common.db.tables import ApiToken
 from certforge.common.domain import Role
 from certforge.common.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from certforge.api.access_cache import AccessCache
 
 TOKEN_PREFIX = "cf_"  # noqa: S105 - a prefix, not a secret
 _LAST_USED_GRANULARITY = timedelta(minutes=5)
@@ -136,27 +140,59 @@ def _json_list(value: object) -> list[dict[str, object]]:
     return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
 
-async def authenticate(db: Database, authorization: str | None, now: datetime) -> Actor:
-    """The caller of every request, so plain SQL on the pool (see certforge.common.db.pool)."""
-    token = bearer_token(authorization)
-    rows = await db.fetch(_ACTOR_SQL, hash_token(token))
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a bearer token grants, as read from PostgreSQL: kept by `AccessCache.actors` (a
+    revocation, a disabled identity or a role change drops it, see `access_cache`), so the
+    checks that depend on time run at every use."""
+
+    token_id: UUID
+    expires_at: datetime | None
+    actor: Actor
+    last_used_at: datetime | None
+
+
+async def authenticate(
+    db: Database, authorization: str | None, now: datetime, cache: AccessCache | None = None
+) -> Actor:
+    """The caller of every request, so plain SQL on the pool (see certforge.common.db.pool),
+    and the answer kept in `cache` between changes."""
+    token_hash = hash_token(bearer_token(authorization))
+    # the generation as of which `grant` is known to be current (see AccessCache.put)
+    generation = cache.generation if cache is not None else 0
+    grant = cache.actors.get(token_hash) if cache is not None else None
+    if grant is None:
+        grant = await _grant(db, token_hash)
+        if cache is not None:
+            cache.actors.put(token_hash, grant, generation)
+    if grant.expires_at is not None and grant.expires_at <= now:
+        raise Unauthenticated("token has expired")
+    last_used = grant.last_used_at
+    if last_used is None or now - last_used > _LAST_USED_GRANULARITY:
+        # Per replica: each may write it once per period; it is a hint, not an audit record.
+        await db.execute(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", grant.token_id, now
+        )
+        if cache is not None:
+            cache.actors.put(token_hash, replace(grant, last_used_at=now), generation)
+    return grant.actor
+
+
+async def _grant(db: Database, token_hash: str) -> TokenGrant:
+    """The token's grant; refused when the token is unknown, revoked or its identity disabled
+    (refusals are not cached: a retry with a bad token costs a round trip, as before)."""
+    rows = await db.fetch(_ACTOR_SQL, token_hash)
     if not rows:
         raise Unauthenticated("invalid token")
     first = rows[0]
     if first["revoked_at"] is not None:
         raise Unauthenticated("token has been revoked")
-    if first["expires_at"] is not None and first["expires_at"] <= now:
-        raise Unauthenticated("token has expired")
     if first["disabled_at"] is not None:
         raise Unauthenticated("identity is disabled")
-    last_used = first["last_used_at"]
-    if last_used is None or now - last_used > _LAST_USED_GRANULARITY:
-        await db.execute(
-            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1", first["token_id"], now
-        )
-    return Actor(
+    actor = Actor(
         identity_id=first["identity_id"],
         name=first["name"],
         is_product_admin=first["is_product_admin"],
         roles={r["application_id"]: Role(r["role"]) for r in rows if r["role"] is not None},
     )
+    return TokenGrant(first["token_id"], first["expires_at"], actor, first["last_used_at"])

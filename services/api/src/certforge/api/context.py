@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from certforge.api.access_cache import AccessCache
 from certforge.api.domain.auth_methods import JwksCache
 from certforge.api.domain.ocsp import OcspDeps
 from certforge.api.issuer_client import IssuerClient
@@ -36,6 +37,8 @@ class ApiContext:
     outcomes: Outcomes
     login_keys: JwksCache
     """Trusted issuers' key sets for JWT login, cached per process."""
+    access: AccessCache
+    """Authentication and request targets, kept until a configuration change (`access_cache`)."""
     ocsp: OcspDeps
     """Pre-signed OCSP answers in memory, and the other replicas told to forget them."""
     crls: CrlMemory = field(default_factory=CrlMemory)

@@ -62,7 +62,7 @@ async def get_actor(
 ) -> Actor:
     actor = await _client_certificate_actor(request, context, authorization)
     if actor is None:
-        actor = await authenticate(context.db, authorization, datetime.now(UTC))
+        actor = await authenticate(context.db, authorization, datetime.now(UTC), context.access)
     request.state.actor = actor
     return actor
 

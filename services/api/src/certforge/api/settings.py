@@ -34,6 +34,14 @@ class ApiSettings(LeafKeySettings):
         "in-cluster service account, Azure managed identity) instead of their own credentials",
     )
     issuer_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    access_cache_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="Each replica keeps what a token grants and what a profile issues for at "
+        "most this long; a change (token revoked, role, profile, enrollment…) drops it on every "
+        "replica within a second through the configuration.changed event. 0 = no cache.",
+    )
     ocsp_response_validity_seconds: int = Field(
         default=3600,
         ge=60,

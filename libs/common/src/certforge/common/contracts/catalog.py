@@ -38,6 +38,7 @@ from certforge.common.contracts.events import (
     CertificateRenewed,
     CertificateRevoked,
     ChallengeValidated,
+    ConfigurationChanged,
     RequestFailed,
     SyncFailed,
     SyncSucceeded,
@@ -62,6 +63,7 @@ from certforge.common.contracts.subjects import Subjects
 
 __all__ = [
     "API",
+    "API_CACHES",
     "API_WAITERS",
     "APPLICATION",
     "CATALOG",
@@ -93,6 +95,7 @@ VALIDATOR = "validator"
 NOTIFIER = "notifier"
 OTHER_SYSTEMS = "other systems"
 API_WAITERS = "api (core subscription, wakes `Prefer: wait`)"
+API_CACHES = "api (core subscription, drops its cached access and profile answers)"
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,18 @@ CATALOG: tuple[Contract, ...] = (
         consumers=(OTHER_SYSTEMS,),
         description="An alert kept failing through one channel until the retry limit; "
         "`error` holds the last failure, `deliveries` the delivery rows (several for a digest).",
+    ),
+    # --- configuration (issue 17): api replicas keep what they authenticate with in memory ----
+    Contract(
+        subject=SUBJECTS.configuration_changed,
+        model=ConfigurationChanged,
+        publishers=(API,),
+        consumers=(API_CACHES,),
+        description="A token, identity, membership, application, profile, enrollment, policy "
+        "or CA changed: every api replica forgets what it cached about them, so a revoked "
+        "token or a disabled enrollment is refused everywhere within a second. Not about one "
+        "application: the application token is `_system`.",
+        stream=SUBJECTS.events_stream,
     ),
     rpc(
         SUBJECTS.rpc(ALERT_TEST),

@@ -179,3 +179,18 @@ class AlertDeliveryFailed(MessageData):
     subjects: list[UUID]
     error: str
     attempts: int
+
+
+class ConfigurationChanged(MessageData):
+    """Who may do what, or what a profile issues, changed: every api replica drops the answers
+    it keeps in memory for authentication and issuance requests (see the api's
+    `access_cache`). Published through the outbox by the replica that committed the change, so
+    it is never lost; published on `<ns>.evt._system.configuration.changed` (`_system` is no
+    application slug)."""
+
+    event_type = "io.certforge.configuration.changed.v1"
+    event_name = "configuration.changed"
+    resources: list[str] = Field(
+        description="the kinds of configuration that changed, among `api_token`, `identity`, "
+        "`membership`, `application`, `profile`, `enrollment`, `policy`, `ca`"
+    )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SYSTEM_APPLICATION = "_system"
+"""The application token of events about no single application."""
+
 
 @dataclass(frozen=True)
 class Subjects:
@@ -77,6 +80,12 @@ class Subjects:
     def event(self, application: str, name: str) -> str:
         """`<ns>.evt.<application slug>.<name>`, e.g. `certforge.evt.shop.certificate.issued`."""
         return f"{self.namespace}.evt.{application}.{name}"
+
+    @property
+    def configuration_changed(self) -> str:
+        """`<ns>.evt._system.configuration.changed`: on the events stream, under an application
+        token no slug can take (slugs have no `_`), so `evt.*.<name>` filters still work."""
+        return self.event(SYSTEM_APPLICATION, "configuration.changed")
 
     def rpc(self, name: str) -> str:
         """Core-NATS request/reply subjects (not in any stream): `<ns>.rpc.<name>`."""

@@ -394,6 +394,13 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     attempts: int = 0
     last_error: str | None = None
+    publish_after: datetime | None = Field(
+        default=None,
+        sa_type=sa.DateTime(timezone=True),
+        description="relays leave the row alone until then: its writer publishes it itself "
+        "right after the commit (`OutboxRelay.publish_soon`); should the writer die first, any "
+        "relay publishes it after this",
+    )
 
 
 class AuditEvent(SQLModel, table=True):

@@ -55,7 +55,7 @@ from certforge.common.errors import (
 from certforge.common.issuance import IssuingCA, ProfileDefaults, RequestParams, resolve_template
 from certforge.common.name_constraint_rules import name_violations
 from certforge.common.name_constraints import chain_constraints
-from certforge.common.outbox import MESSAGE_COLUMNS, message_row
+from certforge.common.outbox import DIRECT_LEASE, MESSAGE_COLUMNS, message_row
 from certforge.common.policy import PolicyDocument, evaluate, refusal
 from certforge.common.profile_extensions import ProfileExtensions, check_csr_extensions
 from certforge.common.request_rows import new_request_row
@@ -169,7 +169,7 @@ async def submit(
     now: datetime,
 ) -> Submitted:
     db = context.db
-    target = await _target(db, audit.actor, app_ref, body.profile)
+    target = await _target(context, audit.actor, app_ref, body.profile)
     fingerprint = body_fingerprint(body)
     if idempotency_key is not None:
         previous = await _by_idempotency_key(db, target, idempotency_key, fingerprint)
@@ -192,7 +192,9 @@ async def submit(
         body_fingerprint=fingerprint,
     )
     command = IssueCertificate(request_id=request["id"], application_id=app_id)
-    outbox = message_row(context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE))
+    outbox = message_row(
+        context.subjects.cmd_issue, CloudEvent.wrap(command, source=_SOURCE), lease=DIRECT_LEASE
+    )
     entry = audit.entry(
         resource_type="certificate_request",
         resource_id=request["id"],
@@ -221,7 +223,7 @@ async def submit(
         if previous is None:
             raise
         return previous
-    context.relay.wake()
+    context.relay.publish_soon([outbox])  # now, not after the relay's next claim
     record = RequestRecord.of_row(request)
     return Submitted(record, app_id, target["app_slug"], profile, replayed=False)
 
@@ -260,18 +262,27 @@ def checked_template(
     return template
 
 
-async def _target(db: Database, actor: Actor, app_ref: str, profile_ref: str) -> Row:
-    """The application (if `actor` may operate it: else 404 or 403) with the profile's rows."""
+async def _target(context: ApiContext, actor: Actor, app_ref: str, profile_ref: str) -> Row:
+    """The application (if `actor` may operate it: else 404 or 403) with the profile's rows,
+    from this replica's cache when it holds them (`access_cache`; the issuer checks it all
+    again when it signs, so a change is never missed, at worst refused late)."""
     app_id = as_uuid(app_ref)
     if app_id is None and not is_reference(app_ref):
         raise NotFound.on_field("app", f"no application {app_ref!r}")
     profile_id = as_uuid(profile_ref)
     # a reference that names nothing (it may hold a NUL) never reaches the database
     profile_key: object = profile_id if profile_id or not is_reference(profile_ref) else profile_ref
-    sql = _TARGET_SQL["id" if app_id else "slug", "slug" if isinstance(profile_key, str) else "id"]
-    row = await db.fetchrow(sql, app_id or app_ref, profile_key)
+    how = ("id" if app_id else "slug", "slug" if isinstance(profile_key, str) else "id")
+    key = (*how, app_id or app_ref, profile_key)
+    cache = context.access.targets
+    generation = context.access.generation
+    row = cache.get(key)
     if row is None:
-        raise NotFound.on_field("app", f"no application {app_ref!r}")
+        row = await context.db.fetchrow(_TARGET_SQL[how], app_id or app_ref, profile_key)
+        if row is None:
+            raise NotFound.on_field("app", f"no application {app_ref!r}")
+        if row["profile_id"] is not None:  # misses are not kept (a new profile needs no event)
+            cache.put(key, row, generation)
     check_access(actor, row["app_id"], row["app_slug"], app_ref, OPERATE_ROLES)
     return row
 
