@@ -18,6 +18,7 @@ from admin_kit import (
     ClientFor,
     create_application,
     create_identity,
+    every,
     ok,
     problem,
     put_member,
@@ -51,7 +52,7 @@ async def test_an_identity_it_shares_no_application_with_is_unknown_to_an_app_ad
     assert problem(unknown, 404, "identity_id")["detail"].replace(missing, "X") == body[
         "detail"
     ].replace(stranger["id"], "X")
-    members = ok(await admin.get(f"{API}/applications/{app}/members"))
+    members = await every(admin, f"{API}/applications/{app}/members")
     assert stranger["id"] not in {m["identity_id"] for m in members}
 
 
@@ -79,8 +80,7 @@ async def test_an_app_admin_cannot_change_or_remove_a_product_admin(
     problem(await me.put(url, json={"role": "auditor"}), 403, "identity_id")
     problem(await me.delete(url), 403, "identity_id")
     members = {
-        m["identity_id"]: m["role"]
-        for m in ok(await admin.get(f"{API}/applications/{app}/members"))
+        m["identity_id"]: m["role"] for m in await every(admin, f"{API}/applications/{app}/members")
     }
     assert members[boss["id"]] == "application-admin"
     # a product admin may

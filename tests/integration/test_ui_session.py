@@ -15,7 +15,16 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from admin_kit import API, ClientFor, create_identity, ok, put_member, uid
+from admin_kit import (
+    API,
+    ClientFor,
+    create_application,
+    create_identity,
+    every,
+    ok,
+    put_member,
+    uid,
+)
 from certforge.api.auth import hash_token
 from certforge.api.settings import ApiSettings
 from certforge.api.ui import session as ui_session
@@ -250,6 +259,10 @@ async def test_an_application_admin_manages_members_from_settings(
     enrollment = await enroll(admin)
     boss, newcomer = await create_identity(admin), await create_identity(admin)
     await put_member(admin, enrollment.app, boss["id"], "application-admin")
+    # An application admin adds only people it already works with (another application here).
+    team = await create_application(admin)
+    await put_member(admin, team["slug"], boss["id"], "auditor")
+    await put_member(admin, team["slug"], newcomer["id"], "operator")
     browser = await signed_in(api_app, boss["token"])
     settings = f"/ui/applications/{enrollment.app}/settings"
     page = await browser.get(settings)
@@ -260,7 +273,7 @@ async def test_an_application_admin_manages_members_from_settings(
         data={"csrf": csrf, "identity_id": newcomer["id"], "role": "operator"},
     )
     assert added.status_code == 303
-    members = ok(await admin.get(f"{API}/applications/{enrollment.app}/members"))
+    members = await every(admin, f"{API}/applications/{enrollment.app}/members")
     assert {m["name"]: m["role"] for m in members}[newcomer["name"]] == "operator"
 
     refused = await browser.post(
@@ -274,5 +287,5 @@ async def test_an_application_admin_manages_members_from_settings(
         f"{settings}/members", data={"csrf": csrf, "identity_id": newcomer["id"], "remove": "1"}
     )
     assert removed.status_code == 303
-    members = ok(await admin.get(f"{API}/applications/{enrollment.app}/members"))
+    members = await every(admin, f"{API}/applications/{enrollment.app}/members")
     assert newcomer["name"] not in {m["name"] for m in members}

@@ -19,10 +19,12 @@ import secrets
 from datetime import datetime, timedelta
 
 from fastapi import Request, Response
+from sqlmodel import col, delete
 
 from certforge.api.audit import AuditScope
 from certforge.api.auth import Actor, authenticate, hash_token, new_token, token_record
 from certforge.api.context import ApiContext
+from certforge.common.db.tables import ApiToken
 
 SESSION_COOKIE = "certforge_session"
 SIGN_IN_COOKIE = "certforge_sign_in"
@@ -86,12 +88,17 @@ async def start(context: ApiContext, token: str, now: datetime, request_id: str 
 
 
 async def end(context: ApiContext, session_token: str) -> None:
-    """Delete the session's row: the cookie, wherever it was copied to, stops working."""
-    await context.db.execute(
-        "DELETE FROM api_tokens WHERE token_hash = $1 AND kind = $2",
-        hash_token(session_token),
-        SESSION_KIND,
-    )
+    """Delete the session's row: the cookie, wherever it was copied to, stops working. Through
+    the ORM, so that every api replica forgets what it cached about the token
+    (`config_changes`)."""
+    async with context.sessions() as db_session:
+        await db_session.exec(
+            delete(ApiToken).where(
+                col(ApiToken.token_hash) == hash_token(session_token),
+                col(ApiToken.kind) == SESSION_KIND,
+            )
+        )
+        await db_session.commit()
 
 
 async def actor_of(context: ApiContext, session_token: str, now: datetime) -> Actor:
