@@ -32,6 +32,7 @@ from certforge.api.domain.common import (
     by_slug_or_id,
     commit,
 )
+from certforge.api.domain.paging import after_cursor
 from certforge.api.schemas.acme import (
     AccountStatus,
     AcmeAccountDetail,
@@ -49,7 +50,7 @@ from certforge.api.schemas.acme import (
     OrderStatus,
 )
 from certforge.api.schemas.applications import AttachmentPublic
-from certforge.api.schemas.common import decode_cursor, encode_cursor
+from certforge.api.schemas.common import encode_cursor
 from certforge.common.acme import b64url, eab_key_aad
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.tables import (
@@ -63,7 +64,7 @@ from certforge.common.db.tables import (
     Profile,
 )
 from certforge.common.domain import RequestStatus
-from certforge.common.errors import InvalidInput, NotFound
+from certforge.common.errors import NotFound
 
 EAB_KEY_BYTES = 32
 """RFC 8555 leaves the MAC key's size to the CA; 256 bits matches HS256's block of strength."""
@@ -269,20 +270,6 @@ class OrderFilter:
     cursor: str | None = None
 
 
-def _after_cursor(created: Any, row_id: Any, cursor: str | None) -> list[sa.ColumnElement[bool]]:
-    """Keyset pagination, newest first (as certificate requests are listed)."""
-    if cursor is None:
-        return []
-    created_at, last_id = decode_cursor(cursor)
-    try:
-        last = UUID(last_id)
-    except ValueError:
-        raise InvalidInput.on_field("cursor", "not a cursor returned by this API") from None
-    if created_at.tzinfo is None:  # never made by encode_cursor: the page would be a guess
-        raise InvalidInput.on_field("cursor", "not a cursor returned by this API")
-    return [(created < created_at) | ((created == created_at) & (row_id < last))]
-
-
 async def _profile_id(session: AsyncSession, ref: str | None) -> UUID | None:
     if ref is None:
         return None
@@ -305,7 +292,7 @@ async def list_accounts(
     if f.status is not None:
         query = query.where(AcmeAccount.status == f.status.value)
     query = query.where(
-        *_after_cursor(col(AcmeAccount.created_at), col(AcmeAccount.id), f.cursor)
+        *after_cursor(col(AcmeAccount.created_at), col(AcmeAccount.id), f.cursor)
     ).order_by(col(AcmeAccount.created_at).desc(), col(AcmeAccount.id).desc())
     rows = list(await session.exec(query.limit(f.limit + 1)))
     more = len(rows) > f.limit
@@ -456,7 +443,7 @@ async def list_orders(
     if f.status is not None:
         query = query.where(_order_status() == f.status.value)
     query = query.where(
-        *_after_cursor(col(AcmeOrder.created_at), col(AcmeOrder.id), f.cursor)
+        *after_cursor(col(AcmeOrder.created_at), col(AcmeOrder.id), f.cursor)
     ).order_by(col(AcmeOrder.created_at).desc(), col(AcmeOrder.id).desc())
     rows = list(await session.exec(query.limit(f.limit + 1)))
     more = len(rows) > f.limit
