@@ -337,7 +337,7 @@ def _synced(stack: Stack, certificate: dict[str, Any]) -> None:
     """The application's directory sync pushed it, as it pushes every issued certificate."""
     deadline = time.monotonic() + 30
     while True:
-        states = stack.api.get(f"{APP}/syncs/{stack.sync_id}/certificates").json()
+        states = stack.api.get(f"{APP}/syncs/{stack.sync_id}/certificates").json()["items"]
         mine = [s for s in states if s["certificate_id"] == certificate["id"]]
         if mine and mine[0]["status"] == "succeeded":
             break

@@ -251,7 +251,9 @@ async def test_non_admin_is_403_on_product_admin_endpoints(
 # Relying parties fetch these without a token: CA certificates, chains, CRLs, OCSP, ACME.
 # And the JWT login, whose credential is the JWT in its body.
 _PUBLIC = re.compile(
-    r"^/api/v1/cas/\{ca_id\}/(certificate|chain|crl)(\.\w+)?$|^/(ocsp|acme)\b|^/api/v1/auth/login$"
+    r"^/api/v1/cas/\{ca_id\}/(certificate|chain|crl|bundle)(\.\w+)?$"
+    r"|^/api/v1/cas/\{ca_id\}/chains(/\{signer_ca_id\})?$"  # public, as a CA certificate is
+    r"|^/(ocsp|acme)\b|^/api/v1/auth/login$"
 )
 
 

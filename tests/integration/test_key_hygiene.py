@@ -133,7 +133,7 @@ async def test_no_key_or_token_in_logs_messages_or_database(
             json={"reason": "superseded"},
         )
         assert revoked.status_code in (200, 202), revoked.text
-        sync_id = ok(await admin.get(f"{API}/applications/{e.app}/syncs"))[0]["id"]
+        sync_id = ok(await admin.get(f"{API}/applications/{e.app}/syncs"))["items"][0]["id"]
         await wait_state(admin, e.app, sync_id, lambda s: s["status"] == "succeeded")
 
         await enable_acme(api_app, e, eab_required=True)

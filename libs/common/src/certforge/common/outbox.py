@@ -157,7 +157,11 @@ class OutboxRelay:
     def publish_soon(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Publish rows this process has just committed, written with a lease (module
         docstring), now rather than through a claim; returns at once. Rows arriving while a
-        batch is out go in the next one, so under load a batch costs one UPDATE."""
+        batch is out go in the next one, so under load a batch costs one UPDATE. A stopped
+        relay publishes nothing this way: the rows go out through a relay (this one's last
+        pass, or another's) once their lease ends."""
+        if self._stopping.is_set():
+            return
         self._direct.extend(rows)
         if self._direct_task is None or self._direct_task.done():
             self._direct_task = asyncio.create_task(self._publish_direct(), name="outbox-direct")

@@ -67,6 +67,7 @@ SUMMARIES: dict[str, str] = {
     "alert.deliveries": "List an alert's deliveries",
     "alert.test": "Send a sample alert through every channel",
     "audit.list": "List audit events",
+    "audit.verify": "Verify the audit log's hash chain",
     "ca.list": "List certificate authorities",
     "ca.create": "Create a root or intermediate CA",
     "ca.import": "Import an external CA and its key",
