@@ -60,6 +60,7 @@ RULES: dict[str, str] = {
     # one application: the roles of ACCESS, a 404 for anyone not a member
     f"GET {A}": "read",
     f"GET {A}/members": "read",
+    f"GET {A}/members/{{identity_id}}": "read",
     f"PUT {A}/members/{{identity_id}}": "admin",
     f"DELETE {A}/members/{{identity_id}}": "admin",
     f"GET {A}/profiles": "read",
@@ -128,6 +129,12 @@ for _rule in (
     "POST /api/v1/cas/{ca_id}/disable",
     "POST /api/v1/cas/{ca_id}/enable",
     "POST /api/v1/cas/{ca_id}/early-renewal",
+    "POST /api/v1/cas/{ca_id}/renew",
+    "POST /api/v1/cas/{ca_id}/rekey",
+    "POST /api/v1/cas/{ca_id}/take-over",
+    "POST /api/v1/cas/{ca_id}/cross-sign",
+    # the whole log's chain; an application's (`?application=`) is its admins' and auditors'
+    "GET /api/v1/audit-events/verification",
     "GET /api/v1/policies/{policy_id}",
     "PATCH /api/v1/policies/{policy_id}",
     "DELETE /api/v1/policies/{policy_id}",
