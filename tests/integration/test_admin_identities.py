@@ -273,3 +273,19 @@ async def test_every_endpoint_needs_a_token(anonymous: httpx.AsyncClient) -> Non
             problem(r, 401)
             checked += 1
     assert checked >= 40
+
+
+async def test_renaming_an_auth_method_to_a_siblings_name_is_a_409(
+    admin: httpx.AsyncClient,
+) -> None:
+    """Found by schemathesis: the duplicate failed while the tokens it minted were being
+    revoked, before the commit that turns it into a 409, and answered 500."""
+    identity = ok(await admin.post(f"{API}/identities", json={"name": uid("renamed")}), 201)
+    jwt = {"audience": "https://certforge.example", "issuer": "https://token.example.com"}
+    url = f"{API}/identities/{identity['id']}/auth-methods"
+    ok(await admin.post(url, json={"name": "first", "jwt": jwt}), 201)
+    second = ok(await admin.post(url, json={"name": "second", "jwt": jwt}), 201)
+    problem(
+        await admin.put(f"{url}/{second['id']}", json={"name": "first", "jwt": jwt}), 409, "name"
+    )
+    assert ok(await admin.get(f"{url}/{second['id']}"))["name"] == "second"

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -103,7 +104,11 @@ async def test_nul_text_is_a_400_that_keeps_the_connection(
 
 
 async def test_a_lost_database_connection_is_a_503_that_keeps_the_connection(
-    one_connection: httpx.AsyncClient, backends: Backends, caplog: pytest.LogCaptureFixture
+    one_connection: httpx.AsyncClient,
+    backends: Backends,
+    caplog: pytest.LogCaptureFixture,
+    api_app: Any,
+    issuer: Any,
 ) -> None:
     """Terminating every server process of the api's database is what a restart looks like to
     its pools: the first request to use a dead pooled connection is answered 503, retryable."""
@@ -121,6 +126,13 @@ async def test_a_lost_database_connection_is_a_503_that_keeps_the_connection(
     problem(refused, 503)
     assert refused.headers["retry-after"] == "1"
     await _assert_connection_kept(one_connection, refused, caplog)
+    # The session's other users of the database (its issuer, the api's ORM) are left with dead
+    # pooled connections too; each would fail its next use once, retryably. Later tests are not
+    # about that: give them fresh pools.
+    for owner in (api_app.state.certforge, issuer):
+        await owner.engine.dispose()
+    await api_app.state.certforge.db.expire_connections()
+    await (await issuer.database.get()).expire_connections()
 
 
 async def _terminate_backends(backends: Backends) -> None:

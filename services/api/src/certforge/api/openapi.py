@@ -9,6 +9,7 @@ the next one), `complete` reads each generated operation and adds the answers it
   the operation takes parameters or a body;
 - 413 (over `max_body_bytes`) and 415 (not JSON) wherever it takes a body;
 - 401 and 403 wherever it needs a bearer token, 409 on the changes among those;
+- 412 wherever it takes `If-Match` (a lost update);
 - 404 wherever the path names something, or the body or a filter may (`parent_ca_id`,
   `?application=`, …);
 - 503 (the database connection was lost; retry) everywhere but the health and index routes,
@@ -69,6 +70,13 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int
         statuses |= {401, 403}
         if method in _CHANGES:
             statuses.add(409)
+    headers = {
+        p.get("name", "").lower()
+        for p in operation.get("parameters", [])
+        if p.get("in") == "header"
+    }
+    if "if-match" in headers:
+        statuses.add(412)  # the object changed since the version the caller read
     names = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
     if "{" in path or takes_body or names & _REFERENCES:
         statuses.add(404)  # the path's resource, or one the body or a filter refers to

@@ -128,11 +128,13 @@ async def replace(
     """Replace the method's name and rules, and revoke the tokens it minted under the old ones:
     a tightened trust (a narrower ref, a new audience) takes effect at once."""
     method = await _get(session, identity_id, method_id)
+    # Before the change: the query would flush it, and a duplicate name would fail there, out of
+    # `commit`'s reach (a 500 instead of the 409 below).
+    await _revoke_minted(session, method_id)
     method.name, method.kind = body.name, body.kind
     method.config = body.jwt.model_dump(mode="json")
     method.updated_at = now()
     session.add(method)
-    await _revoke_minted(session, method_id)
     audit.record(
         session,
         resource_type="identity",

@@ -32,6 +32,7 @@ _PEM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PEM: {}}, "d
     responses={
         201: {"model": CertificateRequestPublic, "description": "issued within Prefer: wait"},
         202: {"model": CertificateRequestPublic, "description": "accepted; poll Location"},
+        429: {"description": "too many requests of this identity; see Retry-After"},
     },
 )
 async def create_certificate_request(

@@ -44,6 +44,7 @@ async def revoke_certificate(
     responses={
         201: {"model": CertificateRequestPublic, "description": "renewed within Prefer: wait"},
         202: {"model": CertificateRequestPublic, "description": "accepted; poll Location"},
+        429: {"description": "too many requests of this identity; see Retry-After"},
     },
 )
 async def renew_certificate(
