@@ -88,7 +88,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         database = LazyPool(
             settings.database_url.get_secret_value(), max_size=settings.database_pool_size
         )
-        db = await database.get()
+        db = await database.get_when_reachable(log)
         subjects = Subjects(settings.nats.namespace)
         nats = await connect(settings.nats_url, name="certforge-api")
         js = nats.jetstream()

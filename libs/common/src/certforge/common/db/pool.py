@@ -11,11 +11,14 @@ without BEGIN/COMMIT round trips). asyncpg prepares and caches each statement pe
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+
+from certforge.common.backoff import backoff_delay
 
 Database = asyncpg.Pool
 Row = asyncpg.Record
@@ -76,6 +79,20 @@ class LazyPool:
                 if self._pool is None:
                     self._pool = await open_pool(self._url, max_size=self._max_size)
         return self._pool
+
+    async def get_when_reachable(self, log: logging.Logger) -> Database:
+        """`get`, waiting for the database with a growing pause (0.5 s to 5 s) while it is
+        unreachable or starting up: a service started while PostgreSQL restarts (or fails over)
+        comes up when it is back, not with an exit its supervisor must notice."""
+        attempt = 0
+        while True:
+            try:
+                return await self.get()
+            except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError) as exc:
+                attempt += 1
+                delay = backoff_delay(attempt, base=0.5, cap=5.0)
+                log.warning("database not reachable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
 
     async def close(self) -> None:
         if self._pool is not None:
