@@ -250,8 +250,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(request, 500, "internal", "internal error; quote the request_id")
 
 
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "25006"}
+"""The server is shutting down or restarting (`admin_shutdown`, `crash_shutdown`,
+`cannot_connect_now`: a `pg_ctl stop` or a failover ends the session with one of these), or the
+session is on a server that no longer accepts writes (`read_only_sql_transaction`: a primary
+demoted to standby). Class 08 (connection exceptions) likewise."""
+
+
 def _connection_lost(exc: Exception) -> bool:
     """Through the ORM (SQLAlchemy invalidated the connection) or on the plain asyncpg pool."""
+    state = _sqlstate(exc) or ""
+    if state in _UNAVAILABLE_STATES or state.startswith("08"):
+        return True
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated
     return isinstance(

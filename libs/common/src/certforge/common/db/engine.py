@@ -5,15 +5,15 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from certforge.common.db.urls import sqlalchemy_url
+
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
 def async_url(url: str) -> str:
-    """Accept `postgresql://`, `postgres://` or `postgresql+asyncpg://`; return the asyncpg form."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    raise ValueError("database URL must start with postgresql://")
+    """Accept `postgresql://`, `postgres://` or `postgresql+asyncpg://`, one host or several;
+    return the form of SQLAlchemy's asyncpg dialect (`certforge.common.db.urls`)."""
+    return sqlalchemy_url(url)
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 
 from certforge.common.backoff import backoff_delay
+from certforge.common.db.urls import asyncpg_url
 
 Database = asyncpg.Pool
 Row = asyncpg.Record
@@ -31,9 +31,8 @@ if TYPE_CHECKING:
 
 
 def plain_url(url: str) -> str:
-    """asyncpg accepts only `postgresql://`/`postgres://`; drop a SQLAlchemy `+driver` suffix."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
+    """The libpq form asyncpg accepts (no SQLAlchemy `+driver`, hosts in the authority)."""
+    return asyncpg_url(url)
 
 
 def _json_text(value: Any) -> str:
