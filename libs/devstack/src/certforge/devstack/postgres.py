@@ -23,6 +23,7 @@ import stat
 import subprocess
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -248,6 +249,26 @@ class ManagedPostgres:
         self._stopped = True
         _pg_ctl_stop(self.bin_dir, self.data_dir, self._run_as)
 
+    def promote(self, timeout: float = 60.0) -> None:
+        """`pg_ctl promote -w`: a standby stops replaying and becomes a primary that accepts
+        writes (what a failover manager does to the standby it elects)."""
+        argv = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w"]
+        argv += ["-t", str(int(timeout)), "promote"]
+        result = self._run_as.run(argv, cwd=self.data_dir, timeout=timeout + 5)
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl promote failed: {(result.stderr or result.stdout).strip()}")
+
+    def base_backup_into(self, pgdata: Path, *, slot: str, timeout: float = 120.0) -> None:
+        """A standby's data directory from this server: `pg_basebackup -R` (it writes
+        `standby.signal` and `primary_conninfo`) streaming its WAL through a replication slot of
+        its own, so this server keeps what the standby has not received yet."""
+        argv = [str(self.bin_dir / "pg_basebackup"), "-h", self.host, "-p", str(self.port)]
+        argv += ["-U", PG_SUPERUSER, "-D", str(pgdata), "-R", "-X", "stream", "-C", "-S", slot]
+        argv += ["--checkpoint=fast", "--no-sync"]
+        result = self._run_as.run(argv, cwd=pgdata, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed: {(result.stderr or result.stdout).strip()}")
+
     def __enter__(self) -> Self:
         return self
 
@@ -268,12 +289,18 @@ def start_postgres(
     *,
     port: int | None = None,
     timeout: float = 60.0,
+    settings: Mapping[str, str] | None = None,
+    standby_of: ManagedPostgres | None = None,
 ) -> ManagedPostgres:
     """Start PostgreSQL on `<state_dir>/pgdata`, listening on 127.0.0.1:PORT only.
 
-    The cluster is created on the first run and reused afterwards. `port=None` picks a free
-    loopback port (the machine may already run PostgreSQL on 5432). A stale `postmaster.pid`
-    from a crashed run is handled. Raises RuntimeError with the server log tail on failure.
+    The cluster is created on the first run and reused afterwards: by `initdb`, or with
+    `standby_of` as a streaming standby of that server (its base backup). `settings` are
+    server parameters given on the command line, so a base backup of this server does not
+    carry them (`synchronous_standby_names` belongs to a primary, not to its standby).
+    `port=None` picks a free loopback port (the machine may already run PostgreSQL on 5432).
+    A stale `postmaster.pid` from a crashed run is handled. Raises RuntimeError with the
+    server log tail on failure.
     """
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -284,6 +311,8 @@ def start_postgres(
     # PostgreSQL insists on 0700 (or 0750) for its data directory.
     pgdata.chmod(0o700)
 
+    if not (pgdata / "PG_VERSION").exists() and standby_of is not None:
+        standby_of.base_backup_into(pgdata, slot=state_dir.name.replace("-", "_").lower())
     if not (pgdata / "PG_VERSION").exists():
         started = time.monotonic()
         _initdb(bin_dir, pgdata, run_as)
@@ -313,6 +342,7 @@ def start_postgres(
                 str(socket_dir),
                 "-c",
                 "max_connections=200",
+                *(arg for n, v in (settings or {}).items() for arg in ("-c", f"{n}={v}")),
             )
         )
         log_offset = log_path.stat().st_size
