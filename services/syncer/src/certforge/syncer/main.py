@@ -37,6 +37,7 @@ def build(settings: SyncerSettings) -> Worker:
             durable=subjects.durable("syncer_events"),
             handler=fanout.handle,
             batch_size=settings.syncer.batch_size,
+            ack_wait_seconds=settings.syncer.events_ack_wait_seconds,
         ).run(stopping)
 
     async def consume_tasks(stopping: asyncio.Event) -> None:

@@ -23,6 +23,12 @@ class SyncSettings(BaseModel):
     operation_timeout_seconds: float = Field(
         default=60, gt=0, description="a push that takes longer counts as a transient failure"
     )
+    events_ack_wait_seconds: float = Field(
+        default=30,
+        ge=1,
+        description="an event a syncer took and did not settle in this time (it died) goes to "
+        "another replica; turning an event into sync tasks takes milliseconds",
+    )
 
 
 class SyncerSettings(LeafKeySettings):
