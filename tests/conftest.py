@@ -34,8 +34,13 @@ from certforge.devstack import (
 )
 from harness import Backends, delete_namespace, running
 
-collect_ignore = [] if os.environ.get("CERTFORGE_TEST_FAULTS") else ["faults"]
-"""The fault-injection suite runs on its own (`make test-faults`): it takes minutes per seed."""
+collect_ignore = [
+    suite
+    for suite, variable in (("faults", "CERTFORGE_TEST_FAULTS"), ("scale", "CERTFORGE_TEST_SCALE"))
+    if not os.environ.get(variable)
+]
+"""The fault-injection and scale-out suites run on their own (`make test-faults`, `make
+test-scale`): each run takes minutes."""
 
 
 def _first_env(*names: str, default: str) -> str:

@@ -16,9 +16,10 @@ import asyncpg
 import boto3
 import nats
 from botocore.exceptions import ClientError
-from fault_load import Sent
+from cryptography import x509
 
 from certforge.common.contracts.subjects import Subjects
+from load_kit import Sent
 
 SETTLED = """
 SELECT
@@ -32,16 +33,23 @@ SELECT
 
 
 async def settle(
-    database_url: str, nats_url: str | None, namespace: str, seconds: float
+    database_url: str,
+    nats_url: str | None,
+    namespace: str,
+    seconds: float,
+    trace: list[dict[str, int]] | None = None,
 ) -> dict[str, int]:
     """Wait until nothing is in flight, twice in a row a second apart (a consumer may be about
-    to write what the next reading sees); the last reading. Reconnects for each reading: the
+    to write what the next reading sees); the last reading. Each reading's non-zero figures
+    are appended to `trace`. Reconnects for each reading: the
     database or NATS may be paused or restarting under it. Without `nats_url`: only until no
     request is pending."""
     deadline = time.monotonic() + seconds
     quiet = 0
     while True:
         row = await _in_flight(database_url, nats_url, namespace)
+        if trace is not None:
+            trace.append({k: v for k, v in row.items() if v})
         quiet = quiet + 1 if not any(row.values()) else 0
         if quiet == 2 or time.monotonic() > deadline:
             return row
@@ -60,7 +68,9 @@ async def _in_flight(database_url: str, nats_url: str | None, namespace: str) ->
     if nats_url is None:
         return {"pending_requests": row["pending_requests"]}
     try:
-        client = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        client = await nats.connect(
+            nats_url.split(","), connect_timeout=2, max_reconnect_attempts=0
+        )
     except Exception:
         return {**row, "nats_unreachable": 1}
     try:
@@ -93,13 +103,14 @@ class Verdict:
 
 async def verify(
     database_url: str, nats_url: str, namespace: str, sent: list[Sent], directory: Path,
-    moto_url: str,
+    moto_url: str | None,
 ) -> Verdict:  # fmt: skip
     verdict = Verdict()
     conn = await asyncpg.connect(database_url)
     try:
         await _requests(conn, sent, verdict)
         await _certificates(conn, verdict)
+        await _crl_numbers(conn, verdict)
         await _destinations(conn, directory, moto_url, verdict)
         announced = await _announced(nats_url, namespace)
         certs = {str(r["id"]) for r in await conn.fetch("SELECT id FROM certificates")}
@@ -196,8 +207,25 @@ async def _certificates(conn: asyncpg.Connection, verdict: Verdict) -> None:
     verdict.figures["certificates"] = await conn.fetchval("SELECT count(*) FROM certificates")
 
 
+async def _crl_numbers(conn: asyncpg.Connection, verdict: Verdict) -> None:
+    """Each CRL number used once per CA, rising with time, and the number inside each signed CRL
+    the one it was stored under (several issuers sign CRLs of one CA)."""
+    rows = await conn.fetch(
+        "SELECT ca_id, number, der FROM crls ORDER BY ca_id, this_update, number"
+    )
+    verdict.figures["crls"] = len(rows)
+    seen: dict[object, list[int]] = {}
+    for r in rows:
+        seen.setdefault(r["ca_id"], []).append(r["number"])
+        inside = x509.load_der_x509_crl(r["der"]).extensions.get_extension_for_class(x509.CRLNumber)
+        verdict.check(inside.value.crl_number == r["number"], f"CRL {r['number']} says otherwise")
+    for numbers in seen.values():
+        verdict.check(len(set(numbers)) == len(numbers), f"a CRL number used twice: {numbers}")
+        verdict.check(numbers == sorted(numbers), f"CRL numbers out of order: {numbers}")
+
+
 async def _destinations(
-    conn: asyncpg.Connection, directory: Path, moto_url: str, verdict: Verdict
+    conn: asyncpg.Connection, directory: Path, moto_url: str | None, verdict: Verdict
 ) -> None:
     """The newest certificate of each lineage is where it should be, and nowhere else."""
     rows = await conn.fetch(
@@ -213,7 +241,7 @@ async def _destinations(
     verdict.figures.update({f"sync_{k}": v for k, v in states.items()})
     acm = boto3.session.Session(
         aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x", region_name="eu-west-1"
-    ).client("acm", endpoint_url=moto_url)
+    ).client("acm", endpoint_url=moto_url or "http://127.0.0.1:9")  # unused without an ACM sync
     wrong = []
     for r in rows:
         live = r["cert_status"] == "active"
@@ -258,7 +286,7 @@ def _acm_holds(acm: Any, row: asyncpg.Record, live: bool) -> bool:
 async def _announced(nats_url: str, namespace: str) -> dict[str, set[str]]:
     """Certificate ids of every `certificate.issued`/`renewed` and `revoked` event in the stream."""
     subjects = Subjects(namespace)
-    client = await nats.connect(nats_url)
+    client = await nats.connect(nats_url.split(","))
     found: dict[str, set[str]] = {"issued": set(), "revoked": set()}
     try:
         js = client.jetstream()

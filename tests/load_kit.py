@@ -44,15 +44,33 @@ class Tally:
     """Every answer, retries included: `202`, `503`, `transport`…"""
     longest_stall: float = 0.0
     """The longest time one operation waited for an answer it could keep."""
+    setbacks: list[float] = field(default_factory=list)
+    """When (time.monotonic()) each answer to retry came: 5xx, 429 or a transport error."""
+
+
+DOWN_FOR = 5.0
+"""Seconds an api process that refused a connection is left out (as a load balancer's passive
+health check does), when another one remains."""
 
 
 class Client:
-    def __init__(self, url: str, token: str, tally: Tally, deadline: float) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=15
-        )
+    """Sends each operation to the api processes in turn (`urls`), moving to the next on every
+    retry, as a load balancer in front of several replicas would, and leaving one that refused
+    a connection out for a few seconds."""
+
+    def __init__(self, urls: str | list[str], token: str, tally: Tally, deadline: float) -> None:
+        self._urls = [urls] if isinstance(urls, str) else urls
+        self._http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=15)
         self._tally = tally
         self._deadline = deadline
+        self._turn = 0
+        self._down_until: dict[str, float] = {}
+
+    def _next_url(self) -> str:
+        now = time.monotonic()
+        up = [u for u in self._urls if self._down_until.get(u, 0.0) <= now] or self._urls
+        self._turn += 1
+        return up[self._turn % len(up)]
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -63,8 +81,10 @@ class Client:
         pause = 0.2
         while True:
             sent.attempts += 1
+            base = self._next_url()
+            url = base + path
             try:
-                response = await self._http.request(method, path, json=body, headers=headers)
+                response = await self._http.request(method, url, json=body, headers=headers)
                 self._tally.answers[str(response.status_code)] += 1
                 if response.status_code < 500 and response.status_code != 429:
                     sent.status = response.status_code
@@ -72,6 +92,9 @@ class Client:
                     break
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 self._tally.answers[f"transport:{type(exc).__name__}"] += 1
+                if isinstance(exc, httpx.ConnectError):
+                    self._down_until[base] = time.monotonic() + DOWN_FOR
+            self._tally.setbacks.append(time.monotonic())
             if time.monotonic() > self._deadline:
                 break
             await asyncio.sleep(pause)
@@ -81,11 +104,17 @@ class Client:
         return sent
 
 
-async def set_up(http: httpx.AsyncClient, directory: str, moto_url: str) -> None:
-    """CA, policy, profile, application with API enrollment, a directory and an ACM sync."""
+async def set_up(
+    http: httpx.AsyncClient, directory: str, moto_url: str | None, *, auto_renew: bool = False
+) -> None:
+    """CA, policy, profile, application with API enrollment, a directory and (with `moto_url`)
+    an ACM sync. With `auto_renew`, the renewer renews certificates once they are due."""
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = await http.post(API + path, json=body)
+        deadline = time.monotonic() + 60
+        while (r := await http.post(API + path, json=body)).status_code == 503:
+            assert time.monotonic() < deadline, r.text  # the issuer still starting
+            await asyncio.sleep(0.5)
         assert r.status_code in (200, 201), r.text
         result: dict[str, Any] = r.json()
         return result
@@ -103,11 +132,13 @@ async def set_up(http: httpx.AsyncClient, directory: str, moto_url: str) -> None
     await post("/profiles", {"slug": PROFILE, "ca_id": issuing["id"], "policy_id": policy["id"]})
     await post("/applications", {"slug": APP, "name": "Faults"})
     r = await http.put(f"{API}/applications/{APP}/profiles/{PROFILE}",
-                       json={"api": {"enabled": True, "auto_renew": False,
+                       json={"api": {"enabled": True, "auto_renew": auto_renew,
                                      "renew_before_days": 5}})  # fmt: skip
     assert r.status_code in (200, 201), r.text
     await post(f"/applications/{APP}/syncs", {"name": "dir", "kind": "directory",
                                               "settings": {"path": directory}})  # fmt: skip
+    if moto_url is None:
+        return
     await post(f"/applications/{APP}/syncs", {
         "name": "acm", "kind": "aws-acm",
         "settings": {"region": "eu-west-1", "endpoint_url": moto_url},

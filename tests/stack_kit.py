@@ -1,7 +1,7 @@
-"""The system under fault: its own PostgreSQL and NATS (so they can be paused, killed and
-restarted without touching anything else on the machine), a moto_server for ACM, and the api,
-issuer, syncer and renewer as separate processes, each of which can be SIGKILLed and started
-again."""
+"""The system as separate processes, for the suites that break it (tests/faults, tests/scale):
+engines of its own (PostgreSQL, NATS, a moto_server for ACM) that can be paused, killed and
+restarted without touching anything else on the machine, and the api, issuer, syncer and
+renewer, one or more processes each, any of which can be SIGKILLed and started again."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,28 +121,49 @@ def resume(pids: list[int]) -> None:
 
 @dataclass
 class Services:
-    """One run's services: a database and namespace of their own on the shared engines."""
+    """One run's services, each with `replicas[service]` processes: a database and namespace of
+    their own on the engines. The first process of a service is named after it (`issuer`), the
+    others `issuer.2`, `issuer.3`…; each api process listens on a port of its own."""
 
-    engines: Engines
     database_url: str
+    nats_url: str
     namespace: str
     admin_token: str
     logs: Path
-    port: int = field(default_factory=free_port)
+    replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))
+    ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    async def create(cls, engines: Engines, run: str) -> Services:
+    async def create(
+        cls,
+        admin_url: str,
+        nats_url: str,
+        run: str,
+        logs: Path,
+        *,
+        database_url: Callable[[str], str] | None = None,
+        replicas: int = 1,
+    ) -> Services:
+        """A database made on `admin_url` (and reached through `database_url(name)` when the
+        services must see it otherwise: several hosts), migrated, and a log directory."""
         from certforge.common.db.migrations import upgrade
 
-        name = f"cf_fault_{run}_{secrets.token_hex(3)}"
-        database_url = await create_database(engines.pg.url, name)
-        await asyncio.to_thread(upgrade, database_url)
-        logs = engines.state / f"run-{run}"
-        logs.mkdir()
+        name = f"cf_{run}_{secrets.token_hex(3)}"
+        url = await create_database(admin_url, name)
+        if database_url is not None:
+            url = database_url(name)
+        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(logs.mkdir, parents=True)
         return cls(
-            engines, database_url, f"f{secrets.token_hex(4)}", "cf_" + secrets.token_hex(16), logs
+            url,
+            nats_url,
+            f"f{secrets.token_hex(4)}",
+            "cf_" + secrets.token_hex(16),
+            logs,
+            replicas=dict.fromkeys(SERVICES, replicas),
         )
 
     def env(self) -> dict[str, str]:
@@ -156,40 +177,52 @@ class Services:
             **{k: v for k, v in os.environ.items() if not k.startswith("CERTFORGE_")},
             "CERTFORGE_ENVIRONMENT": "development",
             "CERTFORGE_DATABASE_URL": self.database_url,
-            "CERTFORGE_NATS_URL": self.engines.nats.url,
+            "CERTFORGE_NATS_URL": self.nats_url,
             "CERTFORGE_NATS__NAMESPACE": self.namespace,
             "CERTFORGE_CA_KEKS": ca_keks,
             "CERTFORGE_LEAF_KEKS": leaf_keks,
             "CERTFORGE_BOOTSTRAP_TOKEN": self.admin_token,
             "CERTFORGE_STATE_DIR": str(self.logs),
-            "CERTFORGE_API_PORT": str(self.port),
             "CERTFORGE_CONSUMER__ACK_WAIT_SECONDS": "3",
             # a killed syncer's tasks come back after twice this (its ack wait), not 2 minutes
             "CERTFORGE_SYNCER__OPERATION_TIMEOUT_SECONDS": "5",
+            "CERTFORGE_SYNCER__EVENTS_ACK_WAIT_SECONDS": "5",
             "CERTFORGE_SYNCER__MAX_BACKOFF_SECONDS": "5",
             "CERTFORGE_ISSUANCE_REQUESTS_PER_IDENTITY": "0",
             "CERTFORGE_LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
 
-    def start(self, service: str) -> None:
-        log = (self.logs / f"{service}.log").open("ab")
-        self.processes[service] = subprocess.Popen(
+    def names(self, service: str | None = None) -> list[str]:
+        """Process names, of one service or of all."""
+        services = [service] if service else list(SERVICES)
+        return [
+            s if i == 1 else f"{s}.{i}" for s in services for i in range(1, self.replicas[s] + 1)
+        ]
+
+    def start(self, name: str) -> None:
+        service = name.split(".")[0]
+        env = self.env()
+        if service == "api":
+            env["CERTFORGE_API_PORT"] = str(self.ports.setdefault(name, free_port()))
+        log = (self.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
             [str(BIN / f"certforge-{service}")],
-            env=self.env(),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
 
     def start_all(self) -> None:
-        for service in SERVICES:
-            self.start(service)
+        for name in self.names():
+            self.start(name)
 
-    def kill(self, service: str) -> None:
-        process = self.processes.pop(service)
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        self.restarts[service] = self.restarts.get(service, 0) + 1
+        self.restarts[name] = self.restarts.get(name, 0) + 1
 
     def exited(self) -> Iterator[tuple[str, int]]:
         for name, process in self.processes.items():
@@ -207,20 +240,26 @@ class Services:
         self.processes.clear()
 
     @property
+    def urls(self) -> list[str]:
+        """Every api process's address (a client spreads its requests over them)."""
+        return [f"http://127.0.0.1:{self.ports[name]}" for name in self.names("api")]
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.urls[0]
 
     async def wait_ready(self, seconds: float = 60) -> None:
         deadline = time.monotonic() + seconds
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                for name, code in self.exited():
-                    raise RuntimeError(f"{name} exited with {code}: see {self.logs}/{name}.log")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the api was not ready in {seconds} s")
-                await asyncio.sleep(0.2)
+        async with httpx.AsyncClient(timeout=2) as client:
+            for url in self.urls:
+                while True:
+                    try:
+                        if (await client.get(f"{url}/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    for name, code in self.exited():
+                        raise RuntimeError(f"{name} exited with {code}: see {self.logs}/{name}.log")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} was not ready in {seconds} s")
+                    await asyncio.sleep(0.2)

@@ -1,6 +1,6 @@
 """Issue 20: the services as separate processes under a mixed load while every one of them is
 SIGKILLed, NATS and PostgreSQL are paused and one of them crashes and restarts — in a different
-order and at different moments for each seed. After each run every check of `fault_checks`
+order and at different moments for each seed. After each run every check of `load_checks_kit`
 holds. `make test-faults` runs it (also from `.ci/run`); figures in tests/faults/RESULTS.md.
 
 The number of runs is `CERTFORGE_FAULT_RUNS` (20 by default), the requests per run
@@ -23,9 +23,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from fault_checks import settle, verify
-from fault_load import Client, Tally, issue_all, renew_and_revoke, set_up
-from fault_stack import SERVICES, Engines, Services, resume
+
+from load_checks_kit import settle, verify
+from load_kit import Client, Tally, issue_all, renew_and_revoke, set_up
+from stack_kit import SERVICES, Engines, Services, resume
 
 RUNS = int(os.environ.get("CERTFORGE_FAULT_RUNS", "20"))
 REQUESTS = int(os.environ.get("CERTFORGE_FAULT_REQUESTS", "1000"))
@@ -59,9 +60,9 @@ def plan(rng: random.Random) -> list[tuple[float, str]]:
 
 
 async def inject(
-    services: Services, schedule: list[tuple[float, str]], rng: random.Random
+    engines: Engines, services: Services, schedule: list[tuple[float, str]], rng: random.Random
 ) -> list[str]:
-    engines, started, done = services.engines, time.monotonic(), []
+    started, done = time.monotonic(), []
     for at, fault in schedule:
         await asyncio.sleep(max(0.0, started + at - time.monotonic()))
         action, target = fault.split(":")
@@ -106,7 +107,9 @@ def _append(record: dict[str, object]) -> None:
 @pytest.mark.parametrize("seed", range(RUNS))
 async def test_faults_lose_and_duplicate_nothing(engines: Engines, seed: int) -> None:
     rng = random.Random(seed)
-    services = await Services.create(engines, str(seed))
+    services = await Services.create(
+        engines.pg.url, engines.nats.url, f"fault_{seed}", engines.state / f"run-{seed}"
+    )
     directory = services.logs / "destination"
     directory.mkdir()
     services.start_all()
@@ -124,7 +127,7 @@ async def test_faults_lose_and_duplicate_nothing(engines: Engines, seed: int) ->
         tally = Tally()
         client = Client(services.url, services.admin_token, tally, time.monotonic() + 240)
         schedule = plan(rng)
-        faults = asyncio.create_task(inject(services, schedule, rng))
+        faults = asyncio.create_task(inject(engines, services, schedule, rng))
         issued = int(REQUESTS * 0.6)
         mark("load_started")
         await issue_all(client, rng, issued, CONCURRENCY)
