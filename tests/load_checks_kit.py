@@ -137,6 +137,14 @@ async def _requests(conn: asyncpg.Connection, sent: list[Sent], verdict: Verdict
         r["status"] for r in await conn.fetch("SELECT status FROM certificate_requests")
     )
     verdict.figures.update({f"requests_{k}": v for k, v in statuses.items()})
+    waits = await conn.fetchrow(
+        """SELECT max(extract(epoch FROM completed_at - created_at)) AS longest,
+                  percentile_cont(0.99) WITHIN GROUP (
+                      ORDER BY extract(epoch FROM completed_at - created_at)) AS p99
+        FROM certificate_requests WHERE completed_at IS NOT NULL"""
+    )
+    verdict.figures["longest_wait_ms"] = round(float(waits["longest"] or 0) * 1000)
+    verdict.figures["p99_wait_ms"] = round(float(waits["p99"] or 0) * 1000)
     verdict.check(
         statuses.get("pending", 0) == 0, f"{statuses.get('pending')} requests stuck pending"
     )

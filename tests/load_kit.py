@@ -48,7 +48,7 @@ class Tally:
     """When (time.monotonic()) each answer to retry came: 5xx, 429 or a transport error."""
 
 
-DOWN_FOR = 5.0
+DOWN_FOR = 30.0
 """Seconds an api process that refused a connection is left out (as a load balancer's passive
 health check does), when another one remains."""
 
@@ -86,6 +86,8 @@ class Client:
             try:
                 response = await self._http.request(method, url, json=body, headers=headers)
                 self._tally.answers[str(response.status_code)] += 1
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    self._tally.answers["503 without Retry-After"] += 1
                 if response.status_code < 500 and response.status_code != 429:
                     sent.status = response.status_code
                     sent.body = response.json() if response.content else {}

@@ -149,6 +149,7 @@ async def mixed_load(
         if any(leftovers.values()):
             problems.append(f"still in flight: {leftovers}")
         server_errors = {k: v for k, v in tally.answers.items() if k.startswith("5") and k != "503"}
+        # (a 503 without Retry-After is counted apart, so it is among these)
         if server_errors:
             problems.append(f"answers other than 503 among 5xx: {server_errors}")
         record = {

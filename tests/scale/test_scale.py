@@ -16,6 +16,7 @@ renewer renewed exactly once, no server error other than 503.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,7 +39,8 @@ RENEWER_SCAN = {"CERTFORGE_RENEWER__INTERVAL": "2s"}
 def state() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="cf-scale-", dir="/tmp"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("CERTFORGE_SCALE_KEEP"):  # the services' logs, to read after a run
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _assert_held(record: dict[str, object]) -> None:
@@ -144,7 +146,8 @@ async def test_throughput(state: Path, replicas: int) -> None:
             return None
 
         run = Run(services, f"throughput-{replicas}")
-        _assert_held(await mixed_load(run, no_faults, directory=_directory(services)))
+        record = await mixed_load(run, no_faults, requests=1000, directory=_directory(services))
+        _assert_held(record)
     finally:
         nats.stop()
         pg.stop()
