@@ -38,6 +38,19 @@ from certforge.common.template import San
         pytest.param("XN--4CA.example", "xn--4ca.example", id="ok/a-label-case"),
         pytest.param("*.xn--4ca.example", "*.xn--4ca.example", id="ok/wildcard"),
         pytest.param("ab--cd.example", "ab--cd.example", id="ok/other-double-hyphen"),
+        pytest.param("caf\u00e9.example", "xn--caf-dma.example", id="ok/latin-with-accent"),
+        pytest.param("\u03b1\u03b2\u03b3.example", "xn--mxacd.example", id="ok/greek-alone"),
+        pytest.param("\u65e5\u672cabc.example", "xn--abc-s08fl0d.example", id="ok/han-with-latin"),
+        pytest.param(
+            "\u0430\u0440\u0440\u04cf\u0435.ru",
+            "xn--80ak6aa92e.ru",
+            id="ok/cyrillic-lookalikes-in-ru",
+        ),
+        pytest.param(
+            "\u0430\u0440\u0440\u04cf\u0435.\u0440\u0444",
+            "xn--80ak6aa92e.xn--p1ai",
+            id="ok/cyrillic-lookalikes-under-cyrillic-tld",
+        ),
     ],
 )
 def test_dns_name(value: str, expected: str) -> None:
@@ -66,6 +79,14 @@ def test_dns_name(value: str, expected: str) -> None:
         pytest.param("xn--ls8h.example", "A-label", id="fail/a-label-of-a-symbol"),
         pytest.param("xn--1ug.example", "A-label", id="fail/a-label-of-a-joiner"),
         pytest.param("xn--ss-.example", "A-label", id="fail/a-label-of-ascii"),
+        pytest.param("p\u0430ypal.example", "mixes Cyrillic and Latin", id="fail/mixed-cyrillic"),
+        pytest.param("xn--pypal-4ve.example", "U+0430", id="fail/mixed-cyrillic-a-label"),
+        pytest.param("\u03bfpen.example", "mixes Greek and Latin", id="fail/mixed-greek"),
+        pytest.param("\u0430\u03b2.example", "Cyrillic and Greek", id="fail/cyrillic-with-greek"),
+        pytest.param(
+            "\u0430\u0440\u0440\u04cf\u0435.example.com", "look like Latin", id="fail/whole-script"
+        ),
+        pytest.param("xn--80ak6aa92e.com", "look like Latin", id="fail/whole-script-a-label"),
     ],
 )
 def test_names_spelt_to_deceive_are_refused_naming_why(value: str, reason: str) -> None:

@@ -39,6 +39,20 @@ DEVIATIONS = {"\u00df": "ss", "\u03c2": "\u03c3", "\u200c": "", "\u200d": ""}
 
 MAX_NAME_LENGTH = 253
 
+LATIN_LOOKALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
+"""Scripts with letters that look like Latin ones: a label may not mix them with Latin letters,
+or with one another (UTS 39 "highly restrictive" allows only Latin with Han, Kana or Hangul)."""
+
+CYRILLIC_LATIN_LOOKALIKES = frozenset(
+    "\u0430\u0441\u0501\u0435\u04bb\u0456\u0458\u04cf\u043e\u0440\u051b"
+    "\u0455\u051d\u0445\u0443\u044a\u044c\u04bd\u043f\u0433\u0475\u0461"
+)
+"""Lower-case Cyrillic letters that read as the Latin a c d e h i j l o p q s w x y b b e n r v w
+(in that order): Chromium's IDN spoof checker's set."""
+
+CYRILLIC_CC_TLDS = frozenset({"ru", "su", "ua", "by", "bg", "kz", "kg", "mk", "mn", "rs", "tj"})
+"""Country domains of countries that write Cyrillic, where an all-Cyrillic label is expected."""
+
 
 @lru_cache(maxsize=8192)
 def dns_name(value: str) -> str:
@@ -58,7 +72,7 @@ def dns_name(value: str) -> str:
         if label == "*" and index == 0 and len(labels) > 2:
             continue
         if label.startswith("xn--"):
-            _check_a_label(label, value)
+            _check_a_label(label, value, labels[-1])
         if not _LABEL.match(label):
             raise ValueError(f"invalid DNS name {value!r}")
     return name
@@ -184,7 +198,7 @@ def _uts46(c: str) -> str | None:
         return None
 
 
-def _check_a_label(label: str, value: str) -> None:
+def _check_a_label(label: str, value: str, tld: str) -> None:
     try:
         u_label = idna.ulabel(label)
         valid = idna.alabel(u_label).decode("ascii") == label
@@ -200,6 +214,56 @@ def _check_a_label(label: str, value: str) -> None:
         refused = _refusal(c)
         if refused:
             raise ValueError(f"invalid DNS name {value!r}: A-label {label!r}: {refused}")
+    confusable = _confusable(u_label, tld)
+    if confusable:
+        raise ValueError(f"invalid DNS name {value!r}: {label!r} ({u_label}) {confusable}")
+
+
+def _script(c: str) -> str:
+    """The script of a letter, as far as look-alikes of Latin go: `LATIN`, one of
+    `LATIN_LOOKALIKE_SCRIPTS`, or `OTHER` (digits, `-` and every other script)."""
+    if c.isascii():
+        return "LATIN" if c.isalpha() else "OTHER"
+    word = unicodedata.name(c, "").split(" ", 1)[0]
+    return word if word == "LATIN" or word in LATIN_LOOKALIKE_SCRIPTS else "OTHER"
+
+
+def _confusable(u_label: str, tld: str) -> str | None:
+    """Why a label reads as another one, or None (UTS 39 §5.1-5.2, as browsers apply it):
+
+    - it mixes Latin letters with those of a script whose letters look like Latin ones
+      (`paypal` with U+0430, the Cyrillic `a`), or two such scripts;
+    - every letter is a Cyrillic one that looks like a Latin letter (`apple` written with
+      U+0430 U+0440 U+0440 U+04CF U+0435), under a top-level domain that is not Cyrillic
+      (Chromium's IDN rule)."""
+    scripts = {_script(c) for c in u_label} - {"OTHER"}
+    lookalike = sorted(scripts & set(LATIN_LOOKALIKE_SCRIPTS))
+    if lookalike and len(scripts) > 1:
+        odd = next(c for c in u_label if _script(c) in lookalike)
+        mixed = " and ".join(name.title() for name in sorted(scripts))
+        return f"mixes {mixed} letters ({_describe(odd)})"
+    letters = [c for c in u_label if c.isalpha()]
+    if (
+        letters
+        and all(c in CYRILLIC_LATIN_LOOKALIKES for c in letters)
+        and not _cyrillic_domain(tld)
+    ):
+        return (
+            "is written only with Cyrillic letters that look like Latin ones, under a "
+            "top-level domain that is not Cyrillic"
+        )
+    return None
+
+
+def _cyrillic_domain(tld: str) -> bool:
+    if tld in CYRILLIC_CC_TLDS:
+        return True
+    if not tld.startswith("xn--"):
+        return False
+    try:
+        return any(_script(c) == "CYRILLIC" for c in idna.ulabel(tld))
+    except UnicodeError:
+        return False
 
 
 def _describe(c: str) -> str:
