@@ -148,6 +148,15 @@ async def test_rekey_with_a_scheduled_take_over(admin: httpx.AsyncClient, api_ap
     openssl_verify(e.root["certificate"], [rekeyed["certificate"]], fresh["pem"])
     body = ok(await admin.get(f"{API}/cas/{rekeyed['id']}"))
     assert body["took_over_at"] is not None
+    events = ok(
+        await admin.get(
+            f"{API}/audit-events",
+            params={"action": "ca.take_over", "resource_id": rekeyed["id"]},
+        )
+    )["items"]
+    assert [(e["actor_name"], e["details"]["scheduled"]) for e in events] == [
+        ("certforge-renewer", True)
+    ], "the take-over on schedule is in the audit log, done by the renewer"
 
 
 async def test_root_rollover_bundles_hold_the_old_and_the_new_root(

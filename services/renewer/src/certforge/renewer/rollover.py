@@ -16,9 +16,33 @@ from sqlmodel import col, select
 
 from certforge.common.ca_rollover import take_over
 from certforge.common.db.engine import SessionFactory
-from certforge.common.db.tables import CertificateAuthority
+from certforge.common.db.tables import AuditEvent, CertificateAuthority
 
 log = logging.getLogger(__name__)
+
+
+ACTOR = "certforge-renewer"
+"""Who the audit log names for a take-over done on schedule: no person asked for it then."""
+
+
+def _audit_entry(successor: CertificateAuthority, moved: int, now: datetime) -> AuditEvent:
+    """The same action as `POST /cas/{id}/take-over`, done by the renewer when the time came,
+    in the transaction that moves the profiles."""
+    return AuditEvent(
+        occurred_at=now,
+        actor_name=ACTOR,
+        action="ca.take_over",
+        resource_type="ca",
+        resource_id=str(successor.id),
+        outcome="success",
+        details={
+            "takes_over_at": successor.takes_over_at.isoformat()
+            if successor.takes_over_at
+            else None,
+            "profiles_moved": moved,
+            "scheduled": True,
+        },
+    )
 
 
 class ScheduledTakeOvers:
@@ -43,6 +67,7 @@ class ScheduledTakeOvers:
             ).all()
             for successor in due:
                 moved = await take_over(session, successor, now)
+                session.add(_audit_entry(successor, moved, now))
                 log.info("CA %s took over %d profile(s) as scheduled", successor.name, moved)
         return len(due)
 
