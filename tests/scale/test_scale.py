@@ -16,6 +16,7 @@ renewer renewed exactly once, no server error other than 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -110,11 +111,21 @@ async def test_postgres_fails_over_to_its_standby(state: Path) -> None:
         pair.stop()
 
 
-async def test_two_of_each_service_one_killed(state: Path) -> None:
+@contextlib.contextmanager
+def _one_of_each(state: Path) -> Iterator[tuple[str, str]]:
+    """One PostgreSQL and one NATS server: (admin database URL, NATS URL)."""
     pg = start_postgres(state / "pg")
     nats = start_nats(state / "nats")
     try:
-        services = await Services.create(pg.url, nats.url, "replicas", state / "run", replicas=2)
+        yield pg.url, nats.url
+    finally:
+        nats.stop()
+        pg.stop()
+
+
+async def test_two_of_each_service_one_killed(state: Path) -> None:
+    with _one_of_each(state) as (pg_url, nats_url):
+        services = await Services.create(pg_url, nats_url, "replicas", state / "run", replicas=2)
         services.extra_env = RENEWER_SCAN
 
         async def faults(note: Callable[[str], None]) -> None:
@@ -126,19 +137,14 @@ async def test_two_of_each_service_one_killed(state: Path) -> None:
 
         run = Run(services, "replicas")
         _assert_held(await mixed_load(run, faults, directory=_directory(services)))
-    finally:
-        nats.stop()
-        pg.stop()
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
 async def test_throughput(state: Path, replicas: int) -> None:
     """The same load without faults; the figure is in the record (`issued_per_s`)."""
-    pg = start_postgres(state / "pg")
-    nats = start_nats(state / "nats")
-    try:
+    with _one_of_each(state) as (pg_url, nats_url):
         services = await Services.create(
-            pg.url, nats.url, f"throughput{replicas}", state / "run", replicas=replicas
+            pg_url, nats_url, f"throughput{replicas}", state / "run", replicas=replicas
         )
         services.extra_env = RENEWER_SCAN
 
@@ -148,9 +154,6 @@ async def test_throughput(state: Path, replicas: int) -> None:
         run = Run(services, f"throughput-{replicas}")
         record = await mixed_load(run, no_faults, requests=1000, directory=_directory(services))
         _assert_held(record)
-    finally:
-        nats.stop()
-        pg.stop()
 
 
 def _directory(services: Services) -> Path:
