@@ -291,7 +291,8 @@ async def test_roles_and_tenancy(
     key = ok(await app_admin.post(f"{url}/eab-keys", json={"name": "ci"}), 201)
     for reader in (operator, auditor):
         assert ok(await reader.get(url))["enabled"] is True
-        assert [k["key_id"] for k in ok(await reader.get(f"{url}/eab-keys"))] == [key["key_id"]]
+        listed = ok(await reader.get(f"{url}/eab-keys"))
+        assert [k["key_id"] for k in listed["items"]] == [key["key_id"]]
         assert ok(await reader.get(f"{url}/eab-keys/{key['key_id']}"))["status"] == "unused"
         problem(await reader.put(url, json={"enabled": False}), 403)
         problem(await reader.post(f"{url}/eab-keys", json={}), 403)
@@ -363,7 +364,7 @@ async def test_eab_key_shown_once_sealed_never_logged(
     assert second["key_id"] != key_id
     assert second["hmac_key"] != secret
 
-    listed = ok(await admin.get(url))
+    listed = ok(await admin.get(url))["items"]
     assert [k["key_id"] for k in listed] == [second["key_id"], key_id]
     assert all(set(k) == set(shown) for k in listed)
     assert secret not in r.text.replace(secret, "", 1), "the secret appears once in its answer"
@@ -389,6 +390,21 @@ async def test_eab_key_shown_once_sealed_never_logged(
     for text in (secret, standard, raw.hex()):
         assert not any(text in repr(e.details) for e in everything), "secret in the audit log"
         assert text not in caplog.text, "secret in the logs"
+
+
+async def test_eab_keys_are_listed_in_pages_newest_first(
+    admin: httpx.AsyncClient, profiles: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """EAB key ids are text, not UUIDs: the cursor carries one and reads it back."""
+    profile = profiles[0]
+    url = f"{enrollment_url(await attached_app(admin, profile), profile['slug'])}/eab-keys"
+    made = [ok(await admin.post(url, json={"name": f"k{i}"}), 201)["key_id"] for i in range(3)]
+    first = ok(await admin.get(url, params={"limit": 2}))
+    assert [k["key_id"] for k in first["items"]] == made[::-1][:2]
+    rest = ok(await admin.get(url, params={"limit": 2, "cursor": first["next_cursor"]}))
+    assert [k["key_id"] for k in rest["items"]] == made[:1]
+    assert rest["next_cursor"] is None
+    problem(await admin.get(url, params={"cursor": "bm90IGEgY3Vyc29y"}), 400, "cursor")
 
 
 async def test_revoke_eab_key(

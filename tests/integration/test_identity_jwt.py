@@ -26,7 +26,7 @@ from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, RSAKey
 
-from admin_kit import API, ClientFor, create_identity, ok, put_member, uid
+from admin_kit import API, ClientFor, create_identity, every, ok, put_member, uid
 from certforge.common.db.tables import AuditEvent
 from issuance_kit import audit_events, enroll, issue, new_request_id
 
@@ -195,7 +195,7 @@ async def test_github_actions_token_logs_in_and_issues_a_certificate(
     cert = x509.load_pem_x509_certificate(issued["certificate"]["certificate"].encode())
     assert cert.subject.rfc4514_string() == "CN=shop.example.com"
 
-    tokens = ok(await admin.get(f"{API}/identities/{machine['id']}/tokens"))
+    tokens = await every(admin, f"{API}/identities/{machine['id']}/tokens")
     access = [t for t in tokens if t["kind"] == "access"]
     assert len(access) == 2
     assert {t["auth_method_id"] for t in access} == {machine["method"]["id"]}

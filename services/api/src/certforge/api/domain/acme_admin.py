@@ -32,7 +32,7 @@ from certforge.api.domain.common import (
     by_slug_or_id,
     commit,
 )
-from certforge.api.domain.paging import after_cursor
+from certforge.api.domain.paging import PageRequest, after_cursor, keyset_page
 from certforge.api.schemas.acme import (
     AccountStatus,
     AcmeAccountDetail,
@@ -50,7 +50,7 @@ from certforge.api.schemas.acme import (
     OrderStatus,
 )
 from certforge.api.schemas.applications import AttachmentPublic
-from certforge.api.schemas.common import encode_cursor
+from certforge.api.schemas.common import Page, encode_cursor
 from certforge.common.acme import b64url, eab_key_aad
 from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.tables import (
@@ -168,16 +168,23 @@ async def create_eab_key(
 
 
 async def list_eab_keys(
-    session: AsyncSession, actor: Actor, ref: str, profile_ref: str
-) -> list[EabKeyPublic]:
-    """Newest first, without their secrets."""
+    session: AsyncSession, actor: Actor, ref: str, profile_ref: str, page: PageRequest
+) -> Page[EabKeyPublic]:
+    """Newest first, without their secrets (one per ACME client onboarded: it grows, so it is
+    paged like every other list; key ids are text, hence `id_type=str`)."""
     app, profile, _ = await attached(session, actor, ref, profile_ref, READ_ROLES)
-    rows = await session.exec(
-        select(AcmeEabKey)
-        .where(AcmeEabKey.application_id == app.id, AcmeEabKey.profile_id == profile.id)
-        .order_by(col(AcmeEabKey.created_at).desc(), col(AcmeEabKey.id).desc())
+    rows, cursor = await keyset_page(
+        session,
+        select(AcmeEabKey).where(
+            AcmeEabKey.application_id == app.id, AcmeEabKey.profile_id == profile.id
+        ),
+        col(AcmeEabKey.created_at),
+        col(AcmeEabKey.id),
+        page,
+        lambda k: (k.created_at, k.id),
+        id_type=str,
     )
-    return [eab_key_public(k) for k in rows]
+    return Page(items=[eab_key_public(k) for k in rows], next_cursor=cursor)
 
 
 async def _eab_key(

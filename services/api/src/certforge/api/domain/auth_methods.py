@@ -176,10 +176,6 @@ async def delete(
     await commit(session)
 
 
-async def list_tokens(session: AsyncSession, identity_id: UUID) -> list[ApiToken]:
-    return await of_identity(session, ApiToken, identity_id)
-
-
 # --- the issuers' keys -------------------------------------------------------------------------
 
 

@@ -73,6 +73,26 @@ async def list_all(session: AsyncSession, page: PageRequest) -> Page[IdentityPub
     return Page(items=[public(i) for i in rows], next_cursor=cursor)
 
 
+async def list_tokens(
+    session: AsyncSession, identity_id: UUID, page: PageRequest
+) -> Page[TokenPublic]:
+    """An identity's static, access and console session tokens, newest first, without their
+    secrets: one per sign-in, so the list grows with use and is paged like every other."""
+    await get_or_404(session, Identity, identity_id, "identity", "identity_id")
+    rows, cursor = await keyset_page(
+        session,
+        select(ApiToken).where(ApiToken.identity_id == identity_id),
+        col(ApiToken.created_at),
+        col(ApiToken.id),
+        page,
+        lambda t: (t.created_at, t.id),
+    )
+    return Page(
+        items=[TokenPublic.model_validate(t, from_attributes=True) for t in rows],
+        next_cursor=cursor,
+    )
+
+
 async def detail(session: AsyncSession, identity_id: UUID) -> IdentityDetail:
     identity = await get_or_404(session, Identity, identity_id, "identity", "identity_id")
     tokens = await session.exec(

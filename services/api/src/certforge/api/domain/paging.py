@@ -48,13 +48,16 @@ PageDep = Annotated[PageRequest, Depends(page_request)]
 """The `limit` and `cursor` query parameters of a list endpoint."""
 
 
-def after_cursor(created: Any, row_id: Any, cursor: str | None) -> list[sa.ColumnElement[bool]]:
-    """The WHERE clause that starts a newest-first page after `cursor` (none for the first)."""
+def after_cursor(
+    created: Any, row_id: Any, cursor: str | None, id_type: Callable[[str], Any] = UUID
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clause that starts a newest-first page after `cursor` (none for the first).
+    `id_type` reads the cursor's row id (a UUID for most tables; `str` for text keys)."""
     if cursor is None:
         return []
     created_at, last_id = decode_cursor(cursor)
     try:
-        last = UUID(last_id)
+        last = id_type(last_id)
     except ValueError:
         raise InvalidInput.on_field("cursor", "not a cursor returned by this API") from None
     if created_at.tzinfo is None:  # never made by encode_cursor: the page would be a guess
@@ -68,12 +71,13 @@ async def keyset_page(
     created: Any,
     row_id: Any,
     page: PageRequest,
-    key: Callable[[Any], tuple[datetime, UUID]],
+    key: Callable[[Any], tuple[datetime, Any]],
+    id_type: Callable[[str], Any] = UUID,
 ) -> tuple[list[Any], str | None]:
     """One page of `query`'s rows, newest first by (`created`, `row_id`), and the next cursor
     (None on the last page). `key` reads a row's (created_at, id) for the cursor."""
     ordered = (
-        query.where(*after_cursor(created, row_id, page.cursor))
+        query.where(*after_cursor(created, row_id, page.cursor, id_type))
         .order_by(created.desc(), row_id.desc())
         .limit(page.limit + 1)
     )

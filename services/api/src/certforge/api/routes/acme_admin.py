@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from certforge.api.deps import ActorDep, AuditDep, ContextDep, SessionDep
 from certforge.api.domain import acme_admin
 from certforge.api.domain.acme_enrollment import public_origin
+from certforge.api.domain.paging import PageDep
 from certforge.api.routes import API_PREFIX
 from certforge.api.schemas.acme import (
     AccountStatus,
@@ -84,10 +85,10 @@ async def create_eab_key(
 
 @router.get(f"{_ENROLLMENT}/eab-keys", name="application.enrollment.acme.eab_key.list")
 async def list_eab_keys(
-    app: str, profile: str, session: SessionDep, actor: ActorDep
-) -> list[EabKeyPublic]:
+    app: str, profile: str, session: SessionDep, actor: ActorDep, page: PageDep
+) -> Page[EabKeyPublic]:
     """Newest first; the HMAC keys are never shown again."""
-    return await acme_admin.list_eab_keys(session, actor, app, profile)
+    return await acme_admin.list_eab_keys(session, actor, app, profile, page)
 
 
 @router.get(f"{_ENROLLMENT}/eab-keys/{{key_id}}", name="application.enrollment.acme.eab_key.get")

@@ -102,11 +102,10 @@ async def revoke_token(
     summary="List an identity's static and access tokens (without secrets)",
 )
 async def list_tokens(
-    identity_id: UUID, session: SessionDep, _: ProductAdminDep
-) -> list[TokenPublic]:
-    """Static and access tokens of the identity, without their secrets."""
-    rows = await auth_methods.list_tokens(session, identity_id)
-    return [TokenPublic.model_validate(t, from_attributes=True) for t in rows]
+    identity_id: UUID, session: SessionDep, _: ProductAdminDep, page: PageDep
+) -> Page[TokenPublic]:
+    """Static, access and session tokens of the identity, newest first, without their secrets."""
+    return await identities.list_tokens(session, identity_id, page)
 
 
 @router.post(

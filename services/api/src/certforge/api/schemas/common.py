@@ -83,7 +83,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def encode_cursor(created_at: datetime, row_id: UUID | int) -> str:
+def encode_cursor(created_at: datetime, row_id: UUID | int | str) -> str:
     raw = orjson.dumps([created_at.isoformat(), str(row_id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
