@@ -46,7 +46,8 @@ def engines() -> Iterator[Engines]:
         yield engines
     finally:
         engines.stop()
-        shutil.rmtree(state, ignore_errors=True)
+        if not os.environ.get("CERTFORGE_FAULT_KEEP"):  # the services' logs, to read after
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def plan(rng: random.Random) -> list[tuple[float, str]]:
@@ -144,8 +145,9 @@ async def test_faults_lose_and_duplicate_nothing(engines: Engines, seed: int) ->
         mark("all_answered")
         done = await faults
         await client.close()
-        for name, _ in list(services.exited()):  # a service that died on its own is a finding
-            pytest.fail(f"{name} exited by itself: see {services.logs}/{name}.log")
+        for name, code in list(services.exited()):  # one that died on its own is a finding
+            log = (services.logs / f"{name}.log").read_text(errors="replace")
+            pytest.fail(f"{name} exited by itself ({code}); the end of its log:\n{log[-4000:]}")
         leftovers = await settle(services.database_url, engines.nats.url, services.namespace, 180)
         recovered = time.monotonic() - started
         mark("settled")

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from certforge.common.backoff import backoff_delay
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.settings import NatsSettings
 
 log = logging.getLogger(__name__)
 
 EVENTS_MAX_AGE_SECONDS = 7 * 86400
+T = TypeVar("T")
 
 
 def stream_configs(subjects: Subjects, settings: NatsSettings) -> list[StreamConfig]:
@@ -71,6 +76,28 @@ async def delete_streams(js: JetStreamContext, subjects: Subjects, settings: Nat
         assert config.name is not None
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(config.name)
+
+
+async def when_reachable(
+    attempt: Callable[[], Awaitable[T]], log: logging.Logger, what: str = "NATS"
+) -> T:
+    """`attempt()`, tried again with a growing pause (0.5 s to 5 s) while it fails: a service
+    started while NATS restarts, is paused or elects a stream leader comes up when NATS is back,
+    instead of exiting for its supervisor to notice (the fault suite caught a syncer started
+    while NATS was paused exiting so). Each attempt must be safe to repeat."""
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:  # nats-py raises many kinds; any failure here means "not yet"
+            failures += 1
+            delay = backoff_delay(failures, base=0.5, cap=5.0)
+            log.warning("%s not reachable (%s); retrying in %.1f s", what, _reason(exc), delay)
+            await asyncio.sleep(delay)
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def server_list(url: str) -> list[str]:

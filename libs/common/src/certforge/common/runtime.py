@@ -20,13 +20,14 @@ import uvicorn
 import uvloop
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certforge.common.contracts.subjects import Subjects
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.db.pool import LazyPool
 from certforge.common.health import LEGACY, LIVE, READY, is_ready, readiness
-from certforge.common.messaging import ensure_streams, server_list
+from certforge.common.messaging import ensure_streams, server_list, when_reachable
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
 from certforge.common.settings import CommonSettings
@@ -83,6 +84,13 @@ class Worker:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _connect(self) -> JetStreamContext:
+        """Connect (a no-op once connected) and declare the streams: safe to repeat."""
+        connection = await self.broker.connect()
+        js = connection.jetstream()
+        await ensure_streams(js, self.subjects, self.settings.nats)
+        return js
+
     def wake_relay(self) -> None:
         """Call after committing outbox rows, so they are published now, not at the next poll."""
         if self.relay is not None:
@@ -100,9 +108,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
 
-        await self.broker.connect()
-        js = self.broker.connection.jetstream()
-        await ensure_streams(js, self.subjects, self.settings.nats)
+        js = await when_reachable(self._connect, log)
         await self.broker.start()
         self.relay = OutboxRelay(self.database, js, self.settings.outbox)
         relay = asyncio.create_task(self.relay.run(), name="outbox-relay")

@@ -60,7 +60,7 @@ from certforge.common.crypto.envelope import KeyRing
 from certforge.common.db.engine import SessionFactory, create_engine, session_factory
 from certforge.common.db.pool import LazyPool
 from certforge.common.health import LEGACY, LIVE, READY, is_ready, readiness
-from certforge.common.messaging import connect, ensure_streams
+from certforge.common.messaging import connect, ensure_streams, when_reachable
 from certforge.common.metrics import exposition
 from certforge.common.outbox import OutboxRelay
 from certforge.common.tracing import setup_tracing
@@ -90,9 +90,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         db = await database.get_when_reachable(log)
         subjects = Subjects(settings.nats.namespace)
-        nats = await connect(settings.nats_url, name="certforge-api")
+        nats = await when_reachable(lambda: connect(settings.nats_url, name="certforge-api"), log)
         js = nats.jetstream()
-        await ensure_streams(js, subjects, settings.nats)
+        await when_reachable(lambda: ensure_streams(js, subjects, settings.nats), log)
         relay = OutboxRelay(database, js, settings.outbox)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         assert settings.leaf_keks is not None
