@@ -238,3 +238,28 @@ async def test_the_revoked_event_also_makes_replicas_forget(
         return memory.get(key, datetime.now(UTC)) is None
 
     await eventually(forgotten, what="the second replica forgot the answer")
+
+
+def _counted(text: str, method: str, route: str, status: int) -> float:
+    prefix = f'certforge_http_requests_total{{method="{method}",route="{route}",status="{status}"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def test_answers_from_memory_are_counted_under_the_routes_templates(
+    pki: Pki, anonymous: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    """The fast path answers without the app's middleware, yet a dashboard sees one OCSP and
+    CRL rate: its answers are counted under the same route templates as the app's."""
+    leaf, _ = await pki.leaf("counted")
+    path = pki.get_path(leaf)
+    crl = f"/api/v1/cas/{pki.ca_id}/crl"
+    assert (await anonymous.get(path)).status_code == 200  # the app signs and remembers
+    assert (await anonymous.get(crl)).status_code == 200
+    ocsp_route, crl_route = "/ocsp/{ca_id}/{encoded:path}", "/api/v1/cas/{ca_id}/crl"
+    before = (await admin.get("/metrics")).text
+    for _ in range(3):
+        assert (await anonymous.get(path)).status_code == 200
+        assert (await anonymous.get(crl)).status_code == 200
+    after = (await admin.get("/metrics")).text
+    assert _counted(after, "GET", ocsp_route, 200) - _counted(before, "GET", ocsp_route, 200) == 3
+    assert _counted(after, "GET", crl_route, 200) - _counted(before, "GET", crl_route, 200) == 3

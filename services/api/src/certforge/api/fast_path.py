@@ -7,6 +7,11 @@ relying party's check needs none of them (public, no body to limit but the POST'
 Anything this path cannot answer from memory (a first request, a nonce, another CertID hash, an
 error to report as a problem document) goes on to the app unchanged, whose routes load, sign and
 remember (`routes/ocsp.py`, `routes/crls.py`); the answer logic is theirs, not a copy.
+
+What it answers still counts in `certforge_http_requests_total` and the duration histogram,
+under the route templates the app's routes have, so a dashboard sees one OCSP rate whichever
+path answered (no trace span and no request id: a relying party's check is not a request
+anyone will quote).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from certforge.api.domain import crls
 from certforge.api.domain.ocsp import from_memory
 from certforge.api.ocsp import decode_get
 from certforge.api.revocation_http import Conditions, Reply, crl_reply, ocsp_reply
-from certforge.common.contracts.routes import API_PREFIX, OCSP_PREFIX
+from certforge.common.contracts.routes import API_PREFIX, CA_CRL, OCSP, OCSP_PREFIX
+from certforge.common.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -30,6 +36,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _OCSP = OCSP_PREFIX + "/"
 _CAS = API_PREFIX + "/cas/"
+
+OCSP_GET_ROUTE = OCSP_PREFIX + OCSP + "/{encoded:path}"
+OCSP_POST_ROUTE = OCSP_PREFIX + OCSP
+CRL_ROUTE = API_PREFIX + CA_CRL
+CRL_PEM_ROUTE = API_PREFIX + CA_CRL + ".pem"
+"""The templates of the app's routes for the same requests (`routes/ocsp.py`, `routes/crls.py`)."""
+
+
+def _count(route: str, method: str, status: int, started: float) -> None:
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
 
 
 class RevocationFastPath:
@@ -39,27 +56,35 @@ class RevocationFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            started = time.perf_counter()
             path: str = scope["path"]
             if path.startswith(_OCSP):
-                if scope["method"] == "GET" and await self._ocsp_get(scope, path, send):
+                if scope["method"] == "GET" and await self._ocsp_get(scope, path, send, started):
                     return
                 if scope["method"] == "POST":
-                    receive = await self._ocsp_post(scope, path, receive, send)
+                    receive = await self._ocsp_post(scope, path, receive, send, started)
                     if receive is _ANSWERED:
                         return
-            elif path.startswith(_CAS) and await self._crl(scope, path, send):
+            elif path.startswith(_CAS) and await self._crl(scope, path, send, started):
                 return
         await self.app(scope, receive, send)
 
-    async def _ocsp_get(self, scope: Scope, path: str, send: Send) -> bool:
+    async def _ocsp_get(self, scope: Scope, path: str, send: Send, started: float) -> bool:
         ca_ref, slash, encoded = path[len(_OCSP) :].partition("/")
         context = _context(scope)
         der = decode_get(encoded) if slash and context is not None else None
         if der is None or context is None:
             return False
-        return await self._ocsp(context, ca_ref, der, _conditions(scope), send)
+        reply = self._ocsp(context, ca_ref, der, _conditions(scope))
+        if reply is None:
+            return False
+        await _send(send, reply)
+        _count(OCSP_GET_ROUTE, "GET", reply.status, started)
+        return True
 
-    async def _ocsp_post(self, scope: Scope, path: str, receive: Receive, send: Send) -> Receive:
+    async def _ocsp_post(
+        self, scope: Scope, path: str, receive: Receive, send: Send, started: float
+    ) -> Receive:
         """Answer from memory if possible; else a `receive` that replays the body read."""
         ca_ref = path[len(_OCSP) :]
         context = _context(scope)
@@ -76,27 +101,24 @@ class RevocationFastPath:
                 return _replaying(body, message, receive)
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        if await self._ocsp(context, ca_ref, body, None, send):
-            return _ANSWERED
-        return _replaying(body, None, receive)
+        reply = self._ocsp(context, ca_ref, body, None)
+        if reply is None:
+            return _replaying(body, None, receive)
+        await _send(send, reply)
+        _count(OCSP_POST_ROUTE, "POST", reply.status, started)
+        return _ANSWERED
 
-    async def _ocsp(
-        self,
-        context: ApiContext,
-        ca_ref: str,
-        der: bytes,
-        conditions: Conditions | None,
-        send: Send,
-    ) -> bool:
+    def _ocsp(
+        self, context: ApiContext, ca_ref: str, der: bytes, conditions: Conditions | None
+    ) -> Reply | None:
         now = datetime.now(UTC)
         answer = from_memory(context.ocsp, ca_ref, der, now)
         if answer is None:
-            return False
+            return None
         limit = context.settings.ocsp_response_validity_seconds
-        await _send(send, ocsp_reply(answer.der, answer.prepared, now, limit, conditions))
-        return True
+        return ocsp_reply(answer.der, answer.prepared, now, limit, conditions)
 
-    async def _crl(self, scope: Scope, path: str, send: Send) -> bool:
+    async def _crl(self, scope: Scope, path: str, send: Send, started: float) -> bool:
         ca_ref, slash, name = path[len(_CAS) :].partition("/")
         context = _context(scope)
         wanted = scope["method"] == "GET" and slash and name in ("crl", "crl.pem")
@@ -111,7 +133,9 @@ class RevocationFastPath:
         if served is None:
             return False
         now = datetime.now(UTC)
-        await _send(send, crl_reply(served, name == "crl.pem", now, _conditions(scope)))
+        reply = crl_reply(served, name == "crl.pem", now, _conditions(scope))
+        await _send(send, reply)
+        _count(CRL_PEM_ROUTE if name == "crl.pem" else CRL_ROUTE, "GET", reply.status, started)
         return True
 
 
