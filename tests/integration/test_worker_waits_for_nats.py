@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +37,10 @@ def _nats(port: int, store: Path | None) -> subprocess.Popen[bytes]:
     raise RuntimeError("nats-server did not start")
 
 
-@pytest.fixture
-def port() -> Iterator[int]:
-    yield free_port()
-
-
 async def test_a_worker_waits_for_jetstream_then_starts(
-    backends: Backends, env_for: None, tmp_path: Path, port: int
+    backends: Backends, env_for: None, tmp_path: Path
 ) -> None:
+    port = free_port()
     url = f"nats://127.0.0.1:{port}"
     settings = CommonSettings(
         nats_url=url,
