@@ -120,14 +120,19 @@ class SyncTasks:
         loaded = await self._load(task)
         if loaded is None:
             return ACK  # the sync or the certificate was deleted meanwhile
-        if loaded.certificate.renewed_by_id is not None:
-            # Superseded by its renewal. A push: the renewal's own task pushes that one. A
-            # removal (the replaced certificate revoked or expired): the object holds the
-            # renewal now; keep it.
-            return ACK
-        if task.action == "push" and loaded.certificate.status == "revoked":
-            # Revoked before its push ran (a late or redelivered task): never push it; the
-            # revocation's own removal task takes care of the lineage.
+        stale = loaded.certificate.renewed_by_id is not None or (
+            task.action == "push" and loaded.certificate.status == "revoked"
+        )
+        if stale:
+            # Superseded by its renewal (a push: the renewal's own task pushes that one; a
+            # removal of the replaced certificate: the object holds the renewal now, keep it),
+            # or revoked before its push ran (never push it: the revocation's own removal task
+            # takes care of the lineage). But a redelivered push may have written to the
+            # destination in an earlier delivery that died before recording it (the syncer
+            # killed, the database failing over), after the task that it now lags behind:
+            # queue the lineage's current state again (pushing or removing twice is no error).
+            if task.action == "push" and attempt > 1:
+                await self._catch_up(loaded, task)
             return ACK
         if not loaded.sync.enabled:
             await self._record(loaded, task, "skipped", error="the sync is disabled")
@@ -342,6 +347,31 @@ class SyncTasks:
                 enqueue(session, self._subjects.sync_task, _removal(task))
         if event:
             self._after_commit()
+
+    async def _catch_up(self, loaded: _Loaded, task: SyncCertificate) -> None:
+        """Queue the task for the lineage's newest certificate: push it if it is active,
+        remove it if it is revoked and the sync removes revoked ones."""
+        async with self._sessions() as session, session.begin():
+            newest = (
+                await session.exec(
+                    select(Certificate).where(
+                        Certificate.lineage_id == task.lineage_id,
+                        col(Certificate.renewed_by_id).is_(None),
+                    )
+                )
+            ).first()
+            if newest is None:
+                return
+            remove = SyncOptions.model_validate(loaded.sync.options).remove_on_revoke
+            if newest.status == "active":
+                update = {"certificate_id": newest.id, "reason": "run"}
+            elif newest.status == "revoked" and remove:
+                update = {"certificate_id": newest.id, "action": "remove", "reason": "revoked"}
+            else:
+                return
+            again: MessageData = task.model_copy(update=update)
+            enqueue(session, self._subjects.sync_task, CloudEvent.wrap(again, source=SOURCE))
+        self._after_commit()
 
     async def _revoked_meanwhile(
         self, session: AsyncSession, loaded: _Loaded, task: SyncCertificate
