@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from admin_kit import API, create_identity, ok, put_member, uid
+from admin_kit import API, create_identity, every, ok, put_member, uid
 from harness import Backends
 from issuance_kit import WAIT, Enrollment, enroll, issue
 
@@ -87,7 +87,7 @@ async def test_a_bound_certificate_authenticates_and_renews_itself(
         assert r.status_code in (201, 202), r.text
         # the renewed certificate no longer authenticates; … and tokens were never involved
         await _wait_until_refused(workload)
-    tokens = ok(await admin.get(f"{API}/identities/{identity['id']}/tokens"))
+    tokens = await every(admin, f"{API}/identities/{identity['id']}/tokens")
     assert len(tokens) == 1  # only the static token made with the identity
 
 

@@ -92,7 +92,7 @@ async def when_reachable(
         except Exception as exc:  # nats-py raises many kinds; any failure here means "not yet"
             failures += 1
             delay = backoff_delay(failures, base=0.5, cap=5.0)
-            log.warning("%s not reachable (%s); retrying in %.1f s", what, _reason(exc), delay)
+            log.warning("%s not ready (%s); retrying in %.1f s", what, _reason(exc), delay)
             await asyncio.sleep(delay)
 
 

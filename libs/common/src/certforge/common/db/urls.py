@@ -4,7 +4,7 @@
 `postgresql://user:password@db-a:5432,db-b:5432/certforge?target_session_attrs=read-write`.
 Several hosts and `target_session_attrs=read-write` make every new connection try each host
 in turn and keep the first that accepts writes: after a failover, connections made again find
-the promoted standby with no change of setting (docs/deployment.md).
+the promoted standby with no change of setting (README, "Beyond one machine").
 
 asyncpg reads that form as it is. SQLAlchemy's URL parser takes one `host:port`; its asyncpg
 dialect takes several as repeated `host` query parameters (`?host=db-a:5432&host=db-b:5432`),
