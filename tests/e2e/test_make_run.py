@@ -26,7 +26,7 @@ from devrun_kit import DEV, START_TIMEOUT, DevRun, DevRuns, clean_env
 from certforge.devstack.ports import free_port, tcp_reachable
 from certforge.devstack.process import pid_alive, read_pid_file
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(240)]
 
 
 def _demo(state_dir: Path, api_port: int) -> str:

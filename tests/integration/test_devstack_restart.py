@@ -30,7 +30,7 @@ from certforge.devstack.process import pid_alive, process_cmdline
 from certforge.devstack.supervisor import ProcessGroup, RestartPolicy
 from harness import Backends, delete_namespace
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(240)]
 
 BIN = Path(sys.executable).parent
 
