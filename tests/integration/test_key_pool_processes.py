@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,47 @@ async def test_issuance_proceeds_while_a_refill_runs(
             await session.exec(
                 sa.delete(PooledKey).where(col(PooledKey.key_algorithm) == ALGORITHM)
             )
+
+
+_PARENT = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+from certforge.issuer.keygen import exit_with_parent
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent, initargs=(os.getpid(),),
+    )
+    print(pool.submit(os.getpid).result(), flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_key_process_leaves_with_its_killed_issuer(tmp_path: Path) -> None:
+    """SIGKILL of the issuer (here a process starting key processes as the pool does) must not
+    leave its key process behind."""
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT)
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    child = int((await asyncio.wait_for(parent.stdout.readline(), timeout=60)).decode())
+    assert _alive(child)
+    parent.kill()
+    await parent.wait()
+    for _ in range(100):
+        if not _alive(child):
+            return
+        await asyncio.sleep(0.1)
+    os.kill(child, 9)
+    raise AssertionError("the key process outlived its killed issuer")

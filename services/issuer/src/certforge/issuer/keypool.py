@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from certforge.common.crypto.keys import PrivateKey, load_stored_private_key
 from certforge.common.db.engine import SessionFactory
 from certforge.common.db.tables import PooledKey
 from certforge.common.domain import KeyAlgorithm
-from certforge.issuer.keygen import generate_key_der
+from certforge.issuer.keygen import exit_with_parent, generate_key_der
 
 if TYPE_CHECKING:
     from certforge.common.db.pool import Connection
@@ -88,6 +89,8 @@ class KeyPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self._settings.processes,
                 mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
