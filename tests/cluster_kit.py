@@ -15,6 +15,7 @@ from pathlib import Path
 import nats
 from nats.js.errors import NotFoundError
 
+from certforge.common.messaging import server_list
 from certforge.devstack import free_port, start_postgres, tcp_reachable
 from certforge.devstack.nats import find_nats_server
 from certforge.devstack.postgres import ManagedPostgres
@@ -110,7 +111,7 @@ class NatsCluster:
     async def leader_of(self, stream: str) -> str | None:
         """The server name of the stream's leader (None while it has none)."""
         client = await nats.connect(
-            self.url.split(","), connect_timeout=2, max_reconnect_attempts=2
+            server_list(self.url), connect_timeout=2, max_reconnect_attempts=2
         )
         try:
             info = await client.jetstream(timeout=5).stream_info(stream)
@@ -121,7 +122,7 @@ class NatsCluster:
         return info.cluster.leader if info.cluster else None
 
     async def replicas_of(self, stream: str) -> int:
-        client = await nats.connect(self.url.split(","), connect_timeout=2)
+        client = await nats.connect(server_list(self.url), connect_timeout=2)
         try:
             info = await client.jetstream(timeout=5).stream_info(stream)
         finally:

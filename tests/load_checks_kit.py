@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from cryptography import x509
 
 from certforge.common.contracts.subjects import Subjects
+from certforge.common.messaging import server_list
 from load_kit import Sent
 
 SETTLED = """
@@ -69,7 +70,7 @@ async def _in_flight(database_url: str, nats_url: str | None, namespace: str) ->
         return {"pending_requests": row["pending_requests"]}
     try:
         client = await nats.connect(
-            nats_url.split(","), connect_timeout=2, max_reconnect_attempts=0
+            server_list(nats_url), connect_timeout=2, max_reconnect_attempts=0
         )
     except Exception:
         return {**row, "nats_unreachable": 1}
@@ -294,7 +295,7 @@ def _acm_holds(acm: Any, row: asyncpg.Record, live: bool) -> bool:
 async def _announced(nats_url: str, namespace: str) -> dict[str, set[str]]:
     """Certificate ids of every `certificate.issued`/`renewed` and `revoked` event in the stream."""
     subjects = Subjects(namespace)
-    client = await nats.connect(nats_url.split(","))
+    client = await nats.connect(server_list(nats_url))
     found: dict[str, set[str]] = {"issued": set(), "revoked": set()}
     try:
         js = client.jetstream()

@@ -18,6 +18,7 @@ from sqlmodel import col
 from certforge.common.crypto.keys import load_private_key_der
 from certforge.common.db.tables import PooledKey
 from certforge.common.domain import KeyAlgorithm
+from certforge.devstack.process import pid_alive
 from certforge.issuer.keypool import KeyPool, KeyPoolSettings
 from issuance_kit import enroll, issue
 from keygen_gate import gated_key_der
@@ -103,14 +104,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def test_a_key_process_leaves_with_its_killed_issuer(tmp_path: Path) -> None:
     """SIGKILL of the issuer (here a process starting key processes as the pool does) must not
     leave its key process behind."""
@@ -121,11 +114,11 @@ async def test_a_key_process_leaves_with_its_killed_issuer(tmp_path: Path) -> No
     )
     assert parent.stdout is not None
     child = int((await asyncio.wait_for(parent.stdout.readline(), timeout=60)).decode())
-    assert _alive(child)
+    assert pid_alive(child)
     parent.kill()
     await parent.wait()
     for _ in range(100):
-        if not _alive(child):
+        if not pid_alive(child):
             return
         await asyncio.sleep(0.1)
     os.kill(child, 9)
